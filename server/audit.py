@@ -1,0 +1,34 @@
+"""The security audit trail: one line per connect, refusal and disconnect.
+
+Lines go to the ``swe_realtime.audit`` logger at INFO as ``key=value`` pairs, so they can be
+grepped or shipped as they are. Tokens are never passed in here, so they cannot leak.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+_log = logging.getLogger("swe_realtime.audit")
+
+
+def _line(action: str, **fields: object) -> None:
+    parts = " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
+    _log.info("%s %s", action, parts)
+
+
+def _quote(value: object) -> str:
+    text = "-" if value is None else str(value)
+    return json.dumps(text) if (not text or any(c in text for c in ' "=')) else text
+
+
+def connected(*, user_id: object, connection_id: str, remote: str, transport: str) -> None:
+    _line("connect", user=user_id, connection=connection_id, remote=remote, transport=transport)
+
+
+def refused(*, code: str, reason: str, remote: str) -> None:
+    _line("refuse", code=code, reason=reason, remote=remote)
+
+
+def disconnected(*, user_id: object, connection_id: str, remote: str, reason: str) -> None:
+    _line("disconnect", user=user_id, connection=connection_id, remote=remote, reason=reason)

@@ -1,0 +1,137 @@
+"""Tokens in, principals out: the only module that knows what a JWT is.
+
+Verification uses an explicit algorithm allow-list taken from the settings (HMAC only with a
+shared secret, RSA/EC only with a public key), so neither ``none`` nor the HS/RS key-confusion
+trick can pass. ``exp`` and ``sub`` are required and ``sub`` must be a UUID.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+import jwt
+
+from server.errors import AuthFailed, AuthMissing
+from server.settings import JwtSettings
+
+MAX_TOKEN_CHARS = 8192
+"""Longer tokens are refused before any parsing: no legitimate claim set comes near it."""
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    SERVICE = "service"
+    AGENT = "agent"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is on the other end of a connection or request, as the token says."""
+
+    user_id: UUID
+    projects: frozenset[UUID]
+    roles: frozenset[Role]
+    expires_at: float
+
+    @property
+    def is_admin(self) -> bool:
+        return Role.ADMIN in self.roles
+
+    def has_any_role(self, roles: Iterable[Role]) -> bool:
+        return not self.roles.isdisjoint(roles)
+
+
+class TokenVerifier:
+    """Verifies tokens against one key; safe to share between connections."""
+
+    def __init__(self, settings: JwtSettings) -> None:
+        self._settings = settings
+
+    def verify(self, token: object) -> Principal:
+        """Return the principal of a valid token; raise AuthMissing or AuthFailed otherwise."""
+        if token is None or token == "":
+            raise AuthMissing()
+        if not isinstance(token, str):
+            raise AuthFailed("Token must be a string")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise AuthFailed("Token is too long")
+        try:
+            claims = jwt.decode(
+                token,
+                self._settings.key,
+                algorithms=list(self._settings.algorithms),
+                issuer=self._settings.issuer,
+                audience=self._settings.audience,
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthFailed("Token has expired") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthFailed(f"Token lacks the required claim {exc.claim!r}") from None
+        except jwt.InvalidIssuerError:
+            raise AuthFailed("Token issuer is not accepted") from None
+        except jwt.InvalidAudienceError:
+            raise AuthFailed("Token audience is not accepted") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthFailed("Token is not valid yet") from None
+        except jwt.InvalidTokenError:
+            raise AuthFailed() from None
+        return _principal(claims)
+
+
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    user_id = _uuid(claims["sub"], "sub")
+    projects = claims.get("projects", [])
+    roles = claims.get("roles", [])
+    if not isinstance(projects, list):
+        raise AuthFailed("Token claim 'projects' must be a list of UUIDs")
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        raise AuthFailed("Token claim 'roles' must be a list of strings")
+    known_roles = {role.value for role in Role}
+    return Principal(
+        user_id=user_id,
+        projects=frozenset(_uuid(project, "projects") for project in projects),
+        # Roles this gateway does not know are someone else's business: ignore, do not refuse.
+        roles=frozenset(Role(role) for role in roles if role in known_roles),
+        expires_at=float(claims["exp"]),
+    )
+
+
+def _uuid(value: object, claim: str) -> UUID:
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return UUID(value)
+    except ValueError:
+        raise AuthFailed(f"Token claim {claim!r} must hold UUIDs") from None
+
+
+def mint_token(
+    settings: JwtSettings,
+    *,
+    sub: UUID,
+    projects: Iterable[UUID] = (),
+    roles: Iterable[Role] = (),
+    ttl_seconds: int = 3600,
+) -> str:
+    """Sign a token with the configured secret: a development and test tool, not an issuer."""
+    if settings.secret is None:
+        raise ValueError("minting needs JWT_SECRET; a public key can only verify tokens")
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": str(sub),
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "projects": [str(project) for project in projects],
+        "roles": [str(role) for role in roles],
+    }
+    if settings.issuer:
+        claims["iss"] = settings.issuer
+    if settings.audience:
+        claims["aud"] = settings.audience
+    return jwt.encode(claims, settings.secret, algorithm=settings.algorithms[0])

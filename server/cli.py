@@ -1,0 +1,134 @@
+"""``swe-realtime``: ``serve`` runs the gateway, ``token`` mints a token for development."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from uuid import UUID
+
+import uvicorn
+
+from server.app import create_app
+from server.auth import Role, mint_token
+from server.errors import SettingsError
+from server.logs import configure_logging
+from server.settings import Settings
+
+DEMO_USER = UUID("660e8400-e29b-41d4-a716-446655440001")
+DEMO_PROJECT = UUID("550e8400-e29b-41d4-a716-446655440000")
+DEV_TOKEN_TTL = 24 * 3600
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ, dev=getattr(args, "dev", False))
+    except SettingsError as exc:
+        print(f"swe-realtime: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "token":
+        return _token(settings, args)
+    return _serve(settings, args)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    settings = dataclasses.replace(
+        settings,
+        host=args.host if args.host is not None else settings.host,
+        port=args.port if args.port is not None else settings.port,
+    )
+    configure_logging()
+    app = create_app(settings)
+    if settings.dev:
+        _print_dev_banner(settings)
+    config = uvicorn.Config(
+        app.asgi,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws="websockets-sansio",
+        # Engine.IO enforces the payload limit per message; this stops bigger frames earlier.
+        ws_max_size=settings.max_payload_bytes + 1024,
+        # Engine.IO runs its own heartbeat; a second one at the WebSocket layer is noise.
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
+        timeout_graceful_shutdown=5,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _print_dev_banner(settings: Settings) -> None:
+    user = mint_token(settings.jwt, sub=DEMO_USER, projects=[DEMO_PROJECT], ttl_seconds=DEV_TOKEN_TTL)
+    admin = mint_token(settings.jwt, sub=DEMO_USER, roles=[Role.ADMIN], ttl_seconds=DEV_TOKEN_TTL)
+    base = f"http://{settings.host}:{settings.port}"
+    origin = (
+        "a secret from JWT_SECRET" if not settings.jwt.generated else "a random secret (valid until exit)"
+    )
+    print(
+        f"swe-realtime dev mode: tokens are signed with {origin}.\n"
+        f"Demo user {DEMO_USER}, member of project {DEMO_PROJECT}:\n"
+        f"  {user}\n"
+        f"Admin token (for GET {base}/api/v1/websocket/stats):\n"
+        f"  {admin}\n"
+        "Connect with socket.io-client:\n"
+        f'  const socket = io("{base}/ws", {{ auth: {{ token: "{user}" }} }});',
+        flush=True,
+    )
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.jwt.secret is None:
+        print("swe-realtime: minting needs JWT_SECRET; a public key can only verify", file=sys.stderr)
+        return 2
+    print(
+        mint_token(
+            settings.jwt,
+            sub=args.sub,
+            projects=args.projects,
+            roles=args.roles,
+            ttl_seconds=args.ttl,
+        )
+    )
+    return 0
+
+
+def _uuid_list(raw: str) -> list[UUID]:
+    try:
+        return [UUID(item.strip()) for item in raw.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of UUIDs: {raw!r}") from None
+
+
+def _role_list(raw: str) -> list[Role]:
+    try:
+        return [Role(item.strip()) for item in raw.split(",") if item.strip()]
+    except ValueError:
+        choices = ", ".join(role.value for role in Role)
+        raise argparse.ArgumentTypeError(f"roles are {choices}; got {raw!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="swe-realtime", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host", help="interface to bind (default: HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default: PORT or 8000)")
+    serve.add_argument("--dev", action="store_true", help="random secret if none is set; print demo tokens")
+
+    token = commands.add_parser("token", help="mint a token signed with JWT_SECRET")
+    token.add_argument("--sub", type=UUID, required=True, help="subject: the user (or agent) UUID")
+    token.add_argument("--projects", type=_uuid_list, default=[], help="comma-separated project UUIDs")
+    token.add_argument("--roles", type=_role_list, default=[], help="comma-separated: admin,service,agent")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

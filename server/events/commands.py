@@ -1,0 +1,43 @@
+"""Commands clients send and the acknowledgements they get back.
+
+Payloads are validated strictly (a room must be a JSON string, not a number that happens to
+convert); unknown keys are ignored so that older gateways accept newer clients.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.errors import ErrorCode
+
+
+class RoomCommand(BaseModel):
+    """Payload of ``subscribe`` and ``unsubscribe``."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    room: str = Field(description="A room name: global, user:<uuid>, project:<uuid>, agent:<uuid>.")
+
+
+class RoomAck(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["success"] = "success"
+    room: str = Field(description="The room, normalised (lowercase UUID).")
+
+
+class PongAck(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["pong"] = "pong"
+
+
+class ErrorAck(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["error"] = "error"
+    room: str | None = Field(description="The room the command named, when it named one.")
+    error_code: ErrorCode
+    message: str

@@ -1,0 +1,42 @@
+"""The two connection events: the welcome after a successful connect and the refusal."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.errors import ErrorCode
+from server.events.envelope import Envelope
+
+PROTOCOL_VERSION: Literal["1.0"] = "1.0"
+
+
+class ConnectionEstablishedData(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connection_id: str = Field(description="The Socket.IO id of this connection (socket.id).")
+    user_id: str = Field(description="The token's subject.")
+    protocol_version: Literal["1.0"] = Field(default="1.0", description="API version.")
+
+
+class ConnectionEstablished(Envelope[ConnectionEstablishedData]):
+    """Sent once to a connection after it is authenticated and has joined its default rooms."""
+
+    wire_name: ClassVar[str | None] = "connection_established"
+    type: Literal["connection.established"] = "connection.established"
+
+
+class ConnectionErrorData(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    error_code: ErrorCode = Field(description="Why the connection was refused or ended.")
+    error_message: str = Field(description="A human-readable explanation.")
+    connection_id: str | None = Field(default=None, description="Null when no connection was made.")
+
+
+class ConnectionErrorEvent(Envelope[ConnectionErrorData]):
+    """Carried as the data of a refused connect (``err.data`` in socket.io-client)."""
+
+    wire_name: ClassVar[str | None] = "connection_error"
+    type: Literal["connection.error"] = "connection.error"

@@ -1,0 +1,170 @@
+"""The ``/ws`` namespace: authenticate on connect, then serve subscribe, unsubscribe and ping.
+
+Every command handler takes ``*args`` and validates them itself: python-socketio calls a
+handler with whatever arguments the client sent, and a fixed signature would turn a client's
+extra or missing argument into a server-side TypeError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import socketio
+from pydantic import ValidationError
+
+from server import audit
+from server.auth import Principal, TokenVerifier
+from server.errors import ClientError, ConnectionLimit, InvalidRequest, RoomAccessDenied
+from server.events import (
+    ConnectionErrorData,
+    ConnectionErrorEvent,
+    ConnectionEstablished,
+    ConnectionEstablishedData,
+    ErrorAck,
+    PongAck,
+    RoomAck,
+    RoomCommand,
+)
+from server.rooms import GLOBAL, MAX_ROOM_CHARS, AccessPolicy, Room, is_room_name, parse_room
+
+NAMESPACE = "/ws"
+
+Ack = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What the gateway remembers about one live connection."""
+
+    principal: Principal
+    remote: str
+
+
+class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
+    """Handlers of the ``/ws`` namespace and the registry of its live connections."""
+
+    def __init__(self, verifier: TokenVerifier, policy: AccessPolicy, max_connections: int) -> None:
+        super().__init__(NAMESPACE)
+        self._verifier = verifier
+        self._policy = policy
+        self._max_connections = max_connections
+        self.connections: dict[str, Connection] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: Mapping[str, Any], auth: object = None) -> None:
+        remote = _remote(environ)
+        try:
+            if len(self.connections) >= self._max_connections:
+                raise ConnectionLimit()
+            principal = self._verifier.verify(_token(auth, environ))
+        except ClientError as exc:
+            audit.refused(code=exc.code, reason=exc.message, remote=remote)
+            refusal = ConnectionErrorEvent(
+                data=ConnectionErrorData(error_code=exc.code, error_message=exc.message)
+            )
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.message, refusal.model_dump(mode="json")
+            ) from None
+        self.connections[sid] = Connection(principal, remote)
+        await self.enter_room(sid, str(Room.user(principal.user_id)))
+        await self.enter_room(sid, str(GLOBAL))
+        audit.connected(
+            user_id=principal.user_id,
+            connection_id=sid,
+            remote=remote,
+            transport=_transport(environ),
+        )
+        # The CONNECT packet is sent after this handler returns; the welcome must follow it.
+        self.server.start_background_task(self._welcome, sid, principal)
+
+    async def _welcome(self, sid: str, principal: Principal) -> None:
+        event = ConnectionEstablished(
+            data=ConnectionEstablishedData(connection_id=sid, user_id=str(principal.user_id))
+        )
+        await self.emit(event.event_name(), event.model_dump(mode="json"), to=sid)
+
+    async def on_disconnect(self, sid: str, reason: object = None) -> None:
+        connection = self.connections.pop(sid, None)
+        if connection is None:
+            return
+        audit.disconnected(
+            user_id=connection.principal.user_id,
+            connection_id=sid,
+            remote=connection.remote,
+            reason=str(reason),
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Live connections and the member count of every named room, on this instance."""
+        rooms = self.server.manager.rooms.get(NAMESPACE, {})
+        return {
+            "connections": len(self.connections),
+            "rooms": {
+                name: len(members)
+                for name, members in sorted(rooms.items(), key=_by_name)
+                if is_room_name(name)
+            },
+        }
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def on_subscribe(self, sid: str, *args: object) -> Ack:
+        return await _room_command(args, lambda room: self._subscribe(sid, room))
+
+    async def on_unsubscribe(self, sid: str, *args: object) -> Ack:
+        return await _room_command(args, lambda room: self.leave_room(sid, str(room)))
+
+    async def on_ping(self, sid: str, *args: object) -> Ack:
+        return PongAck().model_dump(mode="json")
+
+    async def _subscribe(self, sid: str, room: Room) -> None:
+        connection = self.connections.get(sid)
+        if connection is None or not await self._policy.may_subscribe(connection.principal, room):
+            raise RoomAccessDenied()
+        await self.enter_room(sid, str(room))
+
+
+async def _room_command(args: tuple[object, ...], act: Callable[[Room], Awaitable[None]]) -> Ack:
+    """Validate a ``{room}`` payload, run the action, and answer with the ack to send."""
+    named: str | None = None
+    try:
+        if len(args) != 1:
+            raise InvalidRequest("Expected one payload object: {room}")
+        try:
+            command = RoomCommand.model_validate(args[0])
+        except ValidationError:
+            raise InvalidRequest("Payload must be an object with a string 'room'") from None
+        # Echo the client's room back only while it is short enough to be a room at all.
+        named = command.room if len(command.room) <= MAX_ROOM_CHARS else None
+        room = parse_room(command.room)
+        named = str(room)
+        await act(room)
+        return RoomAck(room=named).model_dump(mode="json")
+    except ClientError as exc:
+        return ErrorAck(room=named, error_code=exc.code, message=exc.message).model_dump(mode="json")
+
+
+def _by_name(item: tuple[object, object]) -> str:
+    return str(item[0])
+
+
+def _token(auth: object, environ: Mapping[str, Any]) -> object:
+    """The token from ``auth.token``, else from the ``token`` query parameter, else None."""
+    if isinstance(auth, dict) and auth.get("token") not in (None, ""):
+        return auth["token"]
+    values = parse_qs(environ.get("QUERY_STRING", "")).get("token")
+    return values[0] if values else None
+
+
+def _remote(environ: Mapping[str, Any]) -> str:
+    client = environ.get("asgi.scope", {}).get("client")
+    return f"{client[0]}:{client[1]}" if client else "unknown"
+
+
+def _transport(environ: Mapping[str, Any]) -> str:
+    scope_type = environ.get("asgi.scope", {}).get("type")
+    return "websocket" if scope_type == "websocket" else "polling"

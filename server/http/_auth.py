@@ -1,0 +1,32 @@
+"""Bearer-token checks for HTTP routes: 401 without a valid token, 403 without the role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sanic import Request
+from sanic.response import JSONResponse, json
+
+from server.auth import Principal, Role, TokenVerifier
+from server.errors import AuthMissing, ClientError, ErrorCode
+
+
+def error_response(status: int, code: ErrorCode, message: str) -> JSONResponse:
+    return json({"error_code": code.value, "message": message}, status=status)
+
+
+def authorize(request: Request, verifier: TokenVerifier, roles: Iterable[Role]) -> Principal | JSONResponse:
+    """The caller's principal if it holds one of ``roles`` (admins always do), else the error."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthMissing()
+        principal = verifier.verify(token.strip())
+    except ClientError as exc:
+        response = error_response(401, exc.code, exc.message)
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    if not (principal.is_admin or principal.has_any_role(roles)):
+        code = ErrorCode.PERMISSION_DENIED
+        return error_response(403, code, code.default_message)
+    return principal

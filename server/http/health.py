@@ -1,0 +1,37 @@
+"""Liveness and readiness probes for orchestrators.
+
+``/health`` answers as long as the process serves HTTP. ``/ready`` answers 200 only between
+start-up and the beginning of shutdown, so a load balancer stops routing new clients to an
+instance that is draining.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sanic import Blueprint, Request, Sanic
+from sanic.response import JSONResponse, json
+
+
+def health_blueprint() -> Blueprint:
+    bp = Blueprint("health")
+
+    @bp.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        return json({"status": "ok"})
+
+    @bp.get("/ready")
+    async def ready(request: Request) -> JSONResponse:
+        if getattr(request.app.ctx, "ready", False):
+            return json({"status": "ready"})
+        return json({"status": "not ready"}, status=503)
+
+    @bp.after_server_start
+    async def mark_ready(app: Sanic[Any, Any]) -> None:
+        app.ctx.ready = True
+
+    @bp.before_server_stop
+    async def mark_draining(app: Sanic[Any, Any]) -> None:
+        app.ctx.ready = False
+
+    return bp

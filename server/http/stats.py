@@ -1,0 +1,26 @@
+"""``GET /api/v1/websocket/stats``: live connections and room sizes on this instance.
+
+Room names reveal user and project ids, so only admin and service tokens may read them.
+"""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import JSONResponse, json
+
+from server.auth import Role, TokenVerifier
+from server.gateway import Gateway
+from server.http._auth import authorize
+
+
+def stats_blueprint(verifier: TokenVerifier, gateway: Gateway) -> Blueprint:
+    bp = Blueprint("stats", url_prefix="/api/v1/websocket")
+
+    @bp.get("/stats")
+    async def websocket_stats(request: Request) -> JSONResponse:
+        allowed = authorize(request, verifier, (Role.SERVICE,))
+        if isinstance(allowed, JSONResponse):
+            return allowed
+        return json(gateway.snapshot())
+
+    return bp

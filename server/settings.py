@@ -1,0 +1,143 @@
+"""All configuration, read once from the environment and validated before the server starts.
+
+A mistake in the environment stops start-up with a :class:`SettingsError` whose message is a
+single line naming the variable and what is wrong with it, so an operator reading a crash
+loop's last log line knows what to fix.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from server.errors import SettingsError
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+EC_ALGORITHMS = frozenset({"ES256", "ES384", "ES512"})
+MIN_SECRET_BYTES = 32
+
+PublicKey = RSAPublicKey | EllipticCurvePublicKey
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    """How tokens are verified: one key, the algorithms it may be used with, optional iss/aud."""
+
+    key: str | PublicKey
+    algorithms: tuple[str, ...]
+    issuer: str | None = None
+    audience: str | None = None
+    generated: bool = False
+    """True when ``--dev`` invented the secret: tokens die with the process."""
+
+    @property
+    def secret(self) -> str | None:
+        """The shared secret, when tokens are HMAC-signed (only then can this process mint)."""
+        return self.key if isinstance(self.key, str) else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration of one gateway process."""
+
+    jwt: JwtSettings
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cors_origins: tuple[str, ...] = ()
+    max_payload_bytes: int = 1_000_000
+    max_connections: int = 10_000
+    dev: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, dev: bool = False) -> Settings:
+        """Build settings from environment variables; raise SettingsError on the first mistake."""
+        return cls(
+            jwt=_jwt_settings(environ, dev=dev),
+            host=environ.get("HOST", "127.0.0.1"),
+            port=_int(environ, "PORT", 8000, minimum=0, maximum=65535),
+            cors_origins=_origins(environ.get("CORS_ORIGINS", "")),
+            max_payload_bytes=_int(environ, "MAX_PAYLOAD_BYTES", 1_000_000, minimum=1024),
+            max_connections=_int(environ, "MAX_CONNECTIONS", 10_000, minimum=1),
+            dev=dev,
+        )
+
+
+def _jwt_settings(environ: Mapping[str, str], *, dev: bool) -> JwtSettings:
+    secret = environ.get("JWT_SECRET") or None
+    pem = environ.get("JWT_PUBLIC_KEY") or None
+    if secret and pem:
+        raise SettingsError("set JWT_SECRET or JWT_PUBLIC_KEY, not both")
+    issuer = environ.get("JWT_ISSUER") or None
+    audience = environ.get("JWT_AUDIENCE") or None
+    raw_algorithms = environ.get("JWT_ALGORITHMS", "")
+    if pem is not None:
+        key = _public_key(pem)
+        family = RSA_ALGORITHMS if isinstance(key, RSAPublicKey) else EC_ALGORITHMS
+        default = "RS256" if isinstance(key, RSAPublicKey) else "ES256"
+        algorithms = _algorithms(raw_algorithms or default, family, "the JWT_PUBLIC_KEY given")
+        return JwtSettings(key, algorithms, issuer, audience)
+    if secret is None:
+        if not dev:
+            raise SettingsError("no JWT key: set JWT_SECRET or JWT_PUBLIC_KEY (or run with --dev)")
+        return JwtSettings(secrets.token_urlsafe(48), ("HS256",), issuer, audience, generated=True)
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise SettingsError(
+            f"JWT_SECRET is {len(secret.encode())} bytes; HMAC secrets need at least {MIN_SECRET_BYTES}"
+        )
+    algorithms = _algorithms(raw_algorithms or "HS256", HMAC_ALGORITHMS, "JWT_SECRET")
+    return JwtSettings(secret, algorithms, issuer, audience)
+
+
+def _public_key(pem: str) -> PublicKey:
+    # Environment files often carry a PEM on one line with literal "\n" separators.
+    text = pem.replace("\\n", "\n").strip()
+    try:
+        key = load_pem_public_key(text.encode())
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(f"JWT_PUBLIC_KEY is not a PEM public key ({exc})") from None
+    if not isinstance(key, RSAPublicKey | EllipticCurvePublicKey):
+        raise SettingsError("JWT_PUBLIC_KEY must be an RSA or EC public key")
+    return key
+
+
+def _algorithms(raw: str, allowed: frozenset[str], key_name: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in raw.split(",") if name.strip())
+    if not names:
+        raise SettingsError("JWT_ALGORITHMS is empty")
+    for name in names:
+        if name not in allowed:
+            raise SettingsError(
+                f"JWT_ALGORITHMS: {name!r} cannot be used with {key_name}; "
+                f"choose from {', '.join(sorted(allowed))}"
+            )
+    return names
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise SettingsError(f"CORS_ORIGINS: {origin!r} is not '*' or an http(s) origin")
+    return origins
+
+
+def _int(
+    environ: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None
+) -> int:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and at most {maximum}" if maximum is not None else ""
+        raise SettingsError(f"{name} must be at least {minimum}{upper}, got {value}")
+    return value
