@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from server import audit
 from server.auth import Principal, TokenVerifier
-from server.errors import ClientError, ConnectionLimit, InvalidRequest, RoomAccessDenied
+from server.errors import ClientError, ConnectionLimit, ErrorCode, InvalidRequest, RoomAccessDenied
 from server.events import (
     ConnectionErrorData,
     ConnectionErrorEvent,
@@ -28,9 +28,13 @@ from server.events import (
     RoomAck,
     RoomCommand,
 )
-from server.rooms import GLOBAL, MAX_ROOM_CHARS, AccessPolicy, Room, is_room_name, parse_room
+from server.rooms import GLOBAL, AccessPolicy, Room, is_room_name, parse_room
 
 NAMESPACE = "/ws"
+MAX_EVENT_NAME_CHARS = 64
+"""Unknown event names are quoted back in the error ack up to this length."""
+MAX_ECHO_ROOM_CHARS = 128
+"""An invalid room is echoed in its error ack only up to this length (no megabyte echoes)."""
 
 Ack = dict[str, Any]
 
@@ -112,6 +116,15 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
     # -- commands --------------------------------------------------------------------------
 
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        """Dispatch to ``on_<event>``; an event with no handler gets an INVALID_REQUEST ack."""
+        if hasattr(self, f"on_{event}"):
+            return await super().trigger_event(event, *args)
+        shown = event if len(event) <= MAX_EVENT_NAME_CHARS else event[:MAX_EVENT_NAME_CHARS] + "..."
+        return ErrorAck(
+            room=None, error_code=ErrorCode.INVALID_REQUEST, message=f"Unknown event {shown!r}"
+        ).model_dump(mode="json")
+
     async def on_subscribe(self, sid: str, *args: object) -> Ack:
         return await _room_command(args, lambda room: self._subscribe(sid, room))
 
@@ -139,7 +152,7 @@ async def _room_command(args: tuple[object, ...], act: Callable[[Room], Awaitabl
         except ValidationError:
             raise InvalidRequest("Payload must be an object with a string 'room'") from None
         # Echo the client's room back only while it is short enough to be a room at all.
-        named = command.room if len(command.room) <= MAX_ROOM_CHARS else None
+        named = command.room if len(command.room) <= MAX_ECHO_ROOM_CHARS else None
         room = parse_room(command.room)
         named = str(room)
         await act(room)

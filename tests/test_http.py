@@ -1,0 +1,76 @@
+"""HTTP endpoints: health, readiness, and the stats endpoint's access rules and shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
+import aiohttp
+import pytest
+
+from tests.support import Client, ServerProcess, make_token
+
+STATS = "/api/v1/websocket/stats"
+
+
+async def get(server: ServerProcess, path: str, token: str | None = None, **headers: str) -> tuple[int, Any]:
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.url + path, headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_health_and_ready(server: ServerProcess) -> None:
+    assert await get(server, "/health") == (200, {"status": "ok"})
+    assert await get(server, "/ready") == (200, {"status": "ready"})
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "AUTH_MISSING"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "AUTH_MISSING"),
+        ({"Authorization": "Bearer "}, "AUTH_MISSING"),
+        ({"Authorization": "Bearer not-a-jwt"}, "AUTH_FAILED"),
+        ({"Authorization": f"Bearer {make_token(roles=['admin'], ttl=-10)}"}, "AUTH_FAILED"),
+    ],
+)
+async def test_stats_needs_a_valid_token(server: ServerProcess, headers: dict[str, str], code: str) -> None:
+    status, body = await get(server, STATS, **headers)
+    assert status == 401
+    assert body["error_code"] == code
+
+
+@pytest.mark.parametrize("roles", [[], ["agent"]])
+async def test_stats_forbidden_to_plain_users(server: ServerProcess, roles: list[str]) -> None:
+    status, body = await get(server, STATS, make_token(roles=roles))
+    assert status == 403
+    assert body["error_code"] == "PERMISSION_DENIED"
+
+
+@pytest.mark.parametrize("role", ["admin", "service"])
+async def test_stats_shape(server: ServerProcess, clients: Callable[[], Client], role: str) -> None:
+    project = uuid4()
+    users = [uuid4(), uuid4()]
+    for user in users:
+        client = await clients().connect(server.url, make_token(user, projects=[project]))
+        await client.next("connection_established")
+        await client.call("subscribe", {"room": f"project:{project}"})
+
+    status, body = await get(server, STATS, make_token(roles=[role]))
+
+    assert status == 200
+    assert set(body) == {"connections", "rooms"}
+    assert body["connections"] >= 2
+    assert body["rooms"]["global"] == body["connections"]
+    assert body["rooms"][f"project:{project}"] == 2
+    for user in users:
+        assert body["rooms"][f"user:{user}"] == 1
+    # Only named rooms are listed, never the per-connection rooms Socket.IO keeps internally.
+    assert all(
+        name == "global" or name.split(":")[0] in {"user", "project", "agent"} for name in body["rooms"]
+    )

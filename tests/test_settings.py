@@ -1,0 +1,170 @@
+"""Start-up: every configuration mistake stops the gateway with one clear line."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+from uuid import uuid4
+
+import jwt
+import pytest
+import socketio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from tests.support import CLI, SECRET, Client, ServerProcess, make_token
+
+
+def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def forge_hs256(claims: dict[str, Any], key: bytes) -> str:
+    """An HS256 token signed by hand (PyJWT rightly refuses to use a PEM as an HMAC secret)."""
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    signing_input = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(json.dumps(claims).encode())
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64(signature)
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "CORS_", "MAX_", "PORT"))}
+    return subprocess.run([str(CLI), *args], env={**clean, **env}, capture_output=True, text=True, timeout=30)
+
+
+REFUSALS = [
+    ({}, "no JWT key: set JWT_SECRET or JWT_PUBLIC_KEY (or run with --dev)"),
+    ({"JWT_SECRET": SECRET, "JWT_PUBLIC_KEY": pem(RSA_KEY)}, "set JWT_SECRET or JWT_PUBLIC_KEY, not both"),
+    ({"JWT_SECRET": "too-short"}, "JWT_SECRET is 9 bytes; HMAC secrets need at least 32"),
+    (
+        {"JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"},
+        "JWT_PUBLIC_KEY is not a PEM",
+    ),
+    (
+        {"JWT_SECRET": SECRET, "JWT_ALGORITHMS": "HS257"},
+        "JWT_ALGORITHMS: 'HS257' cannot be used with JWT_SECRET",
+    ),
+    ({"JWT_SECRET": SECRET, "JWT_ALGORITHMS": "none"}, "JWT_ALGORITHMS: 'none' cannot be used"),
+    (
+        {"JWT_SECRET": SECRET, "JWT_ALGORITHMS": "RS256"},
+        "JWT_ALGORITHMS: 'RS256' cannot be used with JWT_SECRET",
+    ),
+    (
+        {"JWT_PUBLIC_KEY": pem(RSA_KEY), "JWT_ALGORITHMS": "HS256"},
+        "'HS256' cannot be used with the JWT_PUBLIC_KEY",
+    ),
+    (
+        {"JWT_PUBLIC_KEY": pem(EC_KEY), "JWT_ALGORITHMS": "RS256"},
+        "'RS256' cannot be used with the JWT_PUBLIC_KEY",
+    ),
+    ({"JWT_SECRET": SECRET, "MAX_CONNECTIONS": "lots"}, "MAX_CONNECTIONS must be an integer, got 'lots'"),
+    ({"JWT_SECRET": SECRET, "MAX_PAYLOAD_BYTES": "0"}, "MAX_PAYLOAD_BYTES must be at least 1024, got 0"),
+    (
+        {"JWT_SECRET": SECRET, "CORS_ORIGINS": "example.com"},
+        "CORS_ORIGINS: 'example.com' is not '*' or an http(s)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "message"), REFUSALS, ids=[r[1][:40] for r in REFUSALS])
+def test_bad_settings_refuse_to_start(env: dict[str, str], message: str) -> None:
+    result = run_cli(env, "serve", "--port", "1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("swe-realtime: configuration error: ")
+    assert message in lines[0]
+
+
+def test_token_command_mints_a_verifiable_token() -> None:
+    sub, project = "660e8400-e29b-41d4-a716-446655440001", "550e8400-e29b-41d4-a716-446655440000"
+    result = run_cli(
+        {"JWT_SECRET": SECRET},
+        "token",
+        "--sub",
+        sub,
+        "--projects",
+        project,
+        "--roles",
+        "admin",
+        "--ttl",
+        "60",
+    )
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), SECRET, algorithms=["HS256"])
+    assert claims["sub"] == sub
+    assert claims["projects"] == [project]
+    assert claims["roles"] == ["admin"]
+    assert claims["exp"] - claims["iat"] == 60
+
+
+def test_token_command_refuses_bad_input() -> None:
+    assert run_cli({"JWT_SECRET": SECRET}, "token", "--sub", "alice").returncode == 2
+    assert (
+        run_cli(
+            {"JWT_SECRET": SECRET},
+            "token",
+            "--sub",
+            "660e8400-e29b-41d4-a716-446655440001",
+            "--roles",
+            "root",
+        ).returncode
+        == 2
+    )
+    no_secret = run_cli(
+        {"JWT_PUBLIC_KEY": pem(RSA_KEY)}, "token", "--sub", "660e8400-e29b-41d4-a716-446655440001"
+    )
+    assert no_secret.returncode == 2
+    assert "minting needs JWT_SECRET" in no_secret.stderr
+
+
+@pytest.mark.parametrize(("key", "algorithm"), [(RSA_KEY, "RS256"), (EC_KEY, "ES256")])
+async def test_public_key_with_issuer_and_audience(
+    start_server: Callable[..., ServerProcess],
+    clients: Callable[[], Client],
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+    algorithm: str,
+) -> None:
+    one_line_pem = pem(key).replace("\n", "\\n")
+    server = start_server(
+        {"JWT_PUBLIC_KEY": one_line_pem, "JWT_ISSUER": "auth.swe", "JWT_AUDIENCE": "realtime"}
+    )
+    signed = {"secret": key, "algorithm": algorithm}
+
+    good = await clients().connect(server.url, make_token(iss="auth.swe", aud="realtime", **signed))
+    assert (await good.next("connection_established"))["type"] == "connection.established"
+
+    public_pem = pem(key)
+    cases = {
+        "Token issuer is not accepted": make_token(iss="evil", aud="realtime", **signed),
+        "Token audience is not accepted": make_token(iss="auth.swe", aud="other", **signed),
+        "Token lacks the required claim 'iss'": make_token(aud="realtime", **signed),
+        # HS/RS confusion: an HMAC token "signed" with the public key must not pass.
+        "Invalid or expired token": forge_hs256(
+            {"sub": str(uuid4()), "exp": int(time.time()) + 60, "iss": "auth.swe", "aud": "realtime"},
+            public_pem.encode(),
+        ),
+    }
+    for message, token in cases.items():
+        client = clients()
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(server.url, token)
+        assert client.connect_error["message"] == message
