@@ -90,7 +90,7 @@ def make_token(
     projects: list[Any] | None = None,
     roles: list[str] | None = None,
     ttl: float = 3600,
-    secret: str | bytes = SECRET,
+    secret: Any = SECRET,
     algorithm: str = "HS256",
     without: tuple[str, ...] = (),
     **claims: Any,

@@ -147,7 +147,7 @@ async def test_public_key_with_issuer_and_audience(
     server = start_server(
         {"JWT_PUBLIC_KEY": one_line_pem, "JWT_ISSUER": "auth.swe", "JWT_AUDIENCE": "realtime"}
     )
-    signed = {"secret": key, "algorithm": algorithm}
+    signed: dict[str, Any] = {"secret": key, "algorithm": algorithm}
 
     good = await clients().connect(server.url, make_token(iss="auth.swe", aud="realtime", **signed))
     assert (await good.next("connection_established"))["type"] == "connection.established"
