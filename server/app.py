@@ -23,7 +23,7 @@ from server.gateway import Gateway
 from server.http import health_blueprint, stats_blueprint
 from server.rooms import AccessPolicy, ClaimsAccessPolicy
 from server.settings import Settings
-from server.sio import AsyncServer
+from server.sio import AsyncServer, EngineLogger
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
@@ -46,7 +46,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         cors_allowed_origins=_cors_policy(settings),
         max_http_buffer_size=settings.max_payload_bytes,
         logger=logging.getLogger("socketio.server"),
-        engineio_logger=logging.getLogger("engineio.server"),
+        engineio_logger=EngineLogger(logging.getLogger("engineio.server")),
     )
     gateway = Gateway(verifier, policy or ClaimsAccessPolicy(), settings.max_connections)
     sio.register_namespace(gateway)

@@ -1,0 +1,176 @@
+"""The server survives what clients do to it: garbage packets, kills, mass disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID, uuid4
+
+import aiohttp
+import pytest
+
+from tests.support import Client, ServerProcess, make_token
+
+ADMIN = make_token(roles=["admin"], ttl=24 * 3600)
+
+
+async def live_connections(server: ServerProcess, user: UUID) -> int:
+    """How many connections of ``user`` the gateway holds: the size of its personal room."""
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{server.url}/api/v1/websocket/stats", headers=headers) as response,
+    ):
+        body: dict[str, Any] = await response.json()
+        return int(body["rooms"].get(f"user:{user}", 0))
+
+
+async def settles_at(server: ServerProcess, user: UUID, expected: int, seconds: float = 10.0) -> int:
+    """Poll ``user``'s connection count until it equals ``expected`` (or time runs out)."""
+    count = await live_connections(server, user)
+    for _ in range(int(seconds / 0.1)):
+        if count == expected:
+            break
+        await asyncio.sleep(0.1)
+        count = await live_connections(server, user)
+    return count
+
+
+# (raw Socket.IO packet, whether the connection survives it)
+RAW_PACKETS = [
+    ('2/ws,["disconnect"]', True),
+    ('2/ws,["connect",{"token":"x"}]', True),
+    ("2/ws,[5]", True),
+    ('2/ws,[{"a":1}]', True),
+    ('2/ws,{"a":1}', True),
+    ('2/ws,"subscribe"', True),
+    ("2/ws,[]", True),
+    ("2/ws,[null]", True),
+    ('2/ws,99999999999999999999["ping"]', True),
+    ('2/elsewhere,["ping"]', True),
+    ("3/ws,12345[]", True),
+    ("", True),
+    ("2/ws,not json", False),
+    ("2/ws,[", False),
+    ('2/ws,-1["ping"]', False),
+    ("9garbage", False),
+    ("0/ws,", False),
+    ("4/ws,{}", False),
+    ('5/ws,1-["subscribe",{"_placeholder":true,"num":0}]', False),
+    ('5/ws,9999999999-["x"]', False),
+    ("6/ws,", False),
+]
+
+
+@pytest.mark.parametrize(("raw", "survives"), RAW_PACKETS, ids=[repr(p) for p, _ in RAW_PACKETS])
+async def test_raw_packets(
+    server: ServerProcess, clients: Callable[[], Client], raw: str, survives: bool
+) -> None:
+    user = uuid4()
+    client = await clients().connect(server.url, make_token(user))
+    await client.next("connection_established")
+
+    await client.sio.eio.send(raw)
+    await asyncio.sleep(0.2)
+
+    assert client.sio.connected is survives
+    if survives:
+        assert await client.call("subscribe", {"room": "global"}) == {"status": "success", "room": "global"}
+    await client.close()
+    assert await settles_at(server, user, 0) == 0
+    bystander = await clients().connect(server.url, make_token())
+    assert await bystander.call("ping") == {"status": "pong"}
+
+
+async def run_crowd(server: ServerProcess, user: UUID, count: int, mode: str) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.crowd",
+        server.url,
+        make_token(user),
+        str(count),
+        mode,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 60)
+    assert line.strip() == b"ready"
+    return process
+
+
+async def test_clients_killed_mid_stream(server: ServerProcess, clients: Callable[[], Client]) -> None:
+    user = uuid4()
+    crowd = await run_crowd(server, user, 200, "flood")
+    await asyncio.sleep(1.0)  # let every client get a stream of commands and acks going
+    assert await live_connections(server, user) == 200
+    crowd.send_signal(signal.SIGKILL)
+    await crowd.wait()
+
+    # Websocket clients are noticed at once; the killed polling quarter only by ping timeout.
+    assert await settles_at(server, user, 50) == 50
+    observer = await clients().connect(server.url, make_token())
+    assert await observer.call("ping") == {"status": "pong"}
+
+
+async def test_hundreds_disconnect_at_once(server: ServerProcess) -> None:
+    user = uuid4()
+    crowd = await run_crowd(server, user, 300, "leave")
+    assert crowd.stdout is not None
+    assert (await asyncio.wait_for(crowd.stdout.readline(), 60)).strip() == b"left"
+    assert await crowd.wait() == 0
+    assert await settles_at(server, user, 0) == 0
+
+
+class PollingSession:
+    """A hand-driven Engine.IO long-polling session, for payloads no real client would send."""
+
+    def __init__(self, http: aiohttp.ClientSession, server: ServerProcess) -> None:
+        self.http = http
+        self.base = f"{server.url}/socket.io/?EIO=4&transport=polling"
+        self.url = ""
+
+    async def open(self, token: str) -> None:
+        async with self.http.get(self.base) as response:
+            handshake = json.loads((await response.text())[1:])
+        self.url = f"{self.base}&sid={handshake['sid']}"
+        assert await self.post("40/ws," + json.dumps({"token": token})) == 200
+        assert any(p.startswith("40/ws,") for p in await self.read())
+
+    async def post(self, body: str) -> int:
+        async with self.http.post(self.url, data=body.encode()) as response:
+            return response.status
+
+    async def read(self) -> list[str]:
+        async with self.http.get(self.url) as response:
+            return (await response.text()).split("\x1e")
+
+
+async def test_polling_batch_larger_than_sixteen_packets(server: ServerProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        session = PollingSession(http, server)
+        await session.open(make_token())
+        batch = "\x1e".join(f'42/ws,{i}["ping",{{}}]' for i in range(40))
+        assert await session.post(batch) == 200
+        acks: list[str] = []
+        while len(acks) < 40:
+            acks += [p for p in await asyncio.wait_for(session.read(), 5) if p.startswith("43/ws,")]
+        assert sorted(acks) == sorted(f'43/ws,{i}[{{"status":"pong"}}]' for i in range(40))
+
+
+@pytest.mark.parametrize(
+    "body", ["\x1e\x1e", "4", "4" + "2/ws,[" * 3, "\x1e".join(["40/ws,"] * 2000), "x" * 100]
+)
+async def test_polling_garbage_bodies(
+    server: ServerProcess, clients: Callable[[], Client], body: str
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        session = PollingSession(http, server)
+        await session.open(make_token())
+        assert await session.post(body) in (200, 400)
+    bystander = await clients().connect(server.url, make_token(), transport="polling")
+    assert await bystander.call("ping") == {"status": "pong"}
