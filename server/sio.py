@@ -50,6 +50,8 @@ class EngineLogger(logging.LoggerAdapter[logging.Logger]):
     """python-engineio's logger, with undecodable client input demoted from ERROR to WARNING."""
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):  # engineio logs every packet at INFO: stay cheap
+            return
         failure = sys.exception()
         if level >= logging.ERROR and isinstance(failure, ValueError):
             level, msg, args = logging.WARNING, "%s: %.120s", (msg, failure)

@@ -11,6 +11,7 @@ from uuid import uuid4
 import pytest
 import socketio
 
+from server.events import ConnectionErrorEvent, ConnectionEstablished
 from tests.support import Client, ServerProcess, make_token
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
@@ -27,6 +28,7 @@ async def test_connect_sends_connection_established(
 
     event = await client.next("connection_established")
 
+    assert ConnectionEstablished.model_validate(event).data.user_id == str(user)
     assert event["type"] == "connection.established"
     assert RFC3339_UTC.fullmatch(event["timestamp"])
     assert event["data"] == {
@@ -126,6 +128,7 @@ async def test_refused_connection_carries_connection_error(
 
     assert client.connect_error["message"] == message
     refusal = client.connect_error["data"]
+    ConnectionErrorEvent.model_validate(refusal)
     assert refusal["type"] == "connection.error"
     assert RFC3339_UTC.fullmatch(refusal["timestamp"])
     assert refusal["data"] == {"error_code": code, "error_message": message, "connection_id": None}

@@ -10,8 +10,20 @@ from server.events.connection import (
 )
 from server.events.envelope import Envelope, rfc3339
 
+SERVER_EVENTS = (ConnectionEstablished, ConnectionErrorEvent)
+"""Every event the gateway sends, as its envelope model."""
+
+CLIENT_COMMANDS = {"subscribe": RoomCommand, "unsubscribe": RoomCommand}
+"""Client commands with a payload model (``ping`` takes an empty object)."""
+
+ACKS = (RoomAck, PongAck, ErrorAck)
+"""Every acknowledgement a command can answer with."""
+
 __all__ = [
+    "ACKS",
+    "CLIENT_COMMANDS",
     "PROTOCOL_VERSION",
+    "SERVER_EVENTS",
     "ConnectionErrorData",
     "ConnectionErrorEvent",
     "ConnectionEstablished",

@@ -1,0 +1,7 @@
+"""Errors of the generator."""
+
+from server.errors import GatewayError
+
+
+class CodegenError(GatewayError, RuntimeError):
+    """The catalogue cannot be rendered (for instance, two models share a schema name)."""
