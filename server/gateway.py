@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from server import audit
 from server.auth import Principal, TokenVerifier
-from server.errors import ClientError, ConnectionLimit, ErrorCode, InvalidRequest, RoomAccessDenied
+from server.errors import ClientError, ConnectionLimit, InvalidRequest, RoomAccessDenied
 from server.events import (
     ConnectionErrorData,
     ConnectionErrorEvent,
@@ -34,7 +34,7 @@ NAMESPACE = "/ws"
 MAX_EVENT_NAME_CHARS = 64
 """Unknown event names are quoted back in the error ack up to this length."""
 MAX_ECHO_ROOM_CHARS = 128
-"""An invalid room is echoed in its error ack only up to this length (no megabyte echoes)."""
+"""A room is echoed in its error ack only up to this length."""
 
 Ack = dict[str, Any]
 
@@ -105,14 +105,8 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     def snapshot(self) -> dict[str, Any]:
         """Live connections and the member count of every named room, on this instance."""
         rooms = self.server.manager.rooms.get(NAMESPACE, {})
-        return {
-            "connections": len(self.connections),
-            "rooms": {
-                name: len(members)
-                for name, members in sorted(rooms.items(), key=_by_name)
-                if is_room_name(name)
-            },
-        }
+        named = {name: len(members) for name, members in rooms.items() if is_room_name(name)}
+        return {"connections": len(self.connections), "rooms": dict(sorted(named.items()))}
 
     # -- commands --------------------------------------------------------------------------
 
@@ -121,9 +115,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         if hasattr(self, f"on_{event}"):
             return await super().trigger_event(event, *args)
         shown = event if len(event) <= MAX_EVENT_NAME_CHARS else event[:MAX_EVENT_NAME_CHARS] + "..."
-        return ErrorAck(
-            room=None, error_code=ErrorCode.INVALID_REQUEST, message=f"Unknown event {shown!r}"
-        ).model_dump(mode="json")
+        return _error_ack(InvalidRequest(f"Unknown event {shown!r}"))
 
     async def on_subscribe(self, sid: str, *args: object) -> Ack:
         return await _room_command(args, lambda room: self._subscribe(sid, room))
@@ -151,18 +143,18 @@ async def _room_command(args: tuple[object, ...], act: Callable[[Room], Awaitabl
             command = RoomCommand.model_validate(args[0])
         except ValidationError:
             raise InvalidRequest("Payload must be an object with a string 'room'") from None
-        # Echo the client's room back only while it is short enough to be a room at all.
+        # Echo the client's room in an error ack only while it is short (no megabyte echoes).
         named = command.room if len(command.room) <= MAX_ECHO_ROOM_CHARS else None
         room = parse_room(command.room)
         named = str(room)
         await act(room)
         return RoomAck(room=named).model_dump(mode="json")
     except ClientError as exc:
-        return ErrorAck(room=named, error_code=exc.code, message=exc.message).model_dump(mode="json")
+        return _error_ack(exc, named)
 
 
-def _by_name(item: tuple[object, object]) -> str:
-    return str(item[0])
+def _error_ack(error: ClientError, room: str | None = None) -> Ack:
+    return ErrorAck(room=room, error_code=error.code, message=error.message).model_dump(mode="json")
 
 
 def _token(auth: object, environ: Mapping[str, Any]) -> object:

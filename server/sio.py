@@ -116,6 +116,8 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         await super()._handle_eio_disconnect(eio_sid, reason)
+        if reason != self.reason.CLIENT_DISCONNECT:
+            return  # a server-side close queues a CLOSE packet, which answers the poll itself
         engine_socket = self.eio.sockets.get(eio_sid)
         if engine_socket is not None and not engine_socket.upgraded:
             engine_socket.queue.put_nowait(None)

@@ -174,3 +174,13 @@ async def test_polling_garbage_bodies(
         assert await session.post(body) in (200, 400)
     bystander = await clients().connect(server.url, make_token(), transport="polling")
     assert await bystander.call("ping") == {"status": "pong"}
+
+
+async def test_polling_goodbye_answers_the_pending_poll(
+    server: ServerProcess, clients: Callable[[], Client]
+) -> None:
+    # Without the fix in server/sio.py the client's pending GET hangs for ping interval +
+    # ping timeout, and disconnect() with it.
+    client = await clients().connect(server.url, make_token(), transport="polling")
+    await client.next("connection_established")
+    await asyncio.wait_for(client.close(), 5)

@@ -1,8 +1,8 @@
 """Liveness and readiness probes for orchestrators.
 
-``/health`` answers as long as the process serves HTTP. ``/ready`` answers 200 only between
-start-up and the beginning of shutdown, so a load balancer stops routing new clients to an
-instance that is draining.
+``/health`` answers as long as the process serves HTTP. ``/ready`` answers 200 once the
+application's start-up has completed; it is the place where checks of the gateway's
+dependencies belong (the Redis connection, when one is configured).
 """
 
 from __future__ import annotations
@@ -29,9 +29,5 @@ def health_blueprint() -> Blueprint:
     @bp.after_server_start
     async def mark_ready(app: Sanic[Any, Any]) -> None:
         app.ctx.ready = True
-
-    @bp.before_server_stop
-    async def mark_draining(app: Sanic[Any, Any]) -> None:
-        app.ctx.ready = False
 
     return bp
