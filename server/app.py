@@ -19,8 +19,9 @@ import socketio
 from sanic import Sanic
 
 from server.auth import TokenVerifier
+from server.broadcaster import Broadcaster, install_broadcaster
 from server.gateway import Gateway
-from server.http import health_blueprint, stats_blueprint
+from server.http import health_blueprint, publish_blueprint, stats_blueprint
 from server.rooms import AccessPolicy, ClaimsAccessPolicy
 from server.settings import Settings
 from server.sio import AsyncServer, EngineLogger
@@ -36,6 +37,7 @@ class GatewayApp:
     sanic: Sanic[Any, Any]
     sio: AsyncServer
     gateway: Gateway
+    broadcaster: Broadcaster
 
 
 def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> GatewayApp:
@@ -48,14 +50,18 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         logger=logging.getLogger("socketio.server"),
         engineio_logger=EngineLogger(logging.getLogger("engineio.server")),
     )
-    gateway = Gateway(verifier, policy or ClaimsAccessPolicy(), settings.max_connections)
+    broadcaster = Broadcaster(sio)
+    install_broadcaster(broadcaster)
+    gateway = Gateway(verifier, policy or ClaimsAccessPolicy(), broadcaster, settings.max_connections)
     sio.register_namespace(gateway)
 
     sanic = Sanic("swe_realtime", configure_logging=False)
     sanic.config.REQUEST_MAX_SIZE = settings.max_payload_bytes
     sanic.blueprint(health_blueprint())
     sanic.blueprint(stats_blueprint(verifier, gateway))
-    return GatewayApp(asgi=socketio.ASGIApp(sio, other_asgi_app=sanic), sanic=sanic, sio=sio, gateway=gateway)
+    sanic.blueprint(publish_blueprint(verifier, broadcaster))
+    asgi = socketio.ASGIApp(sio, other_asgi_app=sanic)
+    return GatewayApp(asgi=asgi, sanic=sanic, sio=sio, gateway=gateway, broadcaster=broadcaster)
 
 
 def _cors_policy(settings: Settings) -> list[str] | str | Callable[[str | None], bool] | None:

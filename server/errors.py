@@ -7,6 +7,7 @@ the edge (connect handler, command handler, HTTP route) turn it into the wire sh
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -21,6 +22,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     CONNECTION_LIMIT = "CONNECTION_LIMIT"
     PERMISSION_DENIED = "PERMISSION_DENIED"
+    INVALID_EVENT = "INVALID_EVENT"
 
     @property
     def default_message(self) -> str:
@@ -36,6 +38,7 @@ _DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.RATE_LIMITED: "Too many requests",
     ErrorCode.CONNECTION_LIMIT: "The gateway has reached its connection limit",
     ErrorCode.PERMISSION_DENIED: "The token lacks the role this needs",
+    ErrorCode.INVALID_EVENT: "The event does not match its model",
 }
 
 
@@ -79,3 +82,29 @@ class InvalidRequest(ClientError, ValueError):
 
 class ConnectionLimit(ClientError, ConnectionError):
     code = ErrorCode.CONNECTION_LIMIT
+
+
+class PermissionDenied(ClientError, PermissionError):
+    code = ErrorCode.PERMISSION_DENIED
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One reason an event was refused: where (a path into the event) and what is wrong."""
+
+    loc: tuple[str | int, ...]
+    message: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"loc": list(self.loc), "message": self.message}
+
+
+class EventRejected(ClientError, ValueError):
+    """An event failed validation; ``errors`` names every bad field. Nothing was sent."""
+
+    code = ErrorCode.INVALID_EVENT
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        details = "; ".join(f"{'.'.join(map(str, e.loc)) or '(event)'}: {e.message}" for e in errors)
+        super().__init__(f"{self.code.default_message}: {details}")

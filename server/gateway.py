@@ -1,4 +1,9 @@
-"""The ``/ws`` namespace: authenticate on connect, then serve subscribe, unsubscribe and ping.
+"""The ``/ws`` namespace: authenticate on connect, then serve the client commands.
+
+Commands: ``subscribe``, ``unsubscribe``, ``ping`` and, for agents, ``agent.status``.
+Agents (tokens with the ``agent`` role, ``sub`` = agent id) also make presence events: the
+gateway announces ``agent.connected`` when an agent's first connection opens and
+``agent.disconnected`` when its last one closes (counted on this instance).
 
 Every command handler takes ``*args`` and validates them itself: python-socketio calls a
 handler with whatever arguments the client sent, and a fixed signature would turn a client's
@@ -7,6 +12,7 @@ extra or missing argument into a server-side TypeError.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,27 +22,54 @@ import socketio
 from pydantic import ValidationError
 
 from server import audit
-from server.auth import Principal, TokenVerifier
-from server.errors import ClientError, ConnectionLimit, InvalidRequest, RoomAccessDenied
+from server.auth import Principal, Role, TokenVerifier
+from server.broadcaster import Broadcaster, field_errors
+from server.errors import (
+    ClientError,
+    ConnectionLimit,
+    EventRejected,
+    InvalidRequest,
+    PermissionDenied,
+    RoomAccessDenied,
+)
 from server.events import (
+    NAMESPACE,
     ConnectionErrorData,
     ConnectionErrorEvent,
     ConnectionEstablished,
     ConnectionEstablishedData,
     ErrorAck,
+    EventAck,
     PongAck,
     RoomAck,
     RoomCommand,
+    utc_now,
+)
+from server.events.agent import (
+    AgentConnected,
+    AgentConnectedData,
+    AgentDisconnected,
+    AgentDisconnectedData,
+    AgentStatusChanged,
+    AgentStatusChangedData,
+    AgentStatusReport,
 )
 from server.rooms import GLOBAL, AccessPolicy, Room, is_room_name, parse_room
 
-NAMESPACE = "/ws"
 MAX_EVENT_NAME_CHARS = 64
 """Unknown event names are quoted back in the error ack up to this length."""
 MAX_ECHO_ROOM_CHARS = 128
 """A room is echoed in its error ack only up to this length."""
 
 Ack = dict[str, Any]
+
+COMMANDS = {
+    "subscribe": "on_subscribe",
+    "unsubscribe": "on_unsubscribe",
+    "ping": "on_ping",
+    "agent.status": "on_agent_status",
+}
+"""Client event name -> handler method. Anything else gets an INVALID_REQUEST ack."""
 
 
 @dataclass(frozen=True)
@@ -50,12 +83,16 @@ class Connection:
 class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     """Handlers of the ``/ws`` namespace and the registry of its live connections."""
 
-    def __init__(self, verifier: TokenVerifier, policy: AccessPolicy, max_connections: int) -> None:
+    def __init__(
+        self, verifier: TokenVerifier, policy: AccessPolicy, broadcaster: Broadcaster, max_connections: int
+    ) -> None:
         super().__init__(NAMESPACE)
         self._verifier = verifier
         self._policy = policy
+        self._broadcaster = broadcaster
         self._max_connections = max_connections
         self.connections: dict[str, Connection] = {}
+        self._agent_connections: Counter[Any] = Counter()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -84,6 +121,13 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         )
         # The CONNECT packet is sent after this handler returns; the welcome must follow it.
         self.server.start_background_task(self._welcome, sid, principal)
+        if Role.AGENT in principal.roles:
+            self._agent_connections[principal.user_id] += 1
+            if self._agent_connections[principal.user_id] == 1:
+                event = AgentConnected(
+                    data=AgentConnectedData(agent_id=principal.user_id, connected_at=utc_now())
+                )
+                await self._broadcaster.publish(event)
 
     async def _welcome(self, sid: str, principal: Principal) -> None:
         event = ConnectionEstablished(
@@ -101,6 +145,13 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             remote=connection.remote,
             reason=str(reason),
         )
+        agent_id = connection.principal.user_id
+        if Role.AGENT in connection.principal.roles:
+            self._agent_connections[agent_id] -= 1
+            if self._agent_connections[agent_id] == 0:
+                del self._agent_connections[agent_id]
+                data = AgentDisconnectedData(agent_id=agent_id, disconnected_at=utc_now(), reason=str(reason))
+                await self._broadcaster.publish(AgentDisconnected(data=data))
 
     def snapshot(self) -> dict[str, Any]:
         """Live connections and the member count of every named room, on this instance."""
@@ -111,9 +162,12 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     # -- commands --------------------------------------------------------------------------
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        """Dispatch to ``on_<event>``; an event with no handler gets an INVALID_REQUEST ack."""
-        if hasattr(self, f"on_{event}"):
+        """Dispatch lifecycle events and the COMMANDS; anything else gets an INVALID_REQUEST ack."""
+        if event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
+        handler = COMMANDS.get(event)
+        if handler is not None:
+            return await getattr(self, handler)(*args)
         shown = event if len(event) <= MAX_EVENT_NAME_CHARS else event[:MAX_EVENT_NAME_CHARS] + "..."
         return _error_ack(InvalidRequest(f"Unknown event {shown!r}"))
 
@@ -125,6 +179,24 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def on_ping(self, sid: str, *args: object) -> Ack:
         return PongAck().model_dump(mode="json")
+
+    async def on_agent_status(self, sid: str, *args: object) -> Ack:
+        """An agent reports its status; it is broadcast as ``agent.status_changed``."""
+        try:
+            connection = self.connections.get(sid)
+            if connection is None or Role.AGENT not in connection.principal.roles:
+                raise PermissionDenied("Only agents may report an agent status")
+            if len(args) != 1:
+                raise InvalidRequest("Expected one payload object: the agent's status")
+            try:
+                report = AgentStatusReport.model_validate(args[0])
+                data = AgentStatusChangedData(agent_id=connection.principal.user_id, **dict(report))
+            except ValidationError as exc:
+                raise EventRejected(field_errors(exc)) from None
+            receipt = await self._broadcaster.publish(AgentStatusChanged(data=data))
+        except ClientError as exc:
+            return _error_ack(exc)
+        return EventAck(id=receipt.id).model_dump(mode="json")
 
     async def _subscribe(self, sid: str, room: Room) -> None:
         connection = self.connections.get(sid)

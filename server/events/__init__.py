@@ -1,6 +1,13 @@
 """The catalogue: every event the gateway sends and every command it accepts, as models."""
 
-from server.events.commands import ErrorAck, PongAck, RoomAck, RoomCommand
+from typing import Any
+
+from pydantic import BaseModel
+
+from server.events._types import rfc3339
+from server.events.agent import AgentStatusReport
+from server.events.catalogue import CATALOGUE
+from server.events.commands import ErrorAck, EventAck, PongAck, RoomAck, RoomCommand
 from server.events.connection import (
     PROTOCOL_VERSION,
     ConnectionErrorData,
@@ -8,20 +15,33 @@ from server.events.connection import (
     ConnectionEstablished,
     ConnectionEstablishedData,
 )
-from server.events.envelope import Envelope, rfc3339
+from server.events.envelope import Envelope, utc_now
 
-SERVER_EVENTS = (ConnectionEstablished, ConnectionErrorEvent)
+NAMESPACE = "/ws"
+"""The Socket.IO namespace clients connect to and every event is sent on."""
+
+SERVER_EVENTS: tuple[type[Envelope[Any]], ...] = (
+    ConnectionEstablished,
+    ConnectionErrorEvent,
+    *(entry.event for entry in CATALOGUE.values()),
+)
 """Every event the gateway sends, as its envelope model."""
 
-CLIENT_COMMANDS = {"subscribe": RoomCommand, "unsubscribe": RoomCommand}
+CLIENT_COMMANDS: dict[str, type[BaseModel]] = {
+    "subscribe": RoomCommand,
+    "unsubscribe": RoomCommand,
+    "agent.status": AgentStatusReport,
+}
 """Client commands with a payload model (``ping`` takes an empty object)."""
 
-ACKS = (RoomAck, PongAck, ErrorAck)
+ACKS: tuple[type[BaseModel], ...] = (RoomAck, PongAck, EventAck, ErrorAck)
 """Every acknowledgement a command can answer with."""
 
 __all__ = [
     "ACKS",
+    "CATALOGUE",
     "CLIENT_COMMANDS",
+    "NAMESPACE",
     "PROTOCOL_VERSION",
     "SERVER_EVENTS",
     "ConnectionErrorData",
@@ -30,8 +50,10 @@ __all__ = [
     "ConnectionEstablishedData",
     "Envelope",
     "ErrorAck",
+    "EventAck",
     "PongAck",
     "RoomAck",
     "RoomCommand",
     "rfc3339",
+    "utc_now",
 ]

@@ -7,6 +7,7 @@ convert); unknown keys are ignored so that older gateways accept newer clients.
 from __future__ import annotations
 
 from typing import Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +27,15 @@ class RoomAck(BaseModel):
 
     status: Literal["success"] = "success"
     room: str = Field(description="The room, normalised (lowercase UUID).")
+
+
+class EventAck(BaseModel):
+    """Answer to a command that published an event (``agent.status``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: Literal["success"] = "success"
+    id: UUID = Field(description="The id of the event that was sent.")
 
 
 class PongAck(BaseModel):

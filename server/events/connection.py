@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from server.errors import ErrorCode
+from server.events._examples import USER_ID
+from server.events._types import EventData
 from server.events.envelope import Envelope
 
 PROTOCOL_VERSION: Literal["1.0"] = "1.0"
 
 
-class ConnectionEstablishedData(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class ConnectionEstablishedData(EventData):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"connection_id": "Ck5zT1kqLZUcY0HNAAAB", "user_id": USER_ID, "protocol_version": "1.0"}
+            ]
+        }
+    )
 
     connection_id: str = Field(description="The Socket.IO id of this connection (socket.id).")
     user_id: str = Field(description="The token's subject.")
@@ -27,8 +35,18 @@ class ConnectionEstablished(Envelope[ConnectionEstablishedData]):
     type: Literal["connection.established"] = "connection.established"
 
 
-class ConnectionErrorData(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class ConnectionErrorData(EventData):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error_code": "AUTH_FAILED",
+                    "error_message": "Invalid or expired token",
+                    "connection_id": None,
+                }
+            ]
+        }
+    )
 
     error_code: ErrorCode = Field(description="Why the connection was refused or ended.")
     error_message: str = Field(description="A human-readable explanation.")

@@ -9,23 +9,29 @@ data model and narrows ``type`` to a Literal.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.events._types import UtcDatetime
 
 DataT = TypeVar("DataT", bound=BaseModel)
 
 GATEWAY_SOURCE = "realtime_gateway"
+
+ModelClass = type[BaseModel]
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def rfc3339(moment: datetime) -> str:
-    """Millisecond RFC 3339 in UTC with a ``Z``, as JavaScript's ``Date.toISOString`` writes it."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def source_field(default: str) -> Any:
+    """The ``source`` field of an event whose usual emitter is ``default``."""
+    return Field(
+        default=default, min_length=1, max_length=100, description="The service that emitted the event."
+    )
 
 
 class Envelope(BaseModel, Generic[DataT]):
@@ -36,19 +42,36 @@ class Envelope(BaseModel, Generic[DataT]):
 
     type: str = Field(description="The event type, e.g. 'project.updated'.")
     id: UUID = Field(default_factory=uuid4, description="Unique id of this event.")
-    timestamp: datetime = Field(default_factory=utc_now, description="When the event was made (UTC).")
-    source: str = Field(default=GATEWAY_SOURCE, description="The service that emitted the event.")
+    timestamp: UtcDatetime = Field(default_factory=utc_now, description="When the event was made (UTC).")
+    source: str = source_field(GATEWAY_SOURCE)
     data: DataT
 
-    @field_serializer("timestamp")
-    def _serialize_timestamp(self, moment: datetime) -> str:
-        return rfc3339(moment)
+    @classmethod
+    def event_type(cls) -> str:
+        """The value of ``type`` for this event."""
+        default = cls.model_fields["type"].default
+        assert isinstance(default, str), f"{cls.__name__} must give 'type' a default"
+        return default
 
     @classmethod
     def event_name(cls) -> str:
         """The name the event is emitted under on the wire."""
-        if cls.wire_name is not None:
-            return cls.wire_name
-        default = cls.model_fields["type"].default
-        assert isinstance(default, str), f"{cls.__name__} must give 'type' a default"
-        return default
+        return cls.wire_name if cls.wire_name is not None else cls.event_type()
+
+    @classmethod
+    def data_model(cls) -> ModelClass:
+        """The model of this event's ``data``."""
+        annotation = cls.model_fields["data"].annotation
+        assert isinstance(annotation, type)
+        assert issubclass(annotation, BaseModel)
+        return annotation
+
+    @classmethod
+    def example(cls) -> dict[str, Any]:
+        """An example envelope (without id and timestamp), from the data model's first example."""
+        extra = cls.data_model().model_config.get("json_schema_extra")
+        assert isinstance(extra, dict), f"{cls.data_model().__name__} needs examples"
+        examples = extra["examples"]
+        assert isinstance(examples, list)
+        assert isinstance(examples[0], dict)
+        return {"type": cls.event_type(), "source": cls.model_fields["source"].default, "data": examples[0]}

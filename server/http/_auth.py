@@ -16,7 +16,7 @@ def error_response(status: int, code: ErrorCode, message: str) -> JSONResponse:
 
 
 def authorize(request: Request, verifier: TokenVerifier, roles: Iterable[Role]) -> Principal | JSONResponse:
-    """The caller's principal if it holds one of ``roles`` (admins always do), else the error."""
+    """The caller's principal if its token holds one of ``roles``, else the error response."""
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     try:
         if scheme.lower() != "bearer" or not token.strip():
@@ -26,7 +26,7 @@ def authorize(request: Request, verifier: TokenVerifier, roles: Iterable[Role]) 
         response = error_response(401, exc.code, exc.message)
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
-    if not (principal.is_admin or principal.has_any_role(roles)):
+    if not principal.has_any_role(roles):
         code = ErrorCode.PERMISSION_DENIED
         return error_response(403, code, code.default_message)
     return principal

@@ -18,7 +18,7 @@ def stats_blueprint(verifier: TokenVerifier, gateway: Gateway) -> Blueprint:
 
     @bp.get("/stats")
     async def websocket_stats(request: Request) -> JSONResponse:
-        allowed = authorize(request, verifier, (Role.SERVICE,))
+        allowed = authorize(request, verifier, (Role.ADMIN, Role.SERVICE))
         if isinstance(allowed, JSONResponse):
             return allowed
         return json(gateway.snapshot())

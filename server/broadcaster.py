@@ -1,0 +1,146 @@
+"""The typed API backends use to send events: validate -> route -> emit.
+
+Every event is validated against its model before anything is sent, serialised once, and
+emitted once to the union of its rooms: python-socketio resolves the union to distinct
+connections, so a connection in two of the rooms receives the event once.
+
+``get_broadcaster()`` returns the broadcaster of the gateway created in this process (see
+``create_app``); it is the one process-wide object of the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from server.errors import EventRejected, FieldError
+from server.events import NAMESPACE, agent, ai, issue, pr, project, workflow
+from server.events.catalogue import CATALOGUE
+from server.events.envelope import Envelope
+
+P = ParamSpec("P")
+D = TypeVar("D", bound=BaseModel)
+
+_OBJECT = TypeAdapter(dict[str, Any])
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What was sent: the event's id and type, and the rooms it went to."""
+
+    id: UUID
+    type: str
+    rooms: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": str(self.id), "type": self.type, "rooms": list(self.rooms)}
+
+
+class Emitter(Protocol):
+    """What the broadcaster emits through: python-socketio's server (or a manager)."""
+
+    async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None: ...
+
+
+def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
+    return [FieldError(prefix + tuple(e["loc"]), e["msg"]) for e in error.errors(include_url=False)]
+
+
+def parse_event(body: object, prefix: tuple[str | int, ...] = ()) -> Envelope[Any]:
+    """Validate an event given as JSON (``type``, optional ``source``, ``data``).
+
+    ``id`` and ``timestamp`` are the gateway's to set: giving them is an error, like an
+    unknown ``type`` or any field that does not match the event's model.
+    """
+    try:
+        fields = _OBJECT.validate_python(body)
+    except ValidationError as exc:
+        raise EventRejected(field_errors(exc, prefix)) from None
+    reserved = [
+        FieldError((*prefix, key), "is set by the gateway") for key in ("id", "timestamp") if key in fields
+    ]
+    if reserved:
+        raise EventRejected(reserved)
+    event_type = fields.get("type")
+    entry = CATALOGUE.get(event_type) if isinstance(event_type, str) else None
+    if entry is None:
+        known = ", ".join(sorted(CATALOGUE))
+        raise EventRejected([FieldError((*prefix, "type"), f"must be one of: {known}")])
+    try:
+        return entry.event.model_validate(fields)
+    except ValidationError as exc:
+        raise EventRejected(field_errors(exc, prefix)) from None
+
+
+def _typed(
+    event: type[Envelope[D]], data: Callable[P, D]
+) -> Callable[Concatenate[Broadcaster, P], Coroutine[Any, Any, Receipt]]:
+    """A broadcaster method taking ``data``'s fields as keyword arguments (typed by mypy)."""
+
+    async def broadcast(self: Broadcaster, /, *args: P.args, **kwargs: P.kwargs) -> Receipt:
+        try:
+            built = event.model_validate({"data": data(*args, **kwargs)})
+        except ValidationError as exc:
+            raise EventRejected(field_errors(exc, ("data",))) from None
+        return await self.publish(built)
+
+    broadcast.__doc__ = f"Validate and send a {event.event_type()} event; keyword arguments are its data."
+    return broadcast
+
+
+class Broadcaster:
+    """Sends catalogue events to their rooms; one typed ``broadcast_*`` method per event."""
+
+    def __init__(self, emitter: Emitter) -> None:
+        self._emitter = emitter
+
+    async def publish(self, event: Envelope[Any]) -> Receipt:
+        """Send a validated event to the union of its rooms and say where it went."""
+        entry = CATALOGUE.get(event.event_type())
+        if entry is None or not isinstance(event, entry.event):
+            raise EventRejected([FieldError(("type",), "is not a publishable event")])
+        rooms = tuple(str(room) for room in entry.route.rooms(event.data))
+        payload = event.model_dump(mode="json")
+        await self._emitter.emit(event.event_name(), payload, room=list(rooms), namespace=NAMESPACE)
+        return Receipt(event.id, event.event_type(), rooms)
+
+    async def publish_many(self, events: Sequence[Envelope[Any]]) -> list[Receipt]:
+        return [await self.publish(event) for event in events]
+
+    broadcast_project_updated = _typed(project.ProjectUpdated, project.ProjectUpdatedData)
+    broadcast_project_deleted = _typed(project.ProjectDeleted, project.ProjectDeletedData)
+    broadcast_agent_status_changed = _typed(agent.AgentStatusChanged, agent.AgentStatusChangedData)
+    broadcast_agent_connected = _typed(agent.AgentConnected, agent.AgentConnectedData)
+    broadcast_agent_disconnected = _typed(agent.AgentDisconnected, agent.AgentDisconnectedData)
+    broadcast_workflow_progress = _typed(workflow.WorkflowProgress, workflow.WorkflowProgressData)
+    broadcast_workflow_started = _typed(workflow.WorkflowStarted, workflow.WorkflowStartedData)
+    broadcast_workflow_completed = _typed(workflow.WorkflowCompleted, workflow.WorkflowCompletedData)
+    broadcast_workflow_failed = _typed(workflow.WorkflowFailed, workflow.WorkflowFailedData)
+    broadcast_pr_created = _typed(pr.PrCreated, pr.PrCreatedData)
+    broadcast_pr_updated = _typed(pr.PrUpdated, pr.PrUpdatedData)
+    broadcast_pr_closed = _typed(pr.PrClosed, pr.PrClosedData)
+    broadcast_issue_created = _typed(issue.IssueCreated, issue.IssueCreatedData)
+    broadcast_issue_updated = _typed(issue.IssueUpdated, issue.IssueUpdatedData)
+    broadcast_issue_closed = _typed(issue.IssueClosed, issue.IssueClosedData)
+    broadcast_ai_suggestion = _typed(ai.AiSuggestion, ai.AiSuggestionData)
+    broadcast_ai_analysis_complete = _typed(ai.AiAnalysisComplete, ai.AiAnalysisCompleteData)
+
+
+_installed: Broadcaster | None = None
+
+
+def install_broadcaster(broadcaster: Broadcaster) -> None:
+    """Make ``broadcaster`` the one ``get_broadcaster()`` returns (``create_app`` does this)."""
+    global _installed
+    _installed = broadcaster
+
+
+def get_broadcaster() -> Broadcaster:
+    """The broadcaster of the gateway created in this process."""
+    if _installed is None:
+        raise RuntimeError("no gateway in this process: create_app() installs the broadcaster")
+    return _installed

@@ -1,0 +1,77 @@
+"""``POST /api/v1/events`` and ``/api/v1/events/batch``: how non-Python backends publish.
+
+Service tokens only. The body is an event without ``id`` and ``timestamp`` (the gateway sets
+them); the answer is 202 with the receipt, or 422 naming every bad field. A batch (a JSON
+array of up to MAX_BATCH events) is validated whole before any of it is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sanic import Blueprint, Request
+from sanic.response import JSONResponse, json
+
+from server.auth import Role, TokenVerifier
+from server.broadcaster import Broadcaster, parse_event
+from server.errors import EventRejected, FieldError
+from server.events.envelope import Envelope
+from server.http._auth import authorize
+
+MAX_BATCH = 100
+
+
+def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blueprint:
+    bp = Blueprint("publish", url_prefix="/api/v1/events")
+
+    @bp.post("/")
+    async def publish(request: Request) -> JSONResponse:
+        allowed = authorize(request, verifier, (Role.SERVICE,))
+        if isinstance(allowed, JSONResponse):
+            return allowed
+        try:
+            event = parse_event(request.json)
+        except EventRejected as exc:
+            return rejected(exc)
+        return json((await broadcaster.publish(event)).as_json(), status=202)
+
+    @bp.post("/batch")
+    async def publish_batch(request: Request) -> JSONResponse:
+        allowed = authorize(request, verifier, (Role.SERVICE,))
+        if isinstance(allowed, JSONResponse):
+            return allowed
+        try:
+            events = parse_batch(request.json)
+        except EventRejected as exc:
+            return rejected(exc)
+        receipts = await broadcaster.publish_many(events)
+        return json({"receipts": [receipt.as_json() for receipt in receipts]}, status=202)
+
+    return bp
+
+
+def parse_batch(body: Any) -> list[Envelope[Any]]:
+    """Validate every event of a batch; raise one EventRejected naming all bad fields."""
+    if not isinstance(body, list) or not 1 <= len(body) <= MAX_BATCH:
+        raise EventRejected([FieldError((), f"must be a JSON array of 1 to {MAX_BATCH} events")])
+    events: list[Envelope[Any]] = []
+    errors: list[FieldError] = []
+    for index, item in enumerate(body):
+        try:
+            events.append(parse_event(item, prefix=(index,)))
+        except EventRejected as exc:
+            errors += exc.errors
+    if errors:
+        raise EventRejected(errors)
+    return events
+
+
+def rejected(error: EventRejected) -> JSONResponse:
+    return json(
+        {
+            "error_code": error.code.value,
+            "message": error.code.default_message,
+            "errors": [e.as_json() for e in error.errors],
+        },
+        status=422,
+    )
