@@ -22,6 +22,7 @@ from server.auth import TokenVerifier
 from server.broadcaster import Broadcaster, install_broadcaster
 from server.gateway import Gateway
 from server.http import health_blueprint, publish_blueprint, stats_blueprint
+from server.http.body_limit import BodyLimit
 from server.rooms import AccessPolicy, ClaimsAccessPolicy
 from server.settings import Settings
 from server.sio import AsyncServer, EngineLogger
@@ -56,11 +57,10 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     sio.register_namespace(gateway)
 
     sanic = Sanic("swe_realtime", configure_logging=False)
-    sanic.config.REQUEST_MAX_SIZE = settings.max_payload_bytes
     sanic.blueprint(health_blueprint())
     sanic.blueprint(stats_blueprint(verifier, gateway))
     sanic.blueprint(publish_blueprint(verifier, broadcaster))
-    asgi = socketio.ASGIApp(sio, other_asgi_app=sanic)
+    asgi = socketio.ASGIApp(sio, other_asgi_app=BodyLimit(sanic, settings.max_payload_bytes))
     return GatewayApp(asgi=asgi, sanic=sanic, sio=sio, gateway=gateway, broadcaster=broadcaster)
 
 

@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     CONNECTION_LIMIT = "CONNECTION_LIMIT"
     PERMISSION_DENIED = "PERMISSION_DENIED"
     INVALID_EVENT = "INVALID_EVENT"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
 
     @property
     def default_message(self) -> str:
@@ -39,6 +40,7 @@ _DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.CONNECTION_LIMIT: "The gateway has reached its connection limit",
     ErrorCode.PERMISSION_DENIED: "The token lacks the role this needs",
     ErrorCode.INVALID_EVENT: "The event does not match its model",
+    ErrorCode.PAYLOAD_TOO_LARGE: "The request body is larger than MAX_PAYLOAD_BYTES",
 }
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
 import signal
 import socket
@@ -16,12 +18,45 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import aiohttp
 import jwt
 import socketio
 
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
 CLI = Path(sys.executable).with_name("swe-realtime")
 ERROR_MARKERS = (" ERROR ", " CRITICAL ", "Traceback (most recent call last)")
+
+
+async def api(
+    server: ServerProcess,
+    method: str,
+    path: str,
+    token: str | None = None,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+) -> tuple[int, Any]:
+    """One HTTP request to the gateway: (status, parsed JSON body or None)."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    data = io.BytesIO(raw) if raw is not None else None
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            method, server.url + path, headers=headers, json=body if raw is None else None, data=data
+        ) as response,
+    ):
+        text = await response.text()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, None
+
+
+async def stats(server: ServerProcess) -> dict[str, Any]:
+    status, body = await api(server, "GET", "/api/v1/websocket/stats", make_token(roles=["admin"]))
+    assert status == 200, body
+    result: dict[str, Any] = body
+    return result
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ import pytest
 import socketio
 
 from server.events import ConnectionErrorEvent, ConnectionEstablished
-from tests.support import Client, ServerProcess, make_token
+from tests.support import Client, ServerProcess, make_token, stats
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 TRANSPORTS = ["websocket", "polling"]
@@ -51,23 +51,10 @@ async def test_connection_joins_user_and_global_rooms(
     user = uuid4()
     client = await clients().connect(server.url, make_token(user))
     await client.next("connection_established")
-    admin = make_token(roles=["admin"])
+    snapshot = await stats(server)
 
-    stats = await _stats(server, admin)
-
-    assert stats["rooms"][f"user:{user}"] == 1
-    assert stats["rooms"]["global"] >= 1
-
-
-async def _stats(server: ServerProcess, token: str) -> dict[str, Any]:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as session:
-        headers = {"Authorization": f"Bearer {token}"}
-        async with session.get(f"{server.url}/api/v1/websocket/stats", headers=headers) as response:
-            assert response.status == 200
-            body: dict[str, Any] = await response.json()
-            return body
+    assert snapshot["rooms"][f"user:{user}"] == 1
+    assert snapshot["rooms"]["global"] >= 1
 
 
 REFUSALS: list[tuple[str, Any, str, str]] = [

@@ -7,26 +7,17 @@ import json
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
 from uuid import UUID, uuid4
 
 import aiohttp
 import pytest
 
-from tests.support import Client, ServerProcess, make_token
-
-ADMIN = make_token(roles=["admin"], ttl=24 * 3600)
+from tests.support import Client, ServerProcess, make_token, stats
 
 
 async def live_connections(server: ServerProcess, user: UUID) -> int:
     """How many connections of ``user`` the gateway holds: the size of its personal room."""
-    headers = {"Authorization": f"Bearer {ADMIN}"}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{server.url}/api/v1/websocket/stats", headers=headers) as response,
-    ):
-        body: dict[str, Any] = await response.json()
-        return int(body["rooms"].get(f"user:{user}", 0))
+    return int((await stats(server))["rooms"].get(f"user:{user}", 0))
 
 
 async def settles_at(server: ServerProcess, user: UUID, expected: int, seconds: float = 10.0) -> int:

@@ -1,0 +1,48 @@
+"""Run the gateway inside your own Python service and broadcast from it.
+
+Usage: JWT_SECRET=... python embedded_gateway.py PORT PROJECT_ID
+Serves the gateway on PORT, then sends a project.updated event to project:PROJECT_ID every
+second, five times, and exits.
+"""
+
+import asyncio
+import os
+import sys
+from dataclasses import replace
+from uuid import UUID
+
+import uvicorn
+
+from server.app import create_app
+from server.broadcaster import get_broadcaster
+from server.settings import Settings
+
+
+async def send_project_updates(project_id: UUID) -> None:
+    broadcaster = get_broadcaster()
+    for round_number in range(5):
+        receipt = await broadcaster.broadcast_project_updated(
+            project_id=project_id,
+            project_name="AI Agent Framework",
+            repository_url="https://github.com/user/ai-agent-framework",
+            status="active",
+            updated_by=UUID("660e8400-e29b-41d4-a716-446655440001"),
+            changes={"status": "updated", "fields": ["description"]},
+        )
+        print(f"round {round_number}: sent {receipt.id} to {', '.join(receipt.rooms)}", flush=True)
+        await asyncio.sleep(1)
+
+
+async def main(port: int, project_id: UUID) -> None:
+    settings = replace(Settings.from_env(os.environ), port=port)
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app.asgi, port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    await asyncio.sleep(1)  # let it start
+    await send_project_updates(project_id)
+    server.should_exit = True
+    await serving
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]), UUID(sys.argv[2])))

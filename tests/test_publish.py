@@ -1,0 +1,200 @@
+"""POST /api/v1/events and /batch: who may publish, and how bad events are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.events.catalogue import CATALOGUE
+from server.rooms import GLOBAL, Room, RoomKind
+from tests.support import Client, ServerProcess, api, make_token
+from tests.test_events import SERVICE, drained, fresh, listener, publish, publish_marker
+
+EVENTS = "/api/v1/events"
+BATCH = "/api/v1/events/batch"
+
+
+def example(event_type: str = "pr.created") -> dict[str, Any]:
+    body: dict[str, Any] = fresh(CATALOGUE[event_type].event.example())
+    return body
+
+
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("garbage", 401)])
+async def test_publish_needs_a_valid_token(server: ServerProcess, token: str | None, status: int) -> None:
+    assert (await api(server, "POST", EVENTS, token, example()))[0] == status
+
+
+@pytest.mark.parametrize("roles", [[], ["admin"], ["agent"]])
+async def test_publish_is_for_services_only(server: ServerProcess, roles: list[str]) -> None:
+    status, body = await api(server, "POST", EVENTS, make_token(roles=roles), example())
+    assert status == 403
+    assert body["error_code"] == "PERMISSION_DENIED"
+
+
+def rejected_fields(body: dict[str, Any]) -> dict[str, str]:
+    assert body["error_code"] == "INVALID_EVENT"
+    return {".".join(map(str, error["loc"])): error["message"] for error in body["errors"]}
+
+
+async def test_invalid_event_names_every_bad_field(server: ServerProcess) -> None:
+    event = example("issue.updated")
+    event["data"].update(priority="urgent", status="done", assigned_to="bob", title="")
+    del event["data"]["updated_at"]
+    event["data"]["colour"] = "red"
+
+    status, body = await api(server, "POST", EVENTS, SERVICE, event)
+
+    assert status == 422
+    fields = rejected_fields(body)
+    assert set(fields) == {
+        "data.priority",
+        "data.status",
+        "data.assigned_to",
+        "data.title",
+        "data.updated_at",
+        "data.colour",
+    }
+    assert "'low', 'medium', 'high' or 'critical'" in fields["data.priority"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"type": "project.renamed"}, "type"),
+        ({"type": None}, "type"),
+        ({"id": "5d1b1e3c-2b2a-4f0e-9a53-0a4f9e0c8f00"}, "id"),
+        ({"timestamp": "2024-11-08T10:30:00Z"}, "timestamp"),
+        ({"source": ""}, "source"),
+        ({"data": None}, "data"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+async def test_envelope_errors(server: ServerProcess, change: dict[str, Any], field: str) -> None:
+    event = example() | change
+    status, body = await api(server, "POST", EVENTS, SERVICE, event)
+    assert status == 422
+    assert field in rejected_fields(body)
+
+
+@pytest.mark.parametrize("body", [[], "pr.created", 42, None])
+async def test_body_must_be_an_event_object(server: ServerProcess, body: Any) -> None:
+    status, answer = await api(server, "POST", EVENTS, SERVICE, body)
+    assert status == 422
+    assert answer["error_code"] == "INVALID_EVENT"
+
+
+async def test_malformed_json_is_a_client_error(server: ServerProcess) -> None:
+    status, _ = await api(server, "POST", EVENTS, SERVICE, raw=b'{"type": "pr.created", ')
+    assert status == 400
+
+
+async def test_body_over_the_payload_limit_is_413(server: ServerProcess) -> None:
+    event = example("workflow.failed")
+    event["data"]["error"] = "x" * 1_100_000
+    status, _ = await api(server, "POST", EVENTS, SERVICE, raw=json.dumps(event).encode())
+    assert status == 413
+
+
+async def test_batch_is_sent_whole(server: ServerProcess, clients: Callable[[], Client]) -> None:
+    events = [example("workflow.progress") for _ in range(3)]
+    project = events[0]["data"]["project_id"]
+    for event in events:
+        event["data"]["project_id"] = project
+    watcher = await listener(server, clients, project_room(project))
+
+    status, body = await api(server, "POST", BATCH, SERVICE, events)
+
+    assert status == 202
+    assert [r["type"] for r in body["receipts"]] == ["workflow.progress"] * 3
+    got = [await watcher.next("workflow.progress") for _ in events]
+    assert [g["id"] for g in got] == [r["id"] for r in body["receipts"]]
+
+
+async def test_batch_with_one_bad_event_sends_nothing(
+    server: ServerProcess, clients: Callable[[], Client]
+) -> None:
+    good, bad = example("workflow.progress"), example("workflow.progress")
+    bad["data"]["progress"] = 101
+    bad["data"]["project_id"] = good["data"]["project_id"]
+    watcher = await listener(server, clients, project_room(good["data"]["project_id"]))
+
+    status, body = await api(server, "POST", BATCH, SERVICE, [good, bad, {"type": "nope"}])
+
+    assert status == 422
+    assert set(rejected_fields(body)) == {"1.data.progress", "2.type"}
+    marker = await publish_marker(server, "workflow.progress")
+    assert await drained(watcher, marker, "workflow.progress") == 0
+
+
+@pytest.mark.parametrize("size", [0, 101])
+async def test_batch_size_bounds(server: ServerProcess, size: int) -> None:
+    status, body = await api(server, "POST", BATCH, SERVICE, [example() for _ in range(size)])
+    assert status == 422
+    assert body["error_code"] == "INVALID_EVENT"
+
+
+async def test_batch_of_the_maximum_size(server: ServerProcess) -> None:
+    status, body = await api(server, "POST", BATCH, SERVICE, [example() for _ in range(100)])
+    assert status == 202
+    assert len(body["receipts"]) == 100
+
+
+def project_room(project: str) -> Room:
+    return Room(RoomKind.PROJECT, UUID(project))
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=20), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+NEAR_EVENTS = st.builds(
+    lambda event_type, data, source: {"type": event_type, "source": source, "data": data},
+    st.sampled_from(sorted(CATALOGUE)),
+    st.dictionaries(
+        st.sampled_from(["project_id", "status", "progress", "title", "agent_id", "workflow_id"]), JSON
+    ),
+    st.text(max_size=120),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=JSON | NEAR_EVENTS)
+def test_any_json_gets_202_or_4xx(server: ServerProcess, body: Any) -> None:
+    status, _ = asyncio.run(api(server, "POST", EVENTS, SERVICE, body))
+    assert status == 202 or 400 <= status < 500, (status, body)
+
+
+async def test_publish_still_works_after_the_fuzzing(
+    server: ServerProcess, clients: Callable[[], Client]
+) -> None:
+    body = example("workflow.progress")
+    body["data"]["project_id"] = None
+    watcher = await listener(server, clients, GLOBAL)
+    receipt = await publish(server, body)
+    assert (await watcher.next("workflow.progress"))["id"] == receipt["id"]
+
+
+async def test_chunked_body_over_the_limit_is_413(server: ServerProcess) -> None:
+
+    async def chunks() -> Any:
+        for _ in range(12):
+            yield b" " * 100_000  # whitespace: valid JSON padding, 1.2 MB in all
+
+    headers = {"Authorization": f"Bearer {SERVICE}", "Content-Type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(server.url + EVENTS, data=chunks(), headers=headers) as response,
+    ):
+        assert "Content-Length" not in response.request_info.headers
+        assert response.status == 413
