@@ -25,7 +25,7 @@ class RoomCommand(BaseModel):
 class RoomAck(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    status: Literal["success"] = "success"
+    status: Literal["success"] = Field(default="success", description="The command succeeded.")
     room: str = Field(description="The room, normalised (lowercase UUID).")
 
 
@@ -34,20 +34,20 @@ class EventAck(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    status: Literal["success"] = "success"
+    status: Literal["success"] = Field(default="success", description="The event was sent.")
     id: UUID = Field(description="The id of the event that was sent.")
 
 
 class PongAck(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    status: Literal["pong"] = "pong"
+    status: Literal["pong"] = Field(default="pong", description="The gateway is alive and answering.")
 
 
 class ErrorAck(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    status: Literal["error"] = "error"
+    status: Literal["error"] = Field(default="error", description="The command failed.")
     room: str | None = Field(description="The room the command named, when it named one.")
-    error_code: ErrorCode
-    message: str
+    error_code: ErrorCode = Field(description="Why, as a stable code.")
+    message: str = Field(description="Why, for a human.")

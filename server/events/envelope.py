@@ -44,7 +44,7 @@ class Envelope(BaseModel, Generic[DataT]):
     id: UUID = Field(default_factory=uuid4, description="Unique id of this event.")
     timestamp: UtcDatetime = Field(default_factory=utc_now, description="When the event was made (UTC).")
     source: str = source_field(GATEWAY_SOURCE)
-    data: DataT
+    data: DataT = Field(description="The fields of this kind of event.")
 
     @classmethod
     def event_type(cls) -> str:
