@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -23,6 +23,11 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Title = Annotated[str, Field(min_length=1, max_length=500)]
 Text = Annotated[str, Field(max_length=20_000)]
 Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+def examples(*items: dict[str, Any]) -> ConfigDict:
+    """Model configuration carrying examples: they become the contract's examples."""
+    return ConfigDict(json_schema_extra={"examples": list(items)})
 
 
 class EventData(BaseModel):

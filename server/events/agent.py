@@ -6,10 +6,10 @@ from enum import StrEnum
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from server.events._examples import AGENT_ID
-from server.events._types import EventData, Name, Percent, UtcDatetime
+from server.events._types import EventData, Name, Percent, UtcDatetime, examples
 from server.events.envelope import Envelope, source_field
 
 AGENT_SOURCE = "agent_service"
@@ -48,7 +48,7 @@ STATUS_EXAMPLE: dict[str, Any] = {
 class AgentStatusReport(EventData):
     """An agent's status as the agent itself reports it (the ``agent.status`` command)."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [STATUS_EXAMPLE]})
+    model_config = examples(STATUS_EXAMPLE)
 
     agent_name: Name = Field(description="The agent's display name.")
     status: AgentStatus = Field(description="Its current status.")
@@ -57,7 +57,7 @@ class AgentStatusReport(EventData):
 
 
 class AgentStatusChangedData(AgentStatusReport):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"agent_id": AGENT_ID, **STATUS_EXAMPLE}]})
+    model_config = examples({"agent_id": AGENT_ID, **STATUS_EXAMPLE})
 
     agent_id: UUID = Field(description="The agent whose status changed.")
 
@@ -70,9 +70,7 @@ class AgentStatusChanged(Envelope[AgentStatusChangedData]):
 
 
 class AgentConnectedData(EventData):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"agent_id": AGENT_ID, "connected_at": "2024-11-08T10:30:00.000Z"}]}
-    )
+    model_config = examples({"agent_id": AGENT_ID, "connected_at": "2024-11-08T10:30:00.000Z"})
 
     agent_id: UUID = Field(description="The agent that came online.")
     connected_at: UtcDatetime = Field(description="When its first connection opened.")
@@ -85,15 +83,11 @@ class AgentConnected(Envelope[AgentConnectedData]):
 
 
 class AgentDisconnectedData(EventData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "agent_id": AGENT_ID,
-                    "disconnected_at": "2024-11-08T11:30:00.000Z",
-                    "reason": "transport close",
-                }
-            ]
+    model_config = examples(
+        {
+            "agent_id": AGENT_ID,
+            "disconnected_at": "2024-11-08T11:30:00.000Z",
+            "reason": "transport close",
         }
     )
 

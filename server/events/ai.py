@@ -6,10 +6,10 @@ from enum import StrEnum
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from server.events._examples import PR_ID, PROJECT_ID
-from server.events._types import EventData, Name, Text, Title
+from server.events._types import EventData, Name, Text, Title, examples
 from server.events.envelope import Envelope, source_field
 
 AI_SOURCE = "ai_dock_service"
@@ -47,27 +47,23 @@ class AiData(EventData):
 
 
 class AiSuggestionData(AiData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "suggestion_id": "bb0e8400-e29b-41d4-a716-446655440006",
-                    "project_id": PROJECT_ID,
-                    "target_type": "pr",
-                    "target_id": PR_ID,
-                    "category": "optimization",
-                    "title": "Reduce complexity in error handling",
-                    "description": "Cyclomatic complexity is 12; consider smaller functions.",
-                    "severity": "warning",
-                    "confidence": 0.92,
-                    "suggested_action": "Refactor function into smaller utilities",
-                    "metadata": {
-                        "function_name": "handle_request",
-                        "line_number": 125,
-                        "complexity_score": 12,
-                    },
-                }
-            ]
+    model_config = examples(
+        {
+            "suggestion_id": "bb0e8400-e29b-41d4-a716-446655440006",
+            "project_id": PROJECT_ID,
+            "target_type": "pr",
+            "target_id": PR_ID,
+            "category": "optimization",
+            "title": "Reduce complexity in error handling",
+            "description": "Cyclomatic complexity is 12; consider smaller functions.",
+            "severity": "warning",
+            "confidence": 0.92,
+            "suggested_action": "Refactor function into smaller utilities",
+            "metadata": {
+                "function_name": "handle_request",
+                "line_number": 125,
+                "complexity_score": 12,
+            },
         }
     )
 
@@ -89,19 +85,15 @@ class AiSuggestion(Envelope[AiSuggestionData]):
 
 
 class AiAnalysisCompleteData(AiData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "analysis_id": "cc0e8400-e29b-41d4-a716-446655440007",
-                    "project_id": PROJECT_ID,
-                    "target_type": "pr",
-                    "target_id": PR_ID,
-                    "summary": "3 suggestions: 1 security, 2 maintainability",
-                    "suggestion_count": 3,
-                    "duration_seconds": 18.4,
-                }
-            ]
+    model_config = examples(
+        {
+            "analysis_id": "cc0e8400-e29b-41d4-a716-446655440007",
+            "project_id": PROJECT_ID,
+            "target_type": "pr",
+            "target_id": PR_ID,
+            "summary": "3 suggestions: 1 security, 2 maintainability",
+            "suggestion_count": 3,
+            "duration_seconds": 18.4,
         }
     )
 

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from server.errors import ErrorCode
 from server.events._examples import USER_ID
-from server.events._types import EventData
+from server.events._types import EventData, examples
 from server.events.envelope import Envelope
 
 PROTOCOL_VERSION: Literal["1.0"] = "1.0"
 
 
 class ConnectionEstablishedData(EventData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"connection_id": "Ck5zT1kqLZUcY0HNAAAB", "user_id": USER_ID, "protocol_version": "1.0"}
-            ]
-        }
+    model_config = examples(
+        {"connection_id": "Ck5zT1kqLZUcY0HNAAAB", "user_id": USER_ID, "protocol_version": "1.0"}
     )
 
     connection_id: str = Field(description="The Socket.IO id of this connection (socket.id).")
@@ -36,15 +32,11 @@ class ConnectionEstablished(Envelope[ConnectionEstablishedData]):
 
 
 class ConnectionErrorData(EventData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "error_code": "AUTH_FAILED",
-                    "error_message": "Invalid or expired token",
-                    "connection_id": None,
-                }
-            ]
+    model_config = examples(
+        {
+            "error_code": "AUTH_FAILED",
+            "error_message": "Invalid or expired token",
+            "connection_id": None,
         }
     )
 

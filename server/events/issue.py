@@ -6,13 +6,20 @@ from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from server.events._examples import ISSUE_ID, PROJECT_ID, USER_ID
-from server.events._types import EventData, Text, Title, UtcDatetime
+from server.events._types import EventData, Text, Title, UtcDatetime, examples
 from server.events.envelope import Envelope, source_field
 
 GITHUB_SOURCE = "github_service"
+ISSUE_EXAMPLE = {
+    "issue_id": ISSUE_ID,
+    "project_id": PROJECT_ID,
+    "title": "Support for async/await syntax",
+    "description": "Add support for async/await syntax in code analysis",
+    "assigned_to": USER_ID,
+}
 
 
 class IssueStatus(StrEnum):
@@ -35,30 +42,22 @@ class IssueData(EventData):
     issue_id: UUID = Field(description="The issue.")
     project_id: UUID = Field(description="The project it belongs to.")
     title: Title = Field(description="The issue's title.")
+    description: Text | None = Field(default=None, description="The issue's body.")
     assigned_to: UUID | None = Field(
         default=None, description="The user it is assigned to; they are notified."
     )
 
 
 class IssueCreatedData(IssueData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "issue_id": ISSUE_ID,
-                    "project_id": PROJECT_ID,
-                    "title": "Support for async/await syntax",
-                    "description": "Add support for async/await syntax in code analysis",
-                    "status": "open",
-                    "priority": "medium",
-                    "assigned_to": USER_ID,
-                    "created_at": "2024-11-08T09:00:00.000Z",
-                }
-            ]
+    model_config = examples(
+        {
+            **ISSUE_EXAMPLE,
+            "status": "open",
+            "priority": "medium",
+            "created_at": "2024-11-08T09:00:00.000Z",
         }
     )
 
-    description: Text | None = Field(default=None, description="The issue's body.")
     status: IssueStatus = Field(default=IssueStatus.OPEN, description="Its state.")
     priority: IssuePriority = Field(default=IssuePriority.MEDIUM, description="How urgent it is.")
     created_at: UtcDatetime = Field(description="When it was opened.")
@@ -72,24 +71,15 @@ class IssueCreated(Envelope[IssueCreatedData]):
 
 
 class IssueUpdatedData(IssueData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "issue_id": ISSUE_ID,
-                    "project_id": PROJECT_ID,
-                    "title": "Support for async/await syntax",
-                    "description": "Add support for async/await syntax in code analysis",
-                    "status": "in_progress",
-                    "priority": "high",
-                    "assigned_to": USER_ID,
-                    "updated_at": "2024-11-08T10:30:00.000Z",
-                }
-            ]
+    model_config = examples(
+        {
+            **ISSUE_EXAMPLE,
+            "status": "in_progress",
+            "priority": "high",
+            "updated_at": "2024-11-08T10:30:00.000Z",
         }
     )
 
-    description: Text | None = Field(default=None, description="The issue's body.")
     status: IssueStatus = Field(description="Its state after the update.")
     priority: IssuePriority = Field(description="Its priority after the update.")
     updated_at: UtcDatetime = Field(description="When it changed.")
@@ -103,19 +93,12 @@ class IssueUpdated(Envelope[IssueUpdatedData]):
 
 
 class IssueClosedData(IssueData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "issue_id": ISSUE_ID,
-                    "project_id": PROJECT_ID,
-                    "title": "Support for async/await syntax",
-                    "assigned_to": USER_ID,
-                    "closed_by": USER_ID,
-                    "closed_at": "2024-11-09T16:00:00.000Z",
-                    "resolution": "Implemented in PR #42",
-                }
-            ]
+    model_config = examples(
+        {
+            **ISSUE_EXAMPLE,
+            "closed_by": USER_ID,
+            "closed_at": "2024-11-09T16:00:00.000Z",
+            "resolution": "Implemented in PR #42",
         }
     )
 

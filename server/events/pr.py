@@ -6,13 +6,14 @@ from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from server.events._examples import PR_ID, PROJECT_ID
-from server.events._types import EventData, HttpUrlText, Name, Text, Title, UtcDatetime
+from server.events._types import EventData, HttpUrlText, Name, Text, Title, UtcDatetime, examples
 from server.events.envelope import Envelope, source_field
 
 GITHUB_SOURCE = "github_service"
+PR_EXAMPLE = {"pr_id": PR_ID, "project_id": PROJECT_ID, "title": "Fix: Improve error handling in API routes"}
 
 
 class PrStatus(StrEnum):
@@ -26,28 +27,22 @@ class PrData(EventData):
 
     pr_id: UUID = Field(description="The pull request.")
     project_id: UUID = Field(description="The project whose repository it belongs to.")
+    title: Title = Field(description="The pull request's title (after the change, if it changed).")
 
 
 class PrCreatedData(PrData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "pr_id": PR_ID,
-                    "project_id": PROJECT_ID,
-                    "title": "Fix: Improve error handling in API routes",
-                    "description": "This PR improves error handling across API routes...",
-                    "author": "john-doe",
-                    "branch": "feature/improve-error-handling",
-                    "github_url": "https://github.com/user/project/pull/42",
-                    "status": "open",
-                    "created_at": "2024-11-08T10:30:00.000Z",
-                }
-            ]
+    model_config = examples(
+        {
+            **PR_EXAMPLE,
+            "description": "This PR improves error handling across API routes...",
+            "author": "john-doe",
+            "branch": "feature/improve-error-handling",
+            "github_url": "https://github.com/user/project/pull/42",
+            "status": "open",
+            "created_at": "2024-11-08T10:30:00.000Z",
         }
     )
 
-    title: Title = Field(description="The pull request's title.")
     description: Text | None = Field(default=None, description="Its body.")
     author: Name = Field(description="The GitHub login of its author.")
     branch: Name = Field(description="The branch it merges from.")
@@ -64,20 +59,13 @@ class PrCreated(Envelope[PrCreatedData]):
 
 
 class PrUpdatedData(PrData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "pr_id": PR_ID,
-                    "project_id": PROJECT_ID,
-                    "title": "Fix: Improve error handling in API routes",
-                    "status": "merged",
-                }
-            ]
+    model_config = examples(
+        {
+            **PR_EXAMPLE,
+            "status": "merged",
         }
     )
 
-    title: Title = Field(description="The pull request's title after the update.")
     status: PrStatus = Field(description="Its state after the update.")
     description: Text | None = Field(default=None, description="Its body, when it changed.")
     updated_at: UtcDatetime | None = Field(default=None, description="When it changed.")
@@ -91,22 +79,15 @@ class PrUpdated(Envelope[PrUpdatedData]):
 
 
 class PrClosedData(PrData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "pr_id": PR_ID,
-                    "project_id": PROJECT_ID,
-                    "title": "Fix: Improve error handling in API routes",
-                    "merged": True,
-                    "closed_by": "jane-doe",
-                    "closed_at": "2024-11-08T12:00:00.000Z",
-                }
-            ]
+    model_config = examples(
+        {
+            **PR_EXAMPLE,
+            "merged": True,
+            "closed_by": "jane-doe",
+            "closed_at": "2024-11-08T12:00:00.000Z",
         }
     )
 
-    title: Title = Field(description="The pull request's title.")
     merged: bool = Field(description="True if it was merged, false if closed unmerged.")
     closed_by: Name | None = Field(default=None, description="The GitHub login of who closed or merged it.")
     closed_at: UtcDatetime = Field(description="When it was closed.")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from server.events._examples import PROJECT_ID, USER_ID
-from server.events._types import EventData, HttpUrlText, Name
+from server.events._types import EventData, HttpUrlText, Name, examples
 from server.events.envelope import Envelope, source_field
 
 PROJECT_SOURCE = "project_service"
@@ -22,18 +22,14 @@ class ProjectChanges(EventData):
 
 
 class ProjectUpdatedData(EventData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "project_id": PROJECT_ID,
-                    "project_name": "AI Agent Framework",
-                    "repository_url": "https://github.com/user/ai-agent-framework",
-                    "status": "active",
-                    "updated_by": USER_ID,
-                    "changes": {"status": "updated", "fields": ["status", "description"]},
-                }
-            ]
+    model_config = examples(
+        {
+            "project_id": PROJECT_ID,
+            "project_name": "AI Agent Framework",
+            "repository_url": "https://github.com/user/ai-agent-framework",
+            "status": "active",
+            "updated_by": USER_ID,
+            "changes": {"status": "updated", "fields": ["status", "description"]},
         }
     )
 
@@ -53,14 +49,10 @@ class ProjectUpdated(Envelope[ProjectUpdatedData]):
 
 
 class ProjectDeletedData(EventData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "project_id": PROJECT_ID,
-                    "deleted_by": USER_ID,
-                }
-            ]
+    model_config = examples(
+        {
+            "project_id": PROJECT_ID,
+            "deleted_by": USER_ID,
         }
     )
 

@@ -6,10 +6,10 @@ from enum import StrEnum
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from server.events._examples import PROJECT_ID, USER_ID, WORKFLOW_ID
-from server.events._types import EventData, Name, Text
+from server.events._types import EventData, Name, Text, examples
 from server.events.envelope import Envelope, source_field
 
 WORKFLOW_SOURCE = "workflow_service"
@@ -33,21 +33,17 @@ class WorkflowData(EventData):
 
 
 class WorkflowProgressData(WorkflowData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "workflow_id": WORKFLOW_ID,
-                    "project_id": PROJECT_ID,
-                    "status": "running",
-                    "progress": 45,
-                    "current_step": "Analyzing code structure",
-                    "total_steps": 10,
-                    "estimated_time_remaining": 120,
-                    "logs": ["Starting workflow execution", "Cloning repository", "Analyzing code structure"],
-                    "errors": [],
-                }
-            ]
+    model_config = examples(
+        {
+            "workflow_id": WORKFLOW_ID,
+            "project_id": PROJECT_ID,
+            "status": "running",
+            "progress": 45,
+            "current_step": "Analyzing code structure",
+            "total_steps": 10,
+            "estimated_time_remaining": 120,
+            "logs": ["Starting workflow execution", "Cloning repository", "Analyzing code structure"],
+            "errors": [],
         }
     )
 
@@ -70,17 +66,13 @@ class WorkflowProgress(Envelope[WorkflowProgressData]):
 
 
 class WorkflowStartedData(WorkflowData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "workflow_id": WORKFLOW_ID,
-                    "project_id": PROJECT_ID,
-                    "workflow_name": "Code review",
-                    "total_steps": 10,
-                    "started_by": USER_ID,
-                }
-            ]
+    model_config = examples(
+        {
+            "workflow_id": WORKFLOW_ID,
+            "project_id": PROJECT_ID,
+            "workflow_name": "Code review",
+            "total_steps": 10,
+            "started_by": USER_ID,
         }
     )
 
@@ -97,16 +89,12 @@ class WorkflowStarted(Envelope[WorkflowStartedData]):
 
 
 class WorkflowCompletedData(WorkflowData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "workflow_id": WORKFLOW_ID,
-                    "project_id": PROJECT_ID,
-                    "duration_seconds": 312.5,
-                    "result": {"pull_request": "https://github.com/user/project/pull/42", "files_changed": 7},
-                }
-            ]
+    model_config = examples(
+        {
+            "workflow_id": WORKFLOW_ID,
+            "project_id": PROJECT_ID,
+            "duration_seconds": 312.5,
+            "result": {"pull_request": "https://github.com/user/project/pull/42", "files_changed": 7},
         }
     )
 
@@ -124,17 +112,13 @@ class WorkflowCompleted(Envelope[WorkflowCompletedData]):
 
 
 class WorkflowFailedData(WorkflowData):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "workflow_id": WORKFLOW_ID,
-                    "project_id": PROJECT_ID,
-                    "error": "Repository clone failed: authentication required",
-                    "failed_step": "Cloning repository",
-                    "duration_seconds": 4.2,
-                }
-            ]
+    model_config = examples(
+        {
+            "workflow_id": WORKFLOW_ID,
+            "project_id": PROJECT_ID,
+            "error": "Repository clone failed: authentication required",
+            "failed_step": "Cloning repository",
+            "duration_seconds": 4.2,
         }
     )
 

@@ -7,13 +7,14 @@ array of up to MAX_BATCH events) is validated whole before any of it is sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sanic import Blueprint, Request
 from sanic.response import JSONResponse, json
 
 from server.auth import Role, TokenVerifier
-from server.broadcaster import Broadcaster, parse_event
+from server.broadcaster import Broadcaster, Receipt, parse_event
 from server.errors import EventRejected, FieldError
 from server.events.envelope import Envelope
 from server.http._auth import authorize
@@ -24,27 +25,29 @@ MAX_BATCH = 100
 def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blueprint:
     bp = Blueprint("publish", url_prefix="/api/v1/events")
 
-    @bp.post("/")
-    async def publish(request: Request) -> JSONResponse:
+    async def accept(
+        request: Request, parse: Callable[[Any], list[Envelope[Any]]]
+    ) -> list[Receipt] | JSONResponse:
+        """Authorize, validate everything, then send: the receipts, or the error response."""
         allowed = authorize(request, verifier, (Role.SERVICE,))
         if isinstance(allowed, JSONResponse):
             return allowed
         try:
-            event = parse_event(request.json)
+            events = parse(request.json)
         except EventRejected as exc:
             return rejected(exc)
-        return json((await broadcaster.publish(event)).as_json(), status=202)
+        return await broadcaster.publish_many(events)
+
+    @bp.post("/")
+    async def publish(request: Request) -> JSONResponse:
+        receipts = await accept(request, lambda body: [parse_event(body)])
+        return receipts if isinstance(receipts, JSONResponse) else json(receipts[0].as_json(), status=202)
 
     @bp.post("/batch")
     async def publish_batch(request: Request) -> JSONResponse:
-        allowed = authorize(request, verifier, (Role.SERVICE,))
-        if isinstance(allowed, JSONResponse):
-            return allowed
-        try:
-            events = parse_batch(request.json)
-        except EventRejected as exc:
-            return rejected(exc)
-        receipts = await broadcaster.publish_many(events)
+        receipts = await accept(request, parse_batch)
+        if isinstance(receipts, JSONResponse):
+            return receipts
         return json({"receipts": [receipt.as_json() for receipt in receipts]}, status=202)
 
     return bp
