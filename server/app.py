@@ -21,7 +21,7 @@ from sanic import Sanic
 from server.auth import TokenVerifier
 from server.broadcaster import Broadcaster, install_broadcaster
 from server.gateway import Gateway
-from server.http import health_blueprint, publish_blueprint, stats_blueprint
+from server.http import docs_blueprint, health_blueprint, publish_blueprint, stats_blueprint
 from server.http.body_limit import BodyLimit
 from server.rooms import AccessPolicy, ClaimsAccessPolicy
 from server.settings import Settings
@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     sanic.blueprint(health_blueprint())
     sanic.blueprint(stats_blueprint(verifier, gateway))
     sanic.blueprint(publish_blueprint(verifier, broadcaster))
+    sanic.blueprint(docs_blueprint())
     asgi = socketio.ASGIApp(sio, other_asgi_app=BodyLimit(sanic, settings.max_payload_bytes))
     return GatewayApp(asgi=asgi, sanic=sanic, sio=sio, gateway=gateway, broadcaster=broadcaster)
 

@@ -36,9 +36,6 @@ class Receipt:
     type: str
     rooms: tuple[str, ...]
 
-    def as_json(self) -> dict[str, Any]:
-        return {"id": str(self.id), "type": self.type, "rooms": list(self.rooms)}
-
 
 class Emitter(Protocol):
     """What the broadcaster emits through: python-socketio's server (or a manager)."""

@@ -33,6 +33,7 @@ from server.errors import (
     RoomAccessDenied,
 )
 from server.events import (
+    CLIENT_COMMANDS,
     NAMESPACE,
     ConnectionErrorData,
     ConnectionErrorEvent,
@@ -62,14 +63,6 @@ MAX_ECHO_ROOM_CHARS = 128
 """A room is echoed in its error ack only up to this length."""
 
 Ack = dict[str, Any]
-
-COMMANDS = {
-    "subscribe": "on_subscribe",
-    "unsubscribe": "on_unsubscribe",
-    "ping": "on_ping",
-    "agent.status": "on_agent_status",
-}
-"""Client event name -> handler method. Anything else gets an INVALID_REQUEST ack."""
 
 
 @dataclass(frozen=True)
@@ -162,12 +155,14 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     # -- commands --------------------------------------------------------------------------
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        """Dispatch lifecycle events and the COMMANDS; anything else gets an INVALID_REQUEST ack."""
+        """Dispatch lifecycle events and CLIENT_COMMANDS (``agent.status`` -> ``on_agent_status``).
+
+        Any other event gets an INVALID_REQUEST ack.
+        """
         if event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
-        handler = COMMANDS.get(event)
-        if handler is not None:
-            return await getattr(self, handler)(*args)
+        if event in CLIENT_COMMANDS:
+            return await getattr(self, "on_" + event.replace(".", "_"))(*args)
         shown = event if len(event) <= MAX_EVENT_NAME_CHARS else event[:MAX_EVENT_NAME_CHARS] + "..."
         return _error_ack(InvalidRequest(f"Unknown event {shown!r}"))
 

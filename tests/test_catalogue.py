@@ -28,7 +28,9 @@ def nested_models(model: type[BaseModel], seen: set[type[BaseModel]] | None = No
 
 
 ALL_MODELS = sorted(
-    set().union(*(nested_models(m) for m in (*SERVER_EVENTS, *ACKS, *CLIENT_COMMANDS.values()))),
+    set().union(
+        *(nested_models(m) for m in (*SERVER_EVENTS, *ACKS, *(c.payload for c in CLIENT_COMMANDS.values())))
+    ),
     key=lambda m: m.__name__,
 )
 

@@ -1,18 +1,23 @@
-"""Generated contracts: current with the models, deterministic, and the drift check bites."""
+"""Generated contracts: current with the models, deterministic; drift and breaking-change gates."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from codegen import CodegenError, render
-from codegen import jsonschema as jsonschema_step
+from codegen.breaking import compare
+from codegen.jsonschema import build_schemas
 
 ROOT = Path(__file__).resolve().parent.parent
+CONTRACTS = ROOT / "contracts"
 
 
 def run_codegen(*args: str) -> subprocess.CompletedProcess[str]:
@@ -21,32 +26,159 @@ def run_codegen(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_committed_contracts_are_current() -> None:
     result = run_codegen("--check")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_check_detects_drift(tmp_path: Path) -> None:
+def test_check_prints_a_diff_and_fails_on_drift(tmp_path: Path) -> None:
     assert run_codegen("--out", str(tmp_path)).returncode == 0
-    target = tmp_path / "catalogue.schema.json"
-    target.write_text(target.read_text().replace("connection.established", "connection.made"))
+    target = tmp_path / "asyncapi.yaml"
+    target.write_text(target.read_text().replace("name: project.updated", "name: project.renamed"))
     result = run_codegen("--check", "--out", str(tmp_path))
     assert result.returncode == 1
-    assert "catalogue.schema.json" in result.stderr
+    removed = [line for line in result.stdout.splitlines() if line.startswith("-") and "project.renamed" in line]
+    added = [line for line in result.stdout.splitlines() if line.startswith("+") and "name: project.updated" in line]
+    assert removed
+    assert added
+    assert "out of date" in result.stderr
 
 
 def test_rendering_is_deterministic() -> None:
     assert render() == render()
 
 
-def test_event_types_are_constants() -> None:
-    schema = json.loads(render()[next(iter(render()))])
-    established = schema["$defs"]["ConnectionEstablished"]["properties"]["type"]
-    assert established["const"] == "connection.established"
+def test_two_models_with_one_name_are_an_error() -> None:
+    class RoomAck(BaseModel):
+        room: str
 
+    from server.events import RoomAck as Real
 
-def test_name_collision_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from server.events import RoomAck
-
-    clash = type("RoomAck", (RoomAck,), {})
-    monkeypatch.setattr(jsonschema_step, "ACKS", (RoomAck, clash))
     with pytest.raises(CodegenError, match="RoomAck"):
-        jsonschema_step.catalogue_models()
+        build_schemas([(Real, "serialization"), (RoomAck, "serialization")])
+
+
+def test_schema_snapshot_of_an_envelope() -> None:
+    """Pinned shape of one envelope: a pydantic upgrade that changes it shows up here."""
+    schema = json.loads((CONTRACTS / "asyncapi.json").read_text())["components"]["schemas"]["ProjectUpdated"]
+    assert schema["required"] == ["type", "id", "timestamp", "source", "data"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["type"] == {
+        "const": "project.updated",
+        "default": "project.updated",
+        "type": "string",
+    }
+    assert schema["properties"]["timestamp"]["format"] == "date-time"
+    assert schema["properties"]["data"]["$ref"] == "#/components/schemas/ProjectUpdatedData"
+    assert "title" not in json.dumps(schema)
+
+
+# --- breaking-change gate --------------------------------------------------------------------
+
+
+@pytest.fixture
+def current() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((CONTRACTS / "asyncapi.json").read_text())
+    return document
+
+
+def levels(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
+    for change in compare(old, new):
+        result.setdefault(change.level, []).append(f"{change.where}: {change.what}")
+    return result
+
+
+def schemas(document: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = document["components"]["schemas"]
+    return found
+
+
+def test_identical_documents_have_no_changes(current: dict[str, Any]) -> None:
+    assert compare(current, copy.deepcopy(current)) == []
+
+
+def test_removed_event_is_breaking(current: dict[str, Any]) -> None:
+    new = copy.deepcopy(current)
+    del new["components"]["messages"]["PrClosed"]
+    for channel in new["channels"].values():
+        channel["messages"].pop("PrClosed", None)
+    assert levels(current, new)["breaking"] == ["pr.closed: event removed"]
+
+
+def test_removed_field_is_breaking(current: dict[str, Any]) -> None:
+    new = copy.deepcopy(current)
+    del schemas(new)["WorkflowProgressData"]["properties"]["current_step"]
+    assert "workflow.progress.data.current_step: field removed" in levels(current, new)["breaking"]
+
+
+def test_removed_enum_value_is_breaking_and_added_one_a_warning(current: dict[str, Any]) -> None:
+    new = copy.deepcopy(current)
+    schemas(new)["IssuePriority"]["enum"] = ["low", "medium", "high", "urgent"]
+    found = levels(current, new)
+    assert "issue.updated.data.priority: enum value 'critical' removed" in found["breaking"]
+    assert "issue.updated.data.priority: enum value 'urgent' added" in found["warning"]
+
+
+def test_added_enum_value_alone_passes_with_a_warning(current: dict[str, Any], tmp_path: Path) -> None:
+    old = copy.deepcopy(current)
+    schemas(old)["Severity"]["enum"] = ["info", "warning"]
+    reference = tmp_path / "old.json"
+    reference.write_text(json.dumps(old))
+    result = run_codegen("--breaking-against", str(reference))
+    assert result.returncode == 0, result.stdout
+    assert "WARNING  ai.suggestion.data.severity: enum value 'critical' added" in result.stdout
+
+
+def test_optional_field_made_required_is_breaking(current: dict[str, Any]) -> None:
+    new = copy.deepcopy(current)
+    schemas(new)["AgentStatusReport"]["required"].append("metadata")
+    assert "agent.status.metadata: optional field made required" in levels(current, new)["breaking"]
+
+
+def test_new_required_field_in_a_command_is_breaking(current: dict[str, Any]) -> None:
+    new = copy.deepcopy(current)
+    command = schemas(new)["RoomCommand"]
+    command["properties"]["since"] = {"type": "integer"}
+    command["required"].append("since")
+    assert levels(current, new)["breaking"] == [
+        "subscribe.since: new required field",
+        "unsubscribe.since: new required field",
+    ]
+
+
+def test_new_field_in_an_event_passes(current: dict[str, Any], tmp_path: Path) -> None:
+    old = copy.deepcopy(current)
+    data = schemas(old)["PrClosedData"]
+    del data["properties"]["closed_by"]
+    data["required"].remove("closed_by")
+    reference = tmp_path / "old.json"
+    reference.write_text(json.dumps(old))
+    result = run_codegen("--breaking-against", str(reference))
+    assert result.returncode == 0, result.stdout
+    assert "INFO     pr.closed.data.closed_by: new required field" in result.stdout
+
+
+def test_type_changes(current: dict[str, Any]) -> None:
+    new = copy.deepcopy(current)
+    schemas(new)["WorkflowProgressData"]["properties"]["progress"] = {"type": "string"}
+    schemas(new)["AgentStatusReport"]["properties"]["availability"]["maximum"] = 10
+    schemas(new)["ProjectUpdatedData"]["properties"]["project_name"] = {
+        "anyOf": [{"type": "string"}, {"type": "null"}]
+    }
+    found = levels(current, new)
+    assert "workflow.progress.data.progress: type changed from ['integer'] to ['string']" in found["breaking"]
+    assert "agent.status.availability: maximum tightened from 100 to 10" in found["breaking"]
+    assert "project.updated.data.project_name: type widened to ['null', 'string']" in found["warning"]
+
+
+def test_room_change_is_breaking(current: dict[str, Any]) -> None:
+    new = copy.deepcopy(current)
+    new["channels"]["user"]["messages"].pop("ProjectDeleted")
+    assert levels(current, new)["breaking"] == [
+        "project.deleted: rooms changed from ['project:{projectId}', 'user:{userId}'] to ['project:{projectId}']"
+    ]
+
+
+def test_unknown_git_ref_is_reported() -> None:
+    result = run_codegen("--breaking-against", "no-such-ref-anywhere")
+    assert result.returncode != 0
+    assert "cannot read contracts/asyncapi.json at no-such-ref-anywhere" in result.stderr

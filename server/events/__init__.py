@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from server.events._types import rfc3339
 from server.events.agent import AgentStatusReport
 from server.events.catalogue import CATALOGUE
-from server.events.commands import ErrorAck, EventAck, PongAck, RoomAck, RoomCommand
+from server.events.commands import Command, ErrorAck, EventAck, PingCommand, PongAck, RoomAck, RoomCommand
 from server.events.connection import (
     PROTOCOL_VERSION,
     ConnectionErrorData,
@@ -27,12 +27,17 @@ SERVER_EVENTS: tuple[type[Envelope[Any]], ...] = (
 )
 """Every event the gateway sends, as its envelope model."""
 
-CLIENT_COMMANDS: dict[str, type[BaseModel]] = {
-    "subscribe": RoomCommand,
-    "unsubscribe": RoomCommand,
-    "agent.status": AgentStatusReport,
+CLIENT_COMMANDS: dict[str, Command] = {
+    "subscribe": Command("Join a room to receive its events.", RoomCommand, (RoomAck, ErrorAck)),
+    "unsubscribe": Command("Leave a room.", RoomCommand, (RoomAck, ErrorAck)),
+    "ping": Command("Check the connection and measure latency.", PingCommand, (PongAck,)),
+    "agent.status": Command(
+        "An agent reports its status (agents only); sent on as agent.status_changed.",
+        AgentStatusReport,
+        (EventAck, ErrorAck),
+    ),
 }
-"""Client commands with a payload model (``ping`` takes an empty object)."""
+"""Every client command, by its Socket.IO event name."""
 
 ACKS: tuple[type[BaseModel], ...] = (RoomAck, PongAck, EventAck, ErrorAck)
 """Every acknowledgement a command can answer with."""
@@ -44,6 +49,7 @@ __all__ = [
     "NAMESPACE",
     "PROTOCOL_VERSION",
     "SERVER_EVENTS",
+    "Command",
     "ConnectionErrorData",
     "ConnectionErrorEvent",
     "ConnectionEstablished",
@@ -51,6 +57,7 @@ __all__ = [
     "Envelope",
     "ErrorAck",
     "EventAck",
+    "PingCommand",
     "PongAck",
     "RoomAck",
     "RoomCommand",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 
 def rfc3339(moment: datetime) -> str:
@@ -13,7 +13,11 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-UtcDatetime = Annotated[AwareDatetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
+UtcDatetime = Annotated[
+    AwareDatetime,
+    PlainSerializer(rfc3339, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 """A timezone-aware moment; sent as RFC 3339 UTC with ``Z``. Naive datetimes are refused."""
 
 HttpUrlText = Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
@@ -31,6 +35,10 @@ def examples(*items: dict[str, Any]) -> ConfigDict:
 
 
 class EventData(BaseModel):
-    """Base of every event's ``data``: immutable, and unknown fields are refused."""
+    """Base of every event's ``data``: immutable, and unknown fields are refused.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    The gateway sends every field, defaults included, so the (serialization) schema of what
+    clients receive marks every field required; the validation schema keeps defaults optional.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_serialization_defaults_required=True)

@@ -6,6 +6,7 @@ convert); unknown keys are ignored so that older gateways accept newer clients.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
@@ -13,17 +14,32 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.errors import ErrorCode
 
+ROOM_PATTERN = r"^(global|(user|project|agent):[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})$"
+
+ACK_CONFIG = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
+"""Acks always carry every field, so their (serialization) schemas mark every field required."""
+
 
 class RoomCommand(BaseModel):
     """Payload of ``subscribe`` and ``unsubscribe``."""
 
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
-    room: str = Field(description="A room name: global, user:<uuid>, project:<uuid>, agent:<uuid>.")
+    room: str = Field(
+        description="A room name: global, user:<uuid>, project:<uuid>, agent:<uuid>.",
+        # The TypeScript emitter types this as the template-literal Room union.
+        json_schema_extra={"pattern": ROOM_PATTERN, "x-ts-type": "Room"},
+    )
+
+
+class PingCommand(BaseModel):
+    """Payload of ``ping``: an empty object (anything in it is ignored)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class RoomAck(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ACK_CONFIG
 
     status: Literal["success"] = Field(default="success", description="The command succeeded.")
     room: str = Field(description="The room, normalised (lowercase UUID).")
@@ -32,22 +48,31 @@ class RoomAck(BaseModel):
 class EventAck(BaseModel):
     """Answer to a command that published an event (``agent.status``)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ACK_CONFIG
 
     status: Literal["success"] = Field(default="success", description="The event was sent.")
     id: UUID = Field(description="The id of the event that was sent.")
 
 
 class PongAck(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ACK_CONFIG
 
     status: Literal["pong"] = Field(default="pong", description="The gateway is alive and answering.")
 
 
 class ErrorAck(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ACK_CONFIG
 
     status: Literal["error"] = Field(default="error", description="The command failed.")
     room: str | None = Field(description="The room the command named, when it named one.")
     error_code: ErrorCode = Field(description="Why, as a stable code.")
     message: str = Field(description="Why, for a human.")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A client command: what it does, its payload model and the acks it may answer with."""
+
+    summary: str
+    payload: type[BaseModel]
+    acks: tuple[type[BaseModel], ...]

@@ -35,7 +35,7 @@ def source_field(default: str) -> Any:
 
 
 class Envelope(BaseModel, Generic[DataT]):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_serialization_defaults_required=True)
 
     wire_name: ClassVar[str | None] = None
     """The Socket.IO event name when it differs from ``type``."""

@@ -1,7 +1,8 @@
 """HTTP routes of the gateway, one blueprint per concern."""
 
+from server.http.docs import docs_blueprint
 from server.http.health import health_blueprint
 from server.http.publish import publish_blueprint
 from server.http.stats import stats_blueprint
 
-__all__ = ["health_blueprint", "publish_blueprint", "stats_blueprint"]
+__all__ = ["docs_blueprint", "health_blueprint", "publish_blueprint", "stats_blueprint"]

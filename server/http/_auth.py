@@ -9,10 +9,11 @@ from sanic.response import JSONResponse, json
 
 from server.auth import Principal, Role, TokenVerifier
 from server.errors import AuthMissing, ClientError, ErrorCode
+from server.http.models import ErrorBody
 
 
 def error_response(status: int, code: ErrorCode, message: str) -> JSONResponse:
-    return json({"error_code": code.value, "message": message}, status=status)
+    return json(ErrorBody(error_code=code, message=message).model_dump(mode="json"), status=status)
 
 
 def authorize(request: Request, verifier: TokenVerifier, roles: Iterable[Role]) -> Principal | JSONResponse:

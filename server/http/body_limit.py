@@ -9,11 +9,11 @@ python-engineio enforces the same limit on its own requests.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from server.errors import ErrorCode
+from server.http.models import ErrorBody
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -61,7 +61,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 async def _too_large(send: Send) -> None:
     code = ErrorCode.PAYLOAD_TOO_LARGE
-    payload = json.dumps({"error_code": code.value, "message": code.default_message}).encode()
+    payload = ErrorBody(error_code=code, message=code.default_message).model_dump_json().encode()
     await send(
         {
             "type": "http.response.start",

@@ -12,19 +12,21 @@ from typing import Any
 from sanic import Blueprint, Request, Sanic
 from sanic.response import JSONResponse, json
 
+from server.http.models import StatusBody
+
 
 def health_blueprint() -> Blueprint:
     bp = Blueprint("health")
 
     @bp.get("/health")
     async def health(request: Request) -> JSONResponse:
-        return json({"status": "ok"})
+        return json(StatusBody(status="ok").model_dump(mode="json"))
 
     @bp.get("/ready")
     async def ready(request: Request) -> JSONResponse:
         if getattr(request.app.ctx, "ready", False):
-            return json({"status": "ready"})
-        return json({"status": "not ready"}, status=503)
+            return json(StatusBody(status="ready").model_dump(mode="json"))
+        return json(StatusBody(status="not ready").model_dump(mode="json"), status=503)
 
     @bp.after_server_start
     async def mark_ready(app: Sanic[Any, Any]) -> None:

@@ -18,8 +18,7 @@ from server.broadcaster import Broadcaster, Receipt, parse_event
 from server.errors import EventRejected, FieldError
 from server.events.envelope import Envelope
 from server.http._auth import authorize
-
-MAX_BATCH = 100
+from server.http.models import MAX_BATCH, BatchReceiptBody, ReceiptBody, RejectedBody
 
 
 def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blueprint:
@@ -41,14 +40,17 @@ def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blue
     @bp.post("/")
     async def publish(request: Request) -> JSONResponse:
         receipts = await accept(request, lambda body: [parse_event(body)])
-        return receipts if isinstance(receipts, JSONResponse) else json(receipts[0].as_json(), status=202)
+        if isinstance(receipts, JSONResponse):
+            return receipts
+        return json(ReceiptBody.of(receipts[0]).model_dump(mode="json"), status=202)
 
     @bp.post("/batch")
     async def publish_batch(request: Request) -> JSONResponse:
         receipts = await accept(request, parse_batch)
         if isinstance(receipts, JSONResponse):
             return receipts
-        return json({"receipts": [receipt.as_json() for receipt in receipts]}, status=202)
+        body = BatchReceiptBody(receipts=[ReceiptBody.of(receipt) for receipt in receipts])
+        return json(body.model_dump(mode="json"), status=202)
 
     return bp
 
@@ -70,11 +72,4 @@ def parse_batch(body: Any) -> list[Envelope[Any]]:
 
 
 def rejected(error: EventRejected) -> JSONResponse:
-    return json(
-        {
-            "error_code": error.code.value,
-            "message": error.code.default_message,
-            "errors": [e.as_json() for e in error.errors],
-        },
-        status=422,
-    )
+    return json(RejectedBody.of(error).model_dump(mode="json"), status=422)

@@ -11,6 +11,7 @@ from sanic.response import JSONResponse, json
 from server.auth import Role, TokenVerifier
 from server.gateway import Gateway
 from server.http._auth import authorize
+from server.http.models import StatsBody
 
 
 def stats_blueprint(verifier: TokenVerifier, gateway: Gateway) -> Blueprint:
@@ -21,6 +22,6 @@ def stats_blueprint(verifier: TokenVerifier, gateway: Gateway) -> Blueprint:
         allowed = authorize(request, verifier, (Role.ADMIN, Role.SERVICE))
         if isinstance(allowed, JSONResponse):
             return allowed
-        return json(gateway.snapshot())
+        return json(StatsBody.model_validate(gateway.snapshot()).model_dump(mode="json"))
 
     return bp

@@ -1,0 +1,220 @@
+"""AsyncAPI 3.0 of the Socket.IO API: rooms as channels, events as messages.
+
+Socket.IO has no AsyncAPI binding, so the server is described with the ``ws`` protocol and
+binding, and an acknowledgement is modelled as the ``reply`` of the command's operation.
+Each room kind is a channel (``project:{projectId}`` ...); a ``connection`` channel carries
+what is sent to a single connection (the connection events) and the client commands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from codegen.jsonschema import Mode, SchemaSet
+from server import __version__
+from server.events import CLIENT_COMMANDS, NAMESPACE, ConnectionErrorEvent, ConnectionEstablished
+from server.events.catalogue import CATALOGUE, Global, Route
+from server.events.envelope import Envelope
+
+ROOM_CHANNELS: dict[str, dict[str, Any]] = {
+    "project": {
+        "address": "project:{projectId}",
+        "title": "Project room",
+        "description": "Events about one project. Members: users whose token lists the project, and admins.",
+        "parameters": {"projectId": {"description": "The project's UUID, lowercase."}},
+    },
+    "user": {
+        "address": "user:{userId}",
+        "title": "User room",
+        "description": "Events for one user. Every connection joins its own user room on connect.",
+        "parameters": {"userId": {"description": "The user's UUID (the token's sub), lowercase."}},
+    },
+    "agent": {
+        "address": "agent:{agentId}",
+        "title": "Agent room",
+        "description": "Events about one agent. Any authenticated client may join; read-only.",
+        "parameters": {"agentId": {"description": "The agent's UUID, lowercase."}},
+    },
+    "global": {
+        "address": "global",
+        "title": "Global room",
+        "description": "System-wide events. Every connection joins it on connect.",
+    },
+}
+CONNECTION_CHANNEL = "connection"
+
+
+def channels_of(route: Route) -> list[str]:
+    """The room channels an event with this route can be sent on."""
+    kinds = {"project": bool(route.project), "user": bool(route.users), "agent": bool(route.agent)}
+    return [name for name, used in kinds.items() if used] + (
+        ["global"] if route.global_room is not Global.NEVER else []
+    )
+
+
+def message(
+    event: type[BaseModel], schemas: SchemaSet, name: str, summary: str, mode: Mode
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": name,
+        "title": name,
+        "summary": summary,
+        "contentType": "application/json",
+        "payload": schemas.ref(event, mode),
+    }
+    if issubclass(event, Envelope):
+        example = event.example()
+        entry["examples"] = [{"name": "example", "payload": example}]
+    return entry
+
+
+def _doc(model: type[BaseModel]) -> str:
+    return " ".join((model.__doc__ or model.__name__).split())
+
+
+def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
+    messages: dict[str, Any] = {}
+    channel_messages: dict[str, dict[str, Any]] = {name: {} for name in (*ROOM_CHANNELS, CONNECTION_CHANNEL)}
+
+    def add(key: str, entry: dict[str, Any], channels: list[str]) -> None:
+        messages[key] = entry
+        for channel in channels:
+            channel_messages[channel][key] = {"$ref": f"#/components/messages/{key}"}
+
+    for connection_event in (ConnectionEstablished, ConnectionErrorEvent):
+        add(
+            connection_event.__name__,
+            message(
+                connection_event,
+                schemas,
+                connection_event.event_name(),
+                _doc(connection_event),
+                "serialization",
+            ),
+            [CONNECTION_CHANNEL],
+        )
+    for entry in CATALOGUE.values():
+        event = entry.event
+        add(
+            event.__name__,
+            message(event, schemas, event.event_name(), _doc(event), "serialization"),
+            channels_of(entry.route),
+        )
+    for name, command in CLIENT_COMMANDS.items():
+        key = _command_key(name)
+        add(key, message(command.payload, schemas, name, command.summary, "validation"), [CONNECTION_CHANNEL])
+        for ack in command.acks:
+            if ack.__name__ not in messages:
+                add(
+                    ack.__name__,
+                    message(ack, schemas, ack.__name__, _doc(ack), "serialization"),
+                    [CONNECTION_CHANNEL],
+                )
+
+    channels: dict[str, Any] = {}
+    for name, spec in ROOM_CHANNELS.items():
+        channels[name] = {**spec, "messages": channel_messages[name]}
+    channels[CONNECTION_CHANNEL] = {
+        "address": NAMESPACE,
+        "title": "The connection",
+        "description": (
+            "One client's own connection to the /ws namespace: the connection events, the commands "
+            "it sends and their acknowledgements."
+        ),
+        "messages": channel_messages[CONNECTION_CHANNEL],
+        "bindings": {
+            "ws": {
+                "bindingVersion": "0.1.0",
+                "query": {
+                    "type": "object",
+                    "properties": {
+                        "token": {"type": "string", "description": "The JWT, when auth.token cannot be used."}
+                    },
+                },
+            }
+        },
+    }
+
+    operations: dict[str, Any] = {}
+    for channel, members in channel_messages.items():
+        sent = [key for key in members if key not in _command_messages() and key not in _ack_messages()]
+        if sent:
+            operations[f"send{channel.capitalize()}Events"] = {
+                "action": "send",
+                "title": f"Events sent to {channels[channel]['title'].lower()}",
+                "channel": {"$ref": f"#/channels/{channel}"},
+                "messages": [{"$ref": f"#/channels/{channel}/messages/{key}"} for key in sent],
+            }
+    for name, command in CLIENT_COMMANDS.items():
+        ref = f"#/channels/{CONNECTION_CHANNEL}"
+        operations[_command_key(name)] = {
+            "action": "receive",
+            "title": name,
+            "summary": command.summary,
+            "channel": {"$ref": ref},
+            "messages": [{"$ref": f"{ref}/messages/{_command_key(name)}"}],
+            "reply": {
+                "channel": {"$ref": ref},
+                "messages": [{"$ref": f"{ref}/messages/{ack.__name__}"} for ack in command.acks],
+            },
+        }
+
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "swe-realtime",
+            "version": __version__,
+            "description": (
+                "The real-time gateway of the SWE Agent platform: Socket.IO v5 (socket.io-client 4.x) "
+                f"on namespace {NAMESPACE}. Each event is emitted under its message name with the "
+                "envelope as its one argument. Generated by `python -m codegen` from server/events."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "gateway": {
+                "host": "localhost:8000",
+                "pathname": "/socket.io/",
+                "protocol": "ws",
+                "description": "Socket.IO endpoint (WebSocket, with HTTP long-polling fallback).",
+                "security": [
+                    {"$ref": "#/components/securitySchemes/authToken"},
+                    {"$ref": "#/components/securitySchemes/queryToken"},
+                ],
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "schemas": schemas.components,
+            "messages": messages,
+            "securitySchemes": {
+                "authToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "The JWT in the Socket.IO handshake: io(url, { auth: { token } }).",
+                },
+                "queryToken": {
+                    "type": "httpApiKey",
+                    "name": "token",
+                    "in": "query",
+                    "description": "The JWT as the token query parameter, for clients that cannot set auth.",
+                },
+            },
+        },
+    }
+
+
+def _command_key(name: str) -> str:
+    return "command" + "".join(part.capitalize() for part in name.replace(".", "_").split("_"))
+
+
+def _command_messages() -> set[str]:
+    return {_command_key(name) for name in CLIENT_COMMANDS}
+
+
+def _ack_messages() -> set[str]:
+    return {ack.__name__ for command in CLIENT_COMMANDS.values() for ack in command.acks}

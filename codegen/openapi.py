@@ -1,0 +1,209 @@
+"""OpenAPI 3.1 of the HTTP endpoints, from the same models the routes use.
+
+The publish body is the union of the catalogue's events as accepted over HTTP: ``type``,
+optional ``source`` and the event's data (validation mode: fields with defaults optional),
+without ``id`` and ``timestamp``, which the gateway sets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from codegen.jsonschema import SCHEMAS_PREFIX, Mode, SchemaSet, build_schemas
+from server import __version__
+from server.events.catalogue import CATALOGUE
+from server.http.models import (
+    MAX_BATCH,
+    BatchReceiptBody,
+    ErrorBody,
+    ReceiptBody,
+    RejectedBody,
+    StatsBody,
+    StatusBody,
+)
+
+PUBLISH_EVENT = "PublishEvent"
+
+
+def openapi_models() -> list[tuple[type[BaseModel], Mode]]:
+    wanted: list[tuple[type[BaseModel], Mode]] = [
+        (entry.event.data_model(), "validation") for entry in CATALOGUE.values()
+    ]
+    wanted += [
+        (body, "serialization")
+        for body in (StatusBody, ErrorBody, RejectedBody, ReceiptBody, BatchReceiptBody, StatsBody)
+    ]
+    return wanted
+
+
+def _publish_schemas(schemas: SchemaSet) -> dict[str, Any]:
+    """One request schema per event, and their union discriminated by ``type``."""
+    components: dict[str, Any] = {}
+    mapping: dict[str, str] = {}
+    for event_type, entry in CATALOGUE.items():
+        name = f"Publish{entry.event.__name__}"
+        source = entry.event.model_fields["source"]
+        components[name] = {
+            "type": "object",
+            "description": " ".join((entry.event.__doc__ or "").split()),
+            "properties": {
+                "type": {"const": event_type},
+                "source": {"type": "string", "minLength": 1, "maxLength": 100, "default": source.default},
+                "data": schemas.ref(entry.event.data_model(), "validation"),
+            },
+            "required": ["type", "data"],
+            "additionalProperties": False,
+            "examples": [entry.event.example()],
+        }
+        mapping[event_type] = SCHEMAS_PREFIX + name
+    components[PUBLISH_EVENT] = {
+        "description": "An event to publish, without id and timestamp (the gateway sets them).",
+        "oneOf": [{"$ref": ref} for ref in mapping.values()],
+        "discriminator": {"propertyName": "type", "mapping": mapping},
+    }
+    return components
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _response(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, **({"content": _json(schema)} if schema else {})}
+
+
+def build_openapi() -> dict[str, Any]:
+    schemas = build_schemas(openapi_models())
+    components = {**schemas.components, **_publish_schemas(schemas)}
+    error = schemas.ref(ErrorBody, "serialization")
+    auth_errors = {
+        "401": _response("No token, or not a valid one.", error),
+        "403": _response("The token lacks the required role.", error),
+    }
+    publish_errors = {
+        "400": _response("The body is not JSON."),
+        **auth_errors,
+        "413": _response("The body is larger than MAX_PAYLOAD_BYTES.", error),
+        "422": _response(
+            "The event is invalid; every bad field is listed.", schemas.ref(RejectedBody, "serialization")
+        ),
+    }
+    status = schemas.ref(StatusBody, "serialization")
+    text = {"description": "The document.", "content": {"application/yaml": {"schema": {"type": "string"}}}}
+    document = {
+        "description": "The document.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+    html = {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}
+    paths: dict[str, Any] = {
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness.",
+                "security": [],
+                "responses": {"200": _response("The process serves.", status)},
+            }
+        },
+        "/ready": {
+            "get": {
+                "operationId": "ready",
+                "summary": "Readiness.",
+                "security": [],
+                "responses": {
+                    "200": _response("Ready for connections.", status),
+                    "503": _response("Not ready yet.", status),
+                },
+            }
+        },
+        "/api/v1/websocket/stats": {
+            "get": {
+                "operationId": "websocketStats",
+                "summary": "Connections and room sizes on this instance (admin or service token).",
+                "responses": {
+                    "200": _response("The counts.", schemas.ref(StatsBody, "serialization")),
+                    **auth_errors,
+                },
+            }
+        },
+        "/api/v1/events": {
+            "post": {
+                "operationId": "publishEvent",
+                "summary": "Publish one event (service token).",
+                "requestBody": {"required": True, "content": _json({"$ref": SCHEMAS_PREFIX + PUBLISH_EVENT})},
+                "responses": {
+                    "202": _response("Sent.", schemas.ref(ReceiptBody, "serialization")),
+                    **publish_errors,
+                },
+            }
+        },
+        "/api/v1/events/batch": {
+            "post": {
+                "operationId": "publishEvents",
+                "summary": f"Publish 1 to {MAX_BATCH} events, all checked before any is sent (service).",
+                "requestBody": {
+                    "required": True,
+                    "content": _json(
+                        {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_BATCH,
+                            "items": {"$ref": SCHEMAS_PREFIX + PUBLISH_EVENT},
+                        }
+                    ),
+                },
+                "responses": {
+                    "202": _response("All sent.", schemas.ref(BatchReceiptBody, "serialization")),
+                    **publish_errors,
+                },
+            }
+        },
+        "/asyncapi.yaml": {
+            "get": {
+                "operationId": "asyncapiYaml",
+                "summary": "The AsyncAPI document.",
+                "security": [],
+                "responses": {"200": text},
+            }
+        },
+        "/asyncapi.json": {
+            "get": {
+                "operationId": "asyncapiJson",
+                "summary": "The AsyncAPI document.",
+                "security": [],
+                "responses": {"200": document},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapiJson",
+                "summary": "This document.",
+                "security": [],
+                "responses": {"200": document},
+            }
+        },
+        "/docs": {
+            "get": {
+                "operationId": "docs",
+                "summary": "The API reference page.",
+                "security": [],
+                "responses": {"200": html},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "swe-realtime HTTP API",
+            "version": __version__,
+            "description": "Health, statistics and event publishing. Generated by `python -m codegen`.",
+        },
+        "servers": [{"url": "http://localhost:8000"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

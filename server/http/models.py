@@ -1,0 +1,73 @@
+"""The bodies of the HTTP API, as models: the routes build them, codegen documents them."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.broadcaster import Receipt
+from server.errors import ErrorCode, EventRejected
+
+MAX_BATCH = 100
+"""The most events one batch request may carry."""
+
+CONFIG = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
+
+
+class StatusBody(BaseModel):
+    model_config = CONFIG
+
+    status: Literal["ok", "ready", "not ready"] = Field(description="The probe's answer.")
+
+
+class ErrorBody(BaseModel):
+    model_config = CONFIG
+
+    error_code: ErrorCode = Field(description="Why the request failed, as a stable code.")
+    message: str = Field(description="Why, for a human.")
+
+
+class FieldErrorBody(BaseModel):
+    model_config = CONFIG
+
+    loc: list[str | int] = Field(description="Path to the bad value: batch index, then field names.")
+    message: str = Field(description="What is wrong with it.")
+
+
+class RejectedBody(ErrorBody):
+    errors: list[FieldErrorBody] = Field(description="Every bad field of the event(s).")
+
+    @classmethod
+    def of(cls, error: EventRejected) -> RejectedBody:
+        return cls(
+            error_code=error.code,
+            message=error.code.default_message,
+            errors=[FieldErrorBody(loc=list(e.loc), message=e.message) for e in error.errors],
+        )
+
+
+class ReceiptBody(BaseModel):
+    model_config = CONFIG
+
+    id: UUID = Field(description="The id the gateway gave the event.")
+    type: str = Field(description="The event's type.")
+    rooms: list[str] = Field(description="The rooms it was sent to.")
+
+    @classmethod
+    def of(cls, receipt: Receipt) -> ReceiptBody:
+        return cls(id=receipt.id, type=receipt.type, rooms=list(receipt.rooms))
+
+
+class BatchReceiptBody(BaseModel):
+    model_config = CONFIG
+
+    receipts: list[ReceiptBody] = Field(description="One receipt per event, in the batch's order.")
+
+
+class StatsBody(BaseModel):
+    model_config = CONFIG
+
+    connections: int = Field(description="Live connections on this instance.")
+    rooms: dict[str, int] = Field(description="Members of every named room on this instance.")
