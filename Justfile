@@ -6,8 +6,9 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 serve *args:
     uv run --frozen swe-realtime serve --dev {{ args }}
 
-# Install everything the tests need, check lint and types, run every test.
+# Install everything the tests need, check lint, types and generated files, run every test.
 test *args: lint node
+    uv run --frozen python -m codegen --check
     uv run --frozen pytest {{ args }}
 
 # Formatting, lint and strict typing.
@@ -16,9 +17,13 @@ lint: sync
     uv run --frozen ruff check .
     uv run --frozen mypy
 
-# Regenerate contracts/ from the event models (--check: fail if they are out of date).
+# Regenerate contracts/ from the event models (--check: fail with a diff if they are stale).
 codegen *args: sync
     uv run --frozen python -m codegen {{ args }}
+
+# Report contract changes against a git ref (default: main); fails on a breaking one.
+compat ref="main": sync
+    uv run --frozen python -m codegen --breaking-against {{ ref }}
 
 # Throughput and latency benchmarks against a bare python-socketio baseline (--full: longer).
 bench *args: sync
@@ -28,6 +33,7 @@ bench *args: sync
 sync:
     uv sync --frozen
 
-# socket.io-client for the JavaScript tests, from tests/node/package-lock.json.
+# Test tools: socket.io-client, typescript, @asyncapi/parser (npm) and chromium (Debian).
 node:
     npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+    command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)

@@ -91,7 +91,7 @@ def build_openapi() -> dict[str, Any]:
         ),
     }
     status = schemas.ref(StatusBody, "serialization")
-    text = {"description": "The document.", "content": {"application/yaml": {"schema": {"type": "string"}}}}
+    text = {"description": "The document.", "content": {"application/yaml": {"schema": {"type": "object"}}}}
     document = {
         "description": "The document.",
         "content": {"application/json": {"schema": {"type": "object"}}},

@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from server.errors import EventRejected, FieldError
 from server.events import NAMESPACE, agent, ai, issue, pr, project, workflow
+from server.events._types import from_wire
 from server.events.catalogue import CATALOGUE
 from server.events.envelope import Envelope
 
@@ -68,7 +69,7 @@ def parse_event(body: object, prefix: tuple[str | int, ...] = ()) -> Envelope[An
         known = ", ".join(sorted(CATALOGUE))
         raise EventRejected([FieldError((*prefix, "type"), f"must be one of: {known}")])
     try:
-        return entry.event.model_validate(fields)
+        return from_wire(entry.event, fields)
     except ValidationError as exc:
         raise EventRejected(field_errors(exc, prefix)) from None
 

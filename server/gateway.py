@@ -46,6 +46,7 @@ from server.events import (
     RoomCommand,
     utc_now,
 )
+from server.events._types import from_wire
 from server.events.agent import (
     AgentConnected,
     AgentConnectedData,
@@ -184,7 +185,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             if len(args) != 1:
                 raise InvalidRequest("Expected one payload object: the agent's status")
             try:
-                report = AgentStatusReport.model_validate(args[0])
+                report = from_wire(AgentStatusReport, args[0])
                 data = AgentStatusChangedData(agent_id=connection.principal.user_id, **dict(report))
             except ValidationError as exc:
                 raise EventRejected(field_errors(exc)) from None

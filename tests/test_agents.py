@@ -88,6 +88,7 @@ async def test_agent_reports_its_status(server: ServerProcess, clients: Callable
     ("payload", "fields"),
     [
         ({**STATUS, "availability": 140}, ["availability"]),
+        ({**STATUS, "availability": True}, ["availability"]),
         ({**STATUS, "status": "sleeping", "metadata": {"cpu_usage": -1}}, ["status", "metadata.cpu_usage"]),
         ({**STATUS, "agent_id": str(uuid4())}, ["agent_id"]),
         ("busy", ["(event)"]),

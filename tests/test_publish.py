@@ -198,3 +198,29 @@ async def test_chunked_body_over_the_limit_is_413(server: ServerProcess) -> None
     ):
         assert "Content-Length" not in response.request_info.headers
         assert response.status == 413
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [(45, True), (45.0, True), (45.5, False), (True, False), ("45", False), (None, False)],
+    ids=repr,
+)
+async def test_json_types_are_taken_literally(server: ServerProcess, value: Any, accepted: bool) -> None:
+    """What the published schema says is what is accepted: no true-as-1, no "45"-as-45."""
+    event = example("workflow.progress")
+    event["data"]["progress"] = value
+    status, _ = await api(server, "POST", EVENTS, SERVICE, event)
+    assert status == (202 if accepted else 422)
+
+
+@pytest.mark.parametrize("field", ["progress", "metadata"])
+async def test_nan_and_infinity_never_reach_clients(server: ServerProcess, field: str) -> None:
+    if field == "progress":
+        event = example("workflow.progress")
+        body = json.dumps(event).replace('"progress": 45', '"progress": NaN')
+    else:
+        event = example("ai.suggestion")
+        body = json.dumps(event).replace('"complexity_score": 12', '"complexity_score": Infinity')
+    assert "NaN" in body or "Infinity" in body
+    status, _ = await api(server, "POST", EVENTS, SERVICE, raw=body.encode())
+    assert status in (400, 422)

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import InitErrorDetails
 
 
 def rfc3339(moment: datetime) -> str:
@@ -34,6 +45,36 @@ def examples(*items: dict[str, Any]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": list(items)})
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def from_wire(model: type[M], value: object) -> M:
+    """Validate a value that arrived as JSON with JSON's own types (strict JSON mode).
+
+    Python-mode validation is lax (``true`` passes as the integer 1, ``"5"`` as 5, a number
+    as a datetime), which would let clients send what the published schemas forbid; strict
+    JSON validation still reads UUIDs and datetimes from their string forms. NaN and
+    Infinity, which some JSON parsers accept, are refused anywhere in the value: clients'
+    JSON.parse would choke on them.
+    """
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except ValueError:
+        error = InitErrorDetails(type="finite_number", loc=(), input=str(value)[:100])
+        raise ValidationError.from_exception_data(model.__name__, [error]) from None
+    return model.model_validate_json(text, strict=True)
+
+
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer that, as JSON Schema's ``integer`` does, also accepts 76.0 (but not true). The
+# bounds come before the validator so that they stay ``minimum``/``maximum`` in the schema.
+Count = Annotated[int, Field(ge=0), BeforeValidator(_integral)]
+WholePercent = Annotated[int, Field(ge=0, le=100), BeforeValidator(_integral)]
+
+
 class EventData(BaseModel):
     """Base of every event's ``data``: immutable, and unknown fields are refused.
 
@@ -41,4 +82,6 @@ class EventData(BaseModel):
     clients receive marks every field required; the validation schema keeps defaults optional.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_serialization_defaults_required=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, json_schema_serialization_defaults_required=True
+    )

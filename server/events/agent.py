@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import Field
 
 from server.events._examples import AGENT_ID
-from server.events._types import EventData, Name, Percent, UtcDatetime, examples
+from server.events._types import EventData, Name, Percent, UtcDatetime, WholePercent, examples
 from server.events.envelope import Envelope, source_field
 
 AGENT_SOURCE = "agent_service"
@@ -52,7 +52,7 @@ class AgentStatusReport(EventData):
 
     agent_name: Name = Field(description="The agent's display name.")
     status: AgentStatus = Field(description="Its current status.")
-    availability: int = Field(ge=0, le=100, description="Spare capacity in percent (0-100).")
+    availability: WholePercent = Field(description="Spare capacity in percent (0-100).")
     metadata: AgentMetadata = Field(default=AgentMetadata(), description="Runtime details.")
 
 

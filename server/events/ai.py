@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import Field
 
 from server.events._examples import PR_ID, PROJECT_ID
-from server.events._types import EventData, Name, Text, Title, examples
+from server.events._types import Count, EventData, Name, Text, Title, examples
 from server.events.envelope import Envelope, source_field
 
 AI_SOURCE = "ai_dock_service"
@@ -99,7 +99,7 @@ class AiAnalysisCompleteData(AiData):
 
     analysis_id: UUID = Field(description="The analysis run.")
     summary: Text = Field(description="What the analysis found, in a sentence.")
-    suggestion_count: int = Field(ge=0, description="How many ai.suggestion events it produced.")
+    suggestion_count: Count = Field(description="How many ai.suggestion events it produced.")
     duration_seconds: float | None = Field(default=None, ge=0, description="How long it took.")
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import Field
 
 from server.events._examples import PROJECT_ID, USER_ID, WORKFLOW_ID
-from server.events._types import EventData, Name, Text, examples
+from server.events._types import Count, EventData, Name, Text, WholePercent, examples
 from server.events.envelope import Envelope, source_field
 
 WORKFLOW_SOURCE = "workflow_service"
@@ -48,12 +48,10 @@ class WorkflowProgressData(WorkflowData):
     )
 
     status: WorkflowStatus = Field(description="Where the run stands.")
-    progress: int = Field(ge=0, le=100, description="Completion in percent (0-100).")
+    progress: WholePercent = Field(description="Completion in percent (0-100).")
     current_step: Text | None = Field(default=None, description="What the run is doing now.")
-    total_steps: int | None = Field(default=None, ge=0, description="How many steps the run has.")
-    estimated_time_remaining: int | None = Field(
-        default=None, ge=0, description="Seconds until done, estimated."
-    )
+    total_steps: Count | None = Field(default=None, description="How many steps the run has.")
+    estimated_time_remaining: Count | None = Field(default=None, description="Seconds until done, estimated.")
     logs: list[Text] = Field(default=[], max_length=1000, description="Recent log lines, oldest first.")
     errors: list[Text] = Field(default=[], max_length=1000, description="Errors so far.")
 
@@ -77,7 +75,7 @@ class WorkflowStartedData(WorkflowData):
     )
 
     workflow_name: Name = Field(description="What kind of workflow this is.")
-    total_steps: int | None = Field(default=None, ge=0, description="How many steps the run has.")
+    total_steps: Count | None = Field(default=None, description="How many steps the run has.")
     started_by: UUID | None = Field(default=None, description="The user who started it, if a user did.")
 
 
