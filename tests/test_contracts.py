@@ -188,3 +188,27 @@ def test_docs_page_lists_the_events_in_chromium(server: ServerProcess, tmp_path:
     for command in CLIENT_COMMANDS:
         assert f'socket.emit("{command}", payload, ack)' in dom
     assert "<script" not in dom.lower()  # nothing to fetch: works offline
+
+
+@pytest.fixture
+def docs_hook() -> Iterator[Path]:
+    """The React hook of docs/typescript.md, as a tsc project next to the spec client."""
+    text = (ROOT / "docs" / "typescript.md").read_text()
+    hook = next(block for block in text.split("```ts\n")[1:] if "export const useWebSocket" in block)
+    folder = TS / "docs-hook"
+    folder.mkdir(exist_ok=True)
+    (folder / "use_web_socket.ts").write_text(hook.split("```", 1)[0])
+    config = json.loads((TS / "tsconfig.json").read_text())
+    config["compilerOptions"]["paths"] = {
+        "@swe-realtime/contracts": [str(CONTRACTS / "typescript" / "index.d.ts")]
+    }
+    config["compilerOptions"]["types"] = ["react"]
+    config["files"] = ["use_web_socket.ts"]
+    (folder / "tsconfig.json").write_text(json.dumps(config))
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_documented_react_hook_compiles(docs_hook: Path) -> None:
+    result = tsc(docs_hook / "tsconfig.json")
+    assert result.returncode == 0, result.stdout + result.stderr
