@@ -20,9 +20,11 @@ from sanic import Sanic
 
 from server.auth import TokenVerifier
 from server.broadcaster import Broadcaster, install_broadcaster
+from server.cluster import ClusterStats, LocalStats, Stats
 from server.gateway import Gateway
 from server.http import docs_blueprint, health_blueprint, publish_blueprint, stats_blueprint
 from server.http.body_limit import BodyLimit
+from server.redis_manager import GatewayRedisManager, RedisHealth
 from server.rooms import AccessPolicy, ClaimsAccessPolicy
 from server.settings import Settings
 from server.sio import AsyncServer, EngineLogger
@@ -30,7 +32,7 @@ from server.sio import AsyncServer, EngineLogger
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 
 
-@dataclass(frozen=True)
+@dataclass
 class GatewayApp:
     """The parts of a running gateway: ``asgi`` is what the HTTP server serves."""
 
@@ -39,13 +41,32 @@ class GatewayApp:
     sio: AsyncServer
     gateway: Gateway
     broadcaster: Broadcaster
+    redis: RedisHealth | None
+    started: bool = False
+    draining: bool = False
+
+    def ready(self) -> bool:
+        """Serving, not draining, and (with Redis) able to reach the other instances."""
+        return self.started and not self.draining and (self.redis is None or self.redis.reachable)
+
+    async def drain(self) -> None:
+        """Stop looking ready and close every client session, so clients reconnect elsewhere."""
+        self.draining = True
+        await self.sio.drain()
 
 
 def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> GatewayApp:
     """Build the gateway. ``policy`` replaces the claims-based room access policy."""
     verifier = TokenVerifier(settings.jwt)
+    redis = RedisHealth(settings.redis.url) if settings.redis else None
     sio = AsyncServer(
         async_mode="asgi",
+        client_manager=GatewayRedisManager(settings.redis.url, settings.redis.channel, redis)
+        if settings.redis and redis
+        else None,
+        # Worker processes share one listening socket: a polling session's requests could
+        # land on different workers, so with several workers only WebSocket is offered.
+        transports=["websocket"] if settings.workers > 1 else None,
         cors_allowed_origins=_cors_policy(settings),
         max_http_buffer_size=settings.max_payload_bytes,
         logger=logging.getLogger("socketio.server"),
@@ -55,14 +76,30 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     install_broadcaster(broadcaster)
     gateway = Gateway(verifier, policy or ClaimsAccessPolicy(), broadcaster, settings.max_connections)
     sio.register_namespace(gateway)
+    stats: Stats = (
+        ClusterStats(settings.redis, settings.instance_id, redis, gateway.snapshot)
+        if settings.redis and redis
+        else LocalStats(settings.instance_id, gateway.snapshot)
+    )
 
     sanic = Sanic("swe_realtime", configure_logging=False)
-    sanic.blueprint(health_blueprint())
-    sanic.blueprint(stats_blueprint(verifier, gateway))
+    asgi = socketio.ASGIApp(sio, other_asgi_app=BodyLimit(sanic, settings.max_payload_bytes))
+    app = GatewayApp(asgi=asgi, sanic=sanic, sio=sio, gateway=gateway, broadcaster=broadcaster, redis=redis)
+    sanic.blueprint(health_blueprint(app.ready))
+    sanic.blueprint(stats_blueprint(verifier, stats))
     sanic.blueprint(publish_blueprint(verifier, broadcaster))
     sanic.blueprint(docs_blueprint())
-    asgi = socketio.ASGIApp(sio, other_asgi_app=BodyLimit(sanic, settings.max_payload_bytes))
-    return GatewayApp(asgi=asgi, sanic=sanic, sio=sio, gateway=gateway, broadcaster=broadcaster)
+
+    @sanic.after_server_start
+    async def started(_: Sanic[Any, Any]) -> None:
+        app.started = True
+        await stats.start()
+
+    @sanic.before_server_stop
+    async def stopping(_: Sanic[Any, Any]) -> None:
+        await stats.stop()
+
+    return app
 
 
 def _cors_policy(settings: Settings) -> list[str] | str | Callable[[str | None], bool] | None:

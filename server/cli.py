@@ -9,13 +9,11 @@ import sys
 from collections.abc import Sequence
 from uuid import UUID
 
-import uvicorn
-
-from server.app import create_app
 from server.auth import Role, mint_token
 from server.errors import SettingsError
 from server.logs import configure_logging
-from server.settings import Settings
+from server.serve import serve
+from server.settings import Settings, tls_settings
 
 DEMO_USER = UUID("660e8400-e29b-41d4-a716-446655440001")
 DEMO_PROJECT = UUID("550e8400-e29b-41d4-a716-446655440000")
@@ -35,38 +33,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    settings = dataclasses.replace(
-        settings,
-        host=args.host if args.host is not None else settings.host,
-        port=args.port if args.port is not None else settings.port,
-    )
+    try:
+        tls = settings.tls
+        if args.ssl_cert or args.ssl_key:
+            tls = tls_settings(args.ssl_cert or None, args.ssl_key or None)
+        settings = dataclasses.replace(
+            settings,
+            host=args.host if args.host is not None else settings.host,
+            port=args.port if args.port is not None else settings.port,
+            workers=args.workers if args.workers is not None else settings.workers,
+            tls=tls,
+        )
+        if settings.workers > 1 and settings.redis is None:
+            raise SettingsError("--workers above 1 needs REDIS_URL: the workers share events through Redis")
+    except SettingsError as exc:
+        print(f"swe-realtime: configuration error: {exc}", file=sys.stderr)
+        return 2
     configure_logging()
-    app = create_app(settings)
     if settings.dev:
         _print_dev_banner(settings)
-    config = uvicorn.Config(
-        app.asgi,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        ws="websockets-sansio",
-        # Engine.IO enforces the payload limit per message; this stops bigger frames earlier.
-        ws_max_size=settings.max_payload_bytes + 1024,
-        # Engine.IO runs its own heartbeat; a second one at the WebSocket layer is noise.
-        ws_ping_interval=None,
-        ws_ping_timeout=None,
-        timeout_graceful_shutdown=5,
-    )
-    uvicorn.Server(config).run()
+    serve(settings)
     return 0
 
 
 def _print_dev_banner(settings: Settings) -> None:
     user = mint_token(settings.jwt, sub=DEMO_USER, projects=[DEMO_PROJECT], ttl_seconds=DEV_TOKEN_TTL)
     admin = mint_token(settings.jwt, sub=DEMO_USER, roles=[Role.ADMIN], ttl_seconds=DEV_TOKEN_TTL)
-    base = f"http://{settings.host}:{settings.port}"
+    base = f"{'https' if settings.tls else 'http'}://{settings.host}:{settings.port}"
     origin = (
         "a secret from JWT_SECRET" if not settings.jwt.generated else "a random secret (valid until exit)"
     )
@@ -121,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to bind (default: HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default: PORT or 8000)")
     serve.add_argument("--dev", action="store_true", help="random secret if none is set; print demo tokens")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes (default: WORKERS or 1; >1 needs REDIS_URL)"
+    )
+    serve.add_argument("--ssl-cert", help="certificate chain file: serve https/wss (default: SSL_CERT)")
+    serve.add_argument("--ssl-key", help="private key file for --ssl-cert (default: SSL_KEY)")
 
     token = commands.add_parser("token", help="mint a token signed with JWT_SECRET")
     token.add_argument("--sub", type=UUID, required=True, help="subject: the user (or agent) UUID")

@@ -7,9 +7,11 @@ loop's last log line knows what to fix.
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -21,6 +23,7 @@ HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 EC_ALGORITHMS = frozenset({"ES256", "ES384", "ES512"})
 MIN_SECRET_BYTES = 32
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel"})
 
 PublicKey = RSAPublicKey | EllipticCurvePublicKey
 
@@ -43,6 +46,22 @@ class JwtSettings:
 
 
 @dataclass(frozen=True)
+class RedisSettings:
+    """How instances find each other: one Redis, one pub/sub channel (also the key prefix)."""
+
+    url: str
+    channel: str = "swe-realtime"
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """Certificate chain and private key files for serving https and wss directly."""
+
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration of one gateway process."""
 
@@ -52,6 +71,12 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     max_payload_bytes: int = 1_000_000
     max_connections: int = 10_000
+    redis: RedisSettings | None = None
+    """None: one instance, in memory."""
+    tls: TlsSettings | None = None
+    workers: int = 1
+    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    """Names this process in cluster stats and logs (INSTANCE_ID; default host-pid)."""
     dev: bool = False
 
     @classmethod
@@ -64,8 +89,46 @@ class Settings:
             cors_origins=_origins(environ.get("CORS_ORIGINS", "")),
             max_payload_bytes=_int(environ, "MAX_PAYLOAD_BYTES", 1_000_000, minimum=1024),
             max_connections=_int(environ, "MAX_CONNECTIONS", 10_000, minimum=1),
+            redis=_redis(environ),
+            tls=tls_settings(environ.get("SSL_CERT") or None, environ.get("SSL_KEY") or None),
+            workers=_workers(environ),
             dev=dev,
+            **({"instance_id": environ["INSTANCE_ID"]} if environ.get("INSTANCE_ID") else {}),
         )
+
+
+def _redis(environ: Mapping[str, str]) -> RedisSettings | None:
+    url = environ.get("REDIS_URL") or None
+    if url is None:
+        return None
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in REDIS_SCHEMES:
+        raise SettingsError(f"REDIS_URL must start with one of {', '.join(sorted(REDIS_SCHEMES))}://")
+    channel = environ.get("REDIS_CHANNEL") or "swe-realtime"
+    if not all(c.isalnum() or c in "-_.:" for c in channel):
+        raise SettingsError(f"REDIS_CHANNEL: {channel!r} may hold letters, digits and -_.: only")
+    return RedisSettings(url, channel)
+
+
+def tls_settings(cert: str | None, key: str | None) -> TlsSettings | None:
+    """TLS files, both or neither, checked to exist and be readable."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise SettingsError("TLS needs both SSL_CERT and SSL_KEY (or --ssl-cert and --ssl-key)")
+    for name, path in (("SSL_CERT", cert), ("SSL_KEY", key)):
+        if not os.access(path, os.R_OK):
+            raise SettingsError(f"{name}: cannot read {path}")
+    return TlsSettings(cert, key)
+
+
+def _workers(environ: Mapping[str, str]) -> int:
+    workers = _int(environ, "WORKERS", 1, minimum=1, maximum=64)
+    if workers > 1 and not environ.get("REDIS_URL"):
+        raise SettingsError(
+            "WORKERS above 1 needs REDIS_URL: the worker processes share events through Redis"
+        )
+    return workers
 
 
 def _jwt_settings(environ: Mapping[str, str], *, dev: bool) -> JwtSettings:

@@ -89,6 +89,16 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
             self.logger.warning("closing session %s after a malformed packet: %.120s", eio_sid, exc)
             await self._close_session(eio_sid)
 
+    async def drain(self) -> None:
+        """Close every Engine.IO session at once, each with a CLOSE packet.
+
+        socket.io-client treats a closed transport as a network failure and reconnects (to
+        whichever instance the load balancer picks), where a Socket.IO-level disconnect would
+        make it give up. Pending long-polls are answered, so shutdown does not wait on them.
+        """
+        for eio_sid in list(self.eio.sockets):
+            await self._close_session(eio_sid)
+
     async def _close_session(self, eio_sid: str) -> None:
         """Close an Engine.IO session without waiting for its queue to drain.
 

@@ -64,7 +64,10 @@ async def test_stats_shape(server: ServerProcess, clients: Callable[[], Client],
     status, body = await get(server, STATS, make_token(roles=[role]))
 
     assert status == 200
-    assert set(body) == {"connections", "rooms"}
+    assert set(body) == {"connections", "rooms", "instances", "partial"}
+    assert body["partial"] is False
+    [instance] = body["instances"].values()
+    assert instance["connections"] == body["connections"]
     assert body["connections"] >= 2
     assert body["rooms"]["global"] == body["connections"]
     assert body["rooms"][f"project:{project}"] == 2

@@ -1,21 +1,21 @@
 """Liveness and readiness probes for orchestrators.
 
-``/health`` answers as long as the process serves HTTP. ``/ready`` answers 200 once the
-application's start-up has completed; it is the place where checks of the gateway's
-dependencies belong (the Redis connection, when one is configured).
+``/health`` answers as long as the process serves HTTP. ``/ready`` answers 200 while the
+gateway should be sent clients: started, not draining for shutdown, and, with Redis,
+able to reach it (without it, events would not cross to the other instances).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
-from sanic import Blueprint, Request, Sanic
+from sanic import Blueprint, Request
 from sanic.response import JSONResponse, json
 
 from server.http.models import StatusBody
 
 
-def health_blueprint() -> Blueprint:
+def health_blueprint(ready: Callable[[], bool]) -> Blueprint:
     bp = Blueprint("health")
 
     @bp.get("/health")
@@ -23,13 +23,9 @@ def health_blueprint() -> Blueprint:
         return json(StatusBody(status="ok").model_dump(mode="json"))
 
     @bp.get("/ready")
-    async def ready(request: Request) -> JSONResponse:
-        if getattr(request.app.ctx, "ready", False):
+    async def readiness(request: Request) -> JSONResponse:
+        if ready():
             return json(StatusBody(status="ready").model_dump(mode="json"))
         return json(StatusBody(status="not ready").model_dump(mode="json"), status=503)
-
-    @bp.after_server_start
-    async def mark_ready(app: Sanic[Any, Any]) -> None:
-        app.ctx.ready = True
 
     return bp

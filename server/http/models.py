@@ -66,8 +66,17 @@ class BatchReceiptBody(BaseModel):
     receipts: list[ReceiptBody] = Field(description="One receipt per event, in the batch's order.")
 
 
-class StatsBody(BaseModel):
+class InstanceStats(BaseModel):
     model_config = CONFIG
 
     connections: int = Field(description="Live connections on this instance.")
     rooms: dict[str, int] = Field(description="Members of every named room on this instance.")
+
+
+class StatsBody(InstanceStats):
+    """Counts summed over every live instance, and each instance's own."""
+
+    connections: int = Field(description="Live connections, all instances together.")
+    rooms: dict[str, int] = Field(description="Members of every named room, all instances together.")
+    instances: dict[str, InstanceStats] = Field(description="The same counts per instance id.")
+    partial: bool = Field(description="True when other instances could not be asked (Redis unreachable).")

@@ -1,4 +1,4 @@
-"""``GET /api/v1/websocket/stats``: live connections and room sizes on this instance.
+"""``GET /api/v1/websocket/stats``: live connections and room sizes, over every instance.
 
 Room names reveal user and project ids, so only admin and service tokens may read them.
 """
@@ -9,12 +9,12 @@ from sanic import Blueprint, Request
 from sanic.response import JSONResponse, json
 
 from server.auth import Role, TokenVerifier
-from server.gateway import Gateway
+from server.cluster import Stats
 from server.http._auth import authorize
 from server.http.models import StatsBody
 
 
-def stats_blueprint(verifier: TokenVerifier, gateway: Gateway) -> Blueprint:
+def stats_blueprint(verifier: TokenVerifier, stats: Stats) -> Blueprint:
     bp = Blueprint("stats", url_prefix="/api/v1/websocket")
 
     @bp.get("/stats")
@@ -22,6 +22,6 @@ def stats_blueprint(verifier: TokenVerifier, gateway: Gateway) -> Blueprint:
         allowed = authorize(request, verifier, (Role.ADMIN, Role.SERVICE))
         if isinstance(allowed, JSONResponse):
             return allowed
-        return json(StatsBody.model_validate(gateway.snapshot()).model_dump(mode="json"))
+        return json(StatsBody.model_validate(await stats.snapshot()).model_dump(mode="json"))
 
     return bp

@@ -1,0 +1,125 @@
+"""Statistics: of this instance alone, or summed over every live instance through Redis.
+
+Every HEARTBEAT seconds an instance writes its connection and room counts under
+``<channel>:instance:<id>`` with a time-to-live of three heartbeats, so an instance that
+dies drops out of the sums within seconds and nothing needs cleaning up. The writes double
+as the readiness probe's view of Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+
+from server.redis_manager import RedisHealth
+from server.settings import RedisSettings
+
+HEARTBEAT = 2.0
+TTL_SECONDS = 6
+
+Snapshot = dict[str, Any]
+_log = logging.getLogger("swe_realtime.cluster")
+
+
+class Stats(Protocol):
+    """Where the stats endpoint gets its numbers; started and stopped with the app."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def snapshot(self) -> Snapshot: ...
+
+
+class LocalStats:
+    """Without Redis there is one instance: its own counts are the whole story."""
+
+    def __init__(self, instance_id: str, local: Callable[[], Snapshot]) -> None:
+        self.instance_id = instance_id
+        self._local = local
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def snapshot(self) -> Snapshot:
+        return summed({self.instance_id: self._local()}) | {"partial": False}
+
+
+class ClusterStats:
+    """Heartbeats this instance's counts into Redis and sums everyone's on request."""
+
+    def __init__(
+        self, settings: RedisSettings, instance_id: str, health: RedisHealth, local: Callable[[], Snapshot]
+    ) -> None:
+        self.instance_id = instance_id
+        self._health = health
+        self._local = local
+        self._redis: Redis = Redis.from_url(settings.url, socket_connect_timeout=2, socket_timeout=2)
+        self._prefix = f"{settings.channel}:instance:"
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._beat())
+
+    async def stop(self) -> None:
+        """Stop beating and withdraw this instance's entry (best effort)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        try:
+            await self._redis.delete(self._prefix + self.instance_id)
+        except Exception as exc:  # Redis gone at shutdown: the TTL removes the entry anyway
+            _log.info("could not withdraw this instance's stats: %s", exc)
+        await self._redis.aclose()
+
+    async def _beat(self) -> None:
+        while True:
+            try:
+                await self._redis.set(
+                    self._prefix + self.instance_id, json.dumps(self._local()), ex=TTL_SECONDS
+                )
+            except Exception as exc:  # any failure means Redis cannot be used right now
+                self._health.failed(exc)
+            else:
+                self._health.succeeded()
+            await asyncio.sleep(HEARTBEAT)
+
+    async def snapshot(self) -> Snapshot:
+        """Connections and rooms summed over live instances, with a per-instance breakdown.
+
+        This instance counts with its live numbers. If Redis cannot be read, the answer is
+        this instance alone, marked ``partial``.
+        """
+        instances: dict[str, Snapshot] = {}
+        partial = False
+        try:
+            keys = [key async for key in self._redis.scan_iter(match=self._prefix + "*", count=500)]
+            values = await self._redis.mget(keys) if keys else []
+            for key, value in zip(keys, values, strict=True):
+                if value is not None:
+                    instances[key.decode().removeprefix(self._prefix)] = json.loads(value)
+        except Exception as exc:  # Redis down: say so in the answer, not in the log
+            self._health.failed(exc)
+            partial = True
+        instances[self.instance_id] = self._local()
+        return summed(instances) | {"partial": partial}
+
+
+def summed(instances: dict[str, Snapshot]) -> Snapshot:
+    rooms: dict[str, int] = {}
+    for counts in instances.values():
+        for room, members in counts["rooms"].items():
+            rooms[room] = rooms.get(room, 0) + members
+    return {
+        "connections": sum(counts["connections"] for counts in instances.values()),
+        "rooms": dict(sorted(rooms.items())),
+        "instances": dict(sorted(instances.items())),
+    }

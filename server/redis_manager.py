@@ -1,0 +1,111 @@
+"""python-socketio's AsyncRedisManager, made to live through Redis outages.
+
+The stock manager already delivers an event to this instance's own connections before it
+publishes it for the others, so local delivery goes on without Redis. What it does badly
+during an outage is speak: two ERROR lines per event published and one per reconnection
+attempt, and it gives callers no way to know. Here an outage is one WARNING when it starts
+and one line when it ends (with the number of messages the other instances missed), the
+state is readable (``RedisHealth``, behind ``/ready``), a publish never waits more than
+PUBLISH_TIMEOUT, and the subscriber reconnects with a backoff capped at MAX_BACKOFF.
+A write-only manager (an emitter process without a socket server) raises RedisUnavailable
+instead, so that its caller knows the event went nowhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import socketio
+
+from server.errors import GatewayError
+
+PUBLISH_TIMEOUT = 2.0
+MAX_BACKOFF = 5.0
+REDIS_OPTIONS = {"socket_connect_timeout": 2, "health_check_interval": 10}
+
+_log = logging.getLogger("swe_realtime.redis")
+
+
+class RedisUnavailable(GatewayError, ConnectionError):
+    """Redis could not be reached; the event was not sent."""
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+class RedisHealth:
+    """Whether Redis answers, as seen by every user of it in this process; logs transitions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = _safe_url(url)
+        self.reachable = False
+        self.unpublished = 0
+        """Messages that did not reach the other instances, over this process's life."""
+        self._outage_reported = False
+
+    def failed(self, error: BaseException) -> None:
+        if not self._outage_reported:
+            _log.warning(
+                "Redis at %s is unreachable (%s: %s): cross-instance delivery stops until it is back;"
+                " this instance keeps serving its own connections",
+                self.url,
+                type(error).__name__,
+                error,
+            )
+            self._outage_reported = True
+        self.reachable = False
+
+    def succeeded(self) -> None:
+        if self._outage_reported:
+            _log.warning(
+                "Redis at %s is reachable again; %d message(s) so far did not reach other instances",
+                self.url,
+                self.unpublished,
+            )
+            self._outage_reported = False
+        self.reachable = True
+
+
+class GatewayRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    connected: bool
+
+    def __init__(self, url: str, channel: str, health: RedisHealth, *, write_only: bool = False) -> None:
+        super().__init__(url, channel=channel, write_only=write_only, redis_options=dict(REDIS_OPTIONS))
+        self.health = health
+
+    async def _publish(self, data: Any) -> None:
+        try:
+            if not self.connected:
+                self._redis_connect()
+            await asyncio.wait_for(self.redis.publish(self.channel, self.json.dumps(data)), PUBLISH_TIMEOUT)
+        except Exception as exc:  # redis, OS and timeout errors alike mean "not published"
+            self.connected = False
+            self.health.unpublished += 1
+            self.health.failed(exc)
+            if self.write_only:
+                raise RedisUnavailable(f"Redis at {self.health.url} is unreachable: {exc}") from exc
+            return
+        self.health.succeeded()
+
+    async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
+        backoff = 0.5
+        while True:
+            try:
+                self._redis_connect()
+                await self.pubsub.subscribe(self.channel)
+                self.health.succeeded()
+                backoff = 0.5
+                async for message in self.pubsub.listen():
+                    yield message
+            except Exception as exc:  # the connection is gone whatever the error: reconnect
+                self.health.failed(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)

@@ -1,0 +1,97 @@
+"""Running the gateway: uvicorn, one process or several workers, with a draining shutdown.
+
+On SIGTERM uvicorn stops accepting connections, then waits for open ones to finish. The
+gateway's connections never finish on their own (they are meant to stay open), so before
+that wait the gateway drains: every Engine.IO session is closed with a CLOSE packet, which
+socket.io-client answers by reconnecting, through the load balancer, to another instance.
+
+With several workers the parent binds the socket, starts the workers (spawned, each
+building its own app from the environment), forwards SIGTERM/SIGINT to them and waits. A
+worker that dies is not replaced: the supervisor of the host (systemd, Kubernetes) restarts
+the whole gateway, which keeps one failure story for one- and many-worker deployments.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+from typing import Any
+
+import uvicorn
+
+from server.app import GatewayApp, create_app
+from server.logs import configure_logging
+from server.settings import Settings
+
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+class GatewayServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: GatewayApp) -> None:
+        super().__init__(config)
+        self.gateway = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.gateway.drain()
+        await super().shutdown(sockets)
+
+
+def uvicorn_config(app: GatewayApp, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app.asgi,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws="websockets-sansio",
+        # Engine.IO enforces the payload limit per message; this stops bigger frames earlier.
+        ws_max_size=settings.max_payload_bytes + 1024,
+        # Engine.IO runs its own heartbeat; a second one at the WebSocket layer is noise.
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        ssl_certfile=settings.tls.cert if settings.tls else None,
+        ssl_keyfile=settings.tls.key if settings.tls else None,
+        **overrides,
+    )
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, in this process or in ``settings.workers`` workers."""
+    if settings.workers == 1:
+        _run_worker(settings)
+        return
+    # Workers read their settings from the environment: pass on what the CLI decided.
+    os.environ.update({"WORKERS": str(settings.workers), "HOST": settings.host, "PORT": str(settings.port)})
+    if settings.jwt.secret is not None:
+        os.environ["JWT_SECRET"] = settings.jwt.secret  # a --dev secret must be the same in all
+    if settings.tls is not None:
+        os.environ.update({"SSL_CERT": settings.tls.cert, "SSL_KEY": settings.tls.key})
+    listening = uvicorn.Config("unused", host=settings.host, port=settings.port).bind_socket()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_worker_from_env, args=([listening],)) for _ in range(settings.workers)]
+    for worker in workers:
+        worker.start()
+
+    def forward(signum: int, _: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for worker in workers:
+        worker.join()
+
+
+def _worker_from_env(sockets: list[socket.socket]) -> None:
+    configure_logging()
+    _run_worker(Settings.from_env(os.environ), sockets)
+
+
+def _run_worker(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
+    app = create_app(settings)
+    GatewayServer(uvicorn_config(app, settings), app).run(sockets=sockets)
