@@ -23,6 +23,7 @@ HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 EC_ALGORITHMS = frozenset({"ES256", "ES384", "ES512"})
 MIN_SECRET_BYTES = 32
+DEFAULT_REDIS_CHANNEL = "swe-realtime"
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel"})
 
 PublicKey = RSAPublicKey | EllipticCurvePublicKey
@@ -50,7 +51,7 @@ class RedisSettings:
     """How instances find each other: one Redis, one pub/sub channel (also the key prefix)."""
 
     url: str
-    channel: str = "swe-realtime"
+    channel: str = DEFAULT_REDIS_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def _redis(environ: Mapping[str, str]) -> RedisSettings | None:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in REDIS_SCHEMES:
         raise SettingsError(f"REDIS_URL must start with one of {', '.join(sorted(REDIS_SCHEMES))}://")
-    channel = environ.get("REDIS_CHANNEL") or "swe-realtime"
+    channel = environ.get("REDIS_CHANNEL") or DEFAULT_REDIS_CHANNEL
     if not all(c.isalnum() or c in "-_.:" for c in channel):
         raise SettingsError(f"REDIS_CHANNEL: {channel!r} may hold letters, digits and -_.: only")
     return RedisSettings(url, channel)

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -59,6 +60,9 @@ async def stats(server: ServerProcess) -> dict[str, Any]:
     return result
 
 
+_UNVERIFIED = ssl._create_unverified_context()  # only to poll /health of a test's own server
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -69,10 +73,13 @@ def free_port() -> int:
 class ServerProcess:
     """``swe-realtime serve`` in a subprocess, its output captured in a file."""
 
-    def __init__(self, log_path: Path, env: Mapping[str, str] | None = None, *args: str) -> None:
+    def __init__(
+        self, log_path: Path, env: Mapping[str, str] | None = None, *args: str, https: bool = False
+    ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.crashed = False
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "CORS_", "MAX_"))}
         full_env.update(env if env is not None else {"JWT_SECRET": SECRET})
         self._log = log_path.open("wb")
@@ -90,7 +97,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1, context=_UNVERIFIED) as response:
                     if response.status == 200:
                         return
             except OSError:
@@ -103,6 +110,12 @@ class ServerProcess:
     def errors_since(self, offset: int) -> list[str]:
         """Lines logged at ERROR or worse (or tracebacks) after ``offset`` characters."""
         return [line for line in self.log()[offset:].splitlines() if any(m in line for m in ERROR_MARKERS)]
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no clean shutdown is expected afterwards."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.crashed = True
 
     def stop(self) -> bool:
         """SIGTERM, then True if the gateway shut down cleanly (uvicorn re-raises the signal)."""

@@ -1,0 +1,380 @@
+"""Several gateway processes joined by Redis: delivery, emitters, stats, outages, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from server.events.catalogue import CATALOGUE
+from tests.support import SECRET, Client, ServerProcess, api, free_port, make_token
+
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+SERVICE = make_token(roles=["service", "admin"], ttl=3600)
+NODE = Path(__file__).with_name("node")
+
+
+class RedisProcess:
+    """A private redis-server, so that a test may stop and restart it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._tmp = tmp
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self._tmp),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while (
+            subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout
+            != b"PONG\n"
+        ):
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(10)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    redis = RedisProcess(tmp_path)
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture
+def cluster(start_server: Callable[..., ServerProcess]) -> Callable[..., list[ServerProcess]]:
+    """Start N gateways on one Redis channel of their own."""
+
+    def start(count: int, redis_url: str = SHARED_REDIS, channel: str | None = None) -> list[ServerProcess]:
+        channel = channel or f"test-{uuid4().hex[:12]}"
+        return [
+            start_server(
+                {
+                    "JWT_SECRET": SECRET,
+                    "REDIS_URL": redis_url,
+                    "REDIS_CHANNEL": channel,
+                    "INSTANCE_ID": f"gw{index}",
+                }
+            )
+            for index in range(count)
+        ]
+
+    return start
+
+
+def progress_event(project: str | None, progress: int = 10) -> dict[str, Any]:
+    body: dict[str, Any] = CATALOGUE["workflow.progress"].event.example()
+    body["data"] = {**body["data"], "workflow_id": str(uuid4()), "project_id": project, "progress": progress}
+    return body
+
+
+async def member(
+    server: ServerProcess, clients: Callable[[], Client], project: str, transport: str = "websocket"
+) -> Client:
+    client = await clients().connect(server.url, make_token(projects=[project]), transport=transport)
+    await client.next("connection_established")
+    assert (await client.call("subscribe", {"room": f"project:{project}"}))["status"] == "success"
+    return client
+
+
+async def publish(server: ServerProcess, body: Any) -> dict[str, Any]:
+    status, receipt = await api(server, "POST", "/api/v1/events", SERVICE, body)
+    assert status == 202, receipt
+    result: dict[str, Any] = receipt
+    return result
+
+
+async def received(client: Client, count: int, settle: float = 0.5) -> list[int]:
+    """The progress values of the workflow.progress events the client got: ``count`` of them,
+    then nothing more within ``settle`` seconds."""
+    got = [(await client.next("workflow.progress", timeout=10))["data"]["progress"] for _ in range(count)]
+    await asyncio.sleep(settle)
+    assert client.events["workflow.progress"].qsize() == 0, "an event arrived twice"
+    return got
+
+
+async def test_events_cross_instances_exactly_once(
+    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
+) -> None:
+    gateways = cluster(3)
+    project = str(uuid4())
+    members = [
+        await member(gateway, clients, project, transport)
+        for gateway, transport in zip(gateways, ["websocket", "polling", "websocket"], strict=True)
+    ]
+    # A connection on each instance, and one more on the first: two local members, two remote.
+    members.append(await member(gateways[0], clients, project))
+
+    for index, gateway in enumerate(gateways):
+        await publish(gateway, progress_event(project, progress=index))
+
+    for client in members:
+        assert sorted(await received(client, 3)) == [0, 1, 2]
+
+
+async def test_write_only_emitter_process(
+    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
+) -> None:
+    channel = f"test-{uuid4().hex[:12]}"
+    gateways = cluster(2, channel=channel)
+    project = str(uuid4())
+    members = [await member(gateway, clients, project) for gateway in gateways]
+    assert await emit(SHARED_REDIS, channel, project, 77) == f"project:{project}"
+    for client in members:
+        assert await received(client, 1) == [77]
+
+
+async def emit(url: str, channel: str, project: str, progress: int) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.emit",
+        url,
+        channel,
+        project,
+        str(progress),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    return out.decode().strip()
+
+
+async def test_write_only_emitter_validates_and_reports_redis_down() -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    assert await emit(nowhere, "nowhere", "-", 101) == "rejected data.progress"
+    assert await emit(nowhere, "nowhere", "-", 1) == "unavailable"
+
+
+async def test_stats_sum_instances_and_drop_dead_ones(
+    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
+) -> None:
+    first, second = cluster(2)
+    project = str(uuid4())
+    for gateway, count in ((first, 2), (second, 3)):
+        for _ in range(count):
+            await member(gateway, clients, project)
+
+    async def stats() -> dict[str, Any]:
+        status, body = await api(first, "GET", "/api/v1/websocket/stats", SERVICE)
+        assert status == 200
+        result: dict[str, Any] = body
+        return result
+
+    deadline = time.monotonic() + 10
+    body = await stats()
+    while body["rooms"].get(f"project:{project}") != 5 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)  # the second instance's heartbeat lands within two seconds
+        body = await stats()
+    assert body["rooms"][f"project:{project}"] == 5
+    assert set(body["instances"]) == {"gw0", "gw1"}
+    assert body["instances"]["gw0"]["connections"] == 2
+    assert body["instances"]["gw1"]["connections"] == 3
+    assert body["connections"] == 5
+    assert body["partial"] is False
+
+    second.kill()
+    deadline = time.monotonic() + 12
+    while "gw1" in (await stats())["instances"]:
+        assert time.monotonic() < deadline, "a dead instance stayed in the stats"
+        await asyncio.sleep(0.5)
+    body = await stats()
+    assert body["connections"] == 2
+    assert body["rooms"][f"project:{project}"] == 2
+
+
+async def wait_ready(server: ServerProcess, expected: int, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while (await api(server, "GET", "/ready"))[0] != expected:
+        assert time.monotonic() < deadline, f"/ready never answered {expected}"
+        await asyncio.sleep(0.2)
+
+
+async def test_redis_outage_and_recovery(
+    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client], private_redis: RedisProcess
+) -> None:
+    first, second = cluster(2, redis_url=private_redis.url)
+    for gateway in (first, second):
+        await wait_ready(gateway, 200)
+    project = str(uuid4())
+    local, remote = await member(first, clients, project), await member(second, clients, project)
+
+    private_redis.stop()
+    await wait_ready(first, 503)
+    await wait_ready(second, 503)
+    for progress in range(5):
+        await publish(first, progress_event(project, progress))
+    # The first instance's own connection still gets every event; the other instance cannot.
+    assert await received(local, 5) == [0, 1, 2, 3, 4]
+    assert remote.events["workflow.progress"].qsize() == 0
+    assert local.sio.connected
+    assert remote.sio.connected
+
+    private_redis.start()
+    await wait_ready(first, 200)
+    await wait_ready(second, 200)
+    await asyncio.sleep(0.5)  # the subscriber re-subscribes right after its probe succeeds
+    await publish(first, progress_event(project, 50))
+    assert await received(local, 1) == [50]
+    assert await received(remote, 1) == [50]
+
+    log = first.log()
+    assert len(re.findall(r"WARNING swe_realtime\.redis: Redis at \S+ is unreachable", log)) == 1
+    reached = re.findall(r"is reachable again; (\d+) message\(s\) so far did not reach other instances", log)
+    assert len(reached) == 1
+    assert int(reached[0]) >= 5
+
+
+async def test_sigterm_drains_clients_so_they_reconnect(
+    start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
+) -> None:
+    gateway = start_server({"JWT_SECRET": SECRET})
+    polling = await clients().connect(gateway.url, make_token(), transport="polling")
+    await polling.next("connection_established")
+    watchers = [
+        await asyncio.create_subprocess_exec(
+            shutil.which("node") or "node",
+            "watch_reconnect.mjs",
+            gateway.url,
+            make_token(),
+            transport,
+            cwd=NODE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for transport in ("websocket", "polling")
+    ]
+    for watcher in watchers:
+        assert watcher.stdout is not None
+        assert json.loads(await asyncio.wait_for(watcher.stdout.readline(), 10))["event"] == "established"
+
+    started = time.monotonic()
+    gateway.process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(gateway.process.wait, 15) in (0, -signal.SIGTERM)
+    assert time.monotonic() - started < 8
+    for watcher in watchers:
+        out, _ = await asyncio.wait_for(watcher.communicate(), 15)
+        events = [json.loads(line) for line in out.decode().splitlines()]
+        disconnect = next(e for e in events if e["event"] == "disconnect")
+        # Reasons on which socket.io-client reconnects by itself (not "io server disconnect").
+        assert disconnect["reason"] in ("transport close", "transport error")
+        assert events[-1]["event"] == "reconnect_attempt"
+    assert "Application shutdown complete" in gateway.log()
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key, trusted by no one but the test."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "swe-realtime test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_tls_serves_wss_to_socket_io_client(
+    start_server: Callable[..., ServerProcess], tmp_path: Path, transport: str
+) -> None:
+    cert, key = self_signed(tmp_path)
+    gateway = start_server({"JWT_SECRET": SECRET, "SSL_CERT": str(cert), "SSL_KEY": str(key)}, https=True)
+    assert gateway.url.startswith("https://")
+    user = uuid4()
+    watcher = await asyncio.create_subprocess_exec(
+        shutil.which("node") or "node",
+        "watch_reconnect.mjs",
+        gateway.url,
+        make_token(user),
+        transport,
+        str(cert),
+        cwd=NODE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert watcher.stdout is not None
+    line = json.loads(await asyncio.wait_for(watcher.stdout.readline(), 10))
+    watcher.kill()
+    await watcher.wait()
+    assert line == {"event": "established", "user": str(user)}
+
+
+async def test_workers_share_one_port(
+    start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
+) -> None:
+    channel = f"test-{uuid4().hex[:12]}"
+    gateway = start_server(
+        {"JWT_SECRET": SECRET, "REDIS_URL": SHARED_REDIS, "REDIS_CHANNEL": channel}, "--workers", "2"
+    )
+    project = str(uuid4())
+    members = [await member(gateway, clients, project) for _ in range(8)]
+    deadline = time.monotonic() + 10
+    while len((await api(gateway, "GET", "/api/v1/websocket/stats", SERVICE))[1]["instances"]) < 2:
+        assert time.monotonic() < deadline, "the second worker never reported"
+        await asyncio.sleep(0.2)
+    await publish(gateway, progress_event(project, 33))
+    for client in members:
+        assert await received(client, 1, settle=0.1) == [33]
+    # Only WebSocket is offered: a polling session could hop between workers.
+    status, _ = await api(gateway, "GET", "/socket.io/?EIO=4&transport=polling")
+    assert status == 400
