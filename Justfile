@@ -33,7 +33,8 @@ bench *args: sync
 sync:
     uv sync --frozen
 
-# Test tools: socket.io-client, typescript, @asyncapi/parser (npm) and chromium (Debian).
+# Test tools: socket.io-client, typescript, @asyncapi/parser (npm); chromium, nginx (Debian).
 node:
     npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
-    command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+    command -v chromium >/dev/null && test -x /usr/sbin/nginx || \
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx)

@@ -88,7 +88,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     sanic.blueprint(health_blueprint(app.ready))
     sanic.blueprint(stats_blueprint(verifier, stats))
     sanic.blueprint(publish_blueprint(verifier, broadcaster))
-    sanic.blueprint(docs_blueprint())
+    sanic.blueprint(docs_blueprint(settings.contracts_dir))
 
     @sanic.after_server_start
     async def started(_: Sanic[Any, Any]) -> None:

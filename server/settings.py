@@ -12,6 +12,7 @@ import secrets
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -24,6 +25,7 @@ RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"
 EC_ALGORITHMS = frozenset({"ES256", "ES384", "ES512"})
 MIN_SECRET_BYTES = 32
 DEFAULT_REDIS_CHANNEL = "swe-realtime"
+REPOSITORY_CONTRACTS = Path(__file__).resolve().parent.parent / "contracts"
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel"})
 
 PublicKey = RSAPublicKey | EllipticCurvePublicKey
@@ -78,6 +80,8 @@ class Settings:
     workers: int = 1
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     """Names this process in cluster stats and logs (INSTANCE_ID; default host-pid)."""
+    contracts_dir: Path = REPOSITORY_CONTRACTS
+    """Where the generated contracts served at /docs are (CONTRACTS_DIR; default the checkout's)."""
     dev: bool = False
 
     @classmethod
@@ -95,6 +99,7 @@ class Settings:
             workers=_workers(environ),
             dev=dev,
             **({"instance_id": environ["INSTANCE_ID"]} if environ.get("INSTANCE_ID") else {}),
+            contracts_dir=Path(environ.get("CONTRACTS_DIR") or REPOSITORY_CONTRACTS),
         )
 
 

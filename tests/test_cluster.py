@@ -102,9 +102,9 @@ def progress_event(project: str | None, progress: int = 10) -> dict[str, Any]:
 
 
 async def member(
-    server: ServerProcess, clients: Callable[[], Client], project: str, transport: str = "websocket"
+    base_url: str, clients: Callable[[], Client], project: str, transport: str = "websocket"
 ) -> Client:
-    client = await clients().connect(server.url, make_token(projects=[project]), transport=transport)
+    client = await clients().connect(base_url, make_token(projects=[project]), transport=transport)
     await client.next("connection_established")
     assert (await client.call("subscribe", {"room": f"project:{project}"}))["status"] == "success"
     return client
@@ -132,11 +132,11 @@ async def test_events_cross_instances_exactly_once(
     gateways = cluster(3)
     project = str(uuid4())
     members = [
-        await member(gateway, clients, project, transport)
+        await member(gateway.url, clients, project, transport)
         for gateway, transport in zip(gateways, ["websocket", "polling", "websocket"], strict=True)
     ]
     # A connection on each instance, and one more on the first: two local members, two remote.
-    members.append(await member(gateways[0], clients, project))
+    members.append(await member(gateways[0].url, clients, project))
 
     for index, gateway in enumerate(gateways):
         await publish(gateway, progress_event(project, progress=index))
@@ -151,7 +151,7 @@ async def test_write_only_emitter_process(
     channel = f"test-{uuid4().hex[:12]}"
     gateways = cluster(2, channel=channel)
     project = str(uuid4())
-    members = [await member(gateway, clients, project) for gateway in gateways]
+    members = [await member(gateway.url, clients, project) for gateway in gateways]
     assert await emit(SHARED_REDIS, channel, project, 77) == f"project:{project}"
     for client in members:
         assert await received(client, 1) == [77]
@@ -186,7 +186,7 @@ async def test_stats_sum_instances_and_drop_dead_ones(
     project = str(uuid4())
     for gateway, count in ((first, 2), (second, 3)):
         for _ in range(count):
-            await member(gateway, clients, project)
+            await member(gateway.url, clients, project)
 
     async def stats() -> dict[str, Any]:
         status, body = await api(first, "GET", "/api/v1/websocket/stats", SERVICE)
@@ -230,7 +230,7 @@ async def test_redis_outage_and_recovery(
     for gateway in (first, second):
         await wait_ready(gateway, 200)
     project = str(uuid4())
-    local, remote = await member(first, clients, project), await member(second, clients, project)
+    local, remote = await member(first.url, clients, project), await member(second.url, clients, project)
 
     private_redis.stop()
     await wait_ready(first, 503)
@@ -367,7 +367,7 @@ async def test_workers_share_one_port(
         {"JWT_SECRET": SECRET, "REDIS_URL": SHARED_REDIS, "REDIS_CHANNEL": channel}, "--workers", "2"
     )
     project = str(uuid4())
-    members = [await member(gateway, clients, project) for _ in range(8)]
+    members = [await member(gateway.url, clients, project) for _ in range(8)]
     deadline = time.monotonic() + 10
     while len((await api(gateway, "GET", "/api/v1/websocket/stats", SERVICE))[1]["instances"]) < 2:
         assert time.monotonic() < deadline, "the second worker never reported"

@@ -1,8 +1,8 @@
 """The generated contracts, served: ``/docs``, ``/asyncapi.yaml|json``, ``/openapi.yaml|json``.
 
-The files are the committed output of ``python -m codegen`` in ``contracts/``; they are read
-once when the app is built. Where they are missing (a deployment that left them out) the
-routes answer 404 and start-up logs a warning.
+The files are the committed output of ``python -m codegen`` in ``contracts/`` (or
+CONTRACTS_DIR); they are read once when the app is built. Where they are missing (a
+deployment that left them out) the routes answer 404 and start-up logs a warning.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from sanic.response import HTTPResponse, raw
 from server.errors import ErrorCode
 from server.http._auth import error_response
 
-CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 DOCUMENTS = {
     "/docs": ("docs/index.html", "text/html; charset=utf-8"),
     "/asyncapi.yaml": ("asyncapi.yaml", "application/yaml"),
@@ -30,7 +29,7 @@ DOCUMENTS = {
 _log = logging.getLogger("swe_realtime.docs")
 
 
-def docs_blueprint(contracts: Path = CONTRACTS) -> Blueprint:
+def docs_blueprint(contracts: Path) -> Blueprint:
     bp = Blueprint("docs")
     for route, (name, content_type) in DOCUMENTS.items():
         path = contracts / name
