@@ -69,12 +69,15 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         transports=["websocket"] if settings.workers > 1 else None,
         cors_allowed_origins=_cors_policy(settings),
         max_http_buffer_size=settings.max_payload_bytes,
+        max_queued_packets=settings.limits.queued_packets,
         logger=logging.getLogger("socketio.server"),
         engineio_logger=EngineLogger(logging.getLogger("engineio.server")),
     )
     broadcaster = Broadcaster(sio)
     install_broadcaster(broadcaster)
-    gateway = Gateway(verifier, policy or ClaimsAccessPolicy(), broadcaster, settings.max_connections)
+    gateway = Gateway(
+        verifier, policy or ClaimsAccessPolicy(), broadcaster, settings.max_connections, settings.limits
+    )
     sio.register_namespace(gateway)
     stats: Stats = (
         ClusterStats(settings.redis, settings.instance_id, redis, gateway.snapshot)

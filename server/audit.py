@@ -30,5 +30,13 @@ def refused(*, code: str, reason: str, remote: str) -> None:
     _line("refuse", code=code, reason=reason, remote=remote)
 
 
+def expired(*, user_id: object, connection_id: str, remote: str) -> None:
+    _line("expire", user=user_id, connection=connection_id, remote=remote, reason="token expired")
+
+
+def dropped(*, connection_id: str, reason: str) -> None:
+    _line("drop", connection=connection_id, reason=reason)
+
+
 def disconnected(*, user_id: object, connection_id: str, remote: str, reason: str) -> None:
     _line("disconnect", user=user_id, connection=connection_id, remote=remote, reason=reason)

@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     INVALID_EVENT = "INVALID_EVENT"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    ROOM_LIMIT = "ROOM_LIMIT"
 
     @property
     def default_message(self) -> str:
@@ -41,6 +42,7 @@ _DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.PERMISSION_DENIED: "The token lacks the role this needs",
     ErrorCode.INVALID_EVENT: "The event does not match its model",
     ErrorCode.PAYLOAD_TOO_LARGE: "The request body is larger than MAX_PAYLOAD_BYTES",
+    ErrorCode.ROOM_LIMIT: "This connection is in as many rooms as it may be",
 }
 
 
@@ -84,6 +86,14 @@ class InvalidRequest(ClientError, ValueError):
 
 class ConnectionLimit(ClientError, ConnectionError):
     code = ErrorCode.CONNECTION_LIMIT
+
+
+class RateLimited(ClientError, ConnectionError):
+    code = ErrorCode.RATE_LIMITED
+
+
+class RoomLimit(ClientError, PermissionError):
+    code = ErrorCode.ROOM_LIMIT
 
 
 class PermissionDenied(ClientError, PermissionError):

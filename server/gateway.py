@@ -12,11 +12,15 @@ extra or missing argument into a server-side TypeError.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
+from uuid import UUID
 
 import socketio
 from pydantic import ValidationError
@@ -25,12 +29,15 @@ from server import audit
 from server.auth import Principal, Role, TokenVerifier
 from server.broadcaster import Broadcaster, field_errors
 from server.errors import (
+    AuthFailed,
     ClientError,
     ConnectionLimit,
     EventRejected,
     InvalidRequest,
     PermissionDenied,
+    RateLimited,
     RoomAccessDenied,
+    RoomLimit,
 )
 from server.events import (
     CLIENT_COMMANDS,
@@ -42,6 +49,8 @@ from server.events import (
     ErrorAck,
     EventAck,
     PongAck,
+    RefreshAck,
+    RefreshTokenCommand,
     RoomAck,
     RoomCommand,
     utc_now,
@@ -56,7 +65,9 @@ from server.events.agent import (
     AgentStatusChangedData,
     AgentStatusReport,
 )
+from server.limits import SlidingWindow, TokenBucket
 from server.rooms import GLOBAL, AccessPolicy, Room, is_room_name, parse_room
+from server.settings import Limits
 
 MAX_EVENT_NAME_CHARS = 64
 """Unknown event names are quoted back in the error ack up to this length."""
@@ -66,36 +77,51 @@ MAX_ECHO_ROOM_CHARS = 128
 Ack = dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Connection:
     """What the gateway remembers about one live connection."""
 
     principal: Principal
     remote: str
+    bucket: TokenBucket
+    expiry: asyncio.TimerHandle | None = None
+    """Fires at the token's ``exp``; replaced when the client refreshes its token."""
 
 
 class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     """Handlers of the ``/ws`` namespace and the registry of its live connections."""
 
     def __init__(
-        self, verifier: TokenVerifier, policy: AccessPolicy, broadcaster: Broadcaster, max_connections: int
+        self,
+        verifier: TokenVerifier,
+        policy: AccessPolicy,
+        broadcaster: Broadcaster,
+        max_connections: int,
+        limits: Limits,
     ) -> None:
         super().__init__(NAMESPACE)
         self._verifier = verifier
         self._policy = policy
         self._broadcaster = broadcaster
         self._max_connections = max_connections
+        self._limits = limits
+        self._connect_attempts = SlidingWindow(limits.connects_per_ip_per_minute)
         self.connections: dict[str, Connection] = {}
-        self._agent_connections: Counter[Any] = Counter()
+        self._user_connections: Counter[UUID] = Counter()
+        self._agent_connections: Counter[UUID] = Counter()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: Mapping[str, Any], auth: object = None) -> None:
         remote = _remote(environ)
         try:
+            if not self._connect_attempts.allow(remote.rpartition(":")[0]):
+                raise RateLimited("Too many connection attempts from this address; wait a minute")
             if len(self.connections) >= self._max_connections:
                 raise ConnectionLimit()
             principal = self._verifier.verify(_token(auth, environ))
+            if self._user_connections[principal.user_id] >= self._limits.connections_per_user:
+                raise ConnectionLimit("Too many connections for this user")
         except ClientError as exc:
             audit.refused(code=exc.code, reason=exc.message, remote=remote)
             refusal = ConnectionErrorEvent(
@@ -104,7 +130,11 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, refusal.model_dump(mode="json")
             ) from None
-        self.connections[sid] = Connection(principal, remote)
+        rate = self._limits.commands_per_second
+        connection = Connection(principal, remote, TokenBucket(rate, 2 * rate))
+        self.connections[sid] = connection
+        self._user_connections[principal.user_id] += 1
+        self._expire_at_exp(sid, connection)
         await self.enter_room(sid, str(Room.user(principal.user_id)))
         await self.enter_room(sid, str(GLOBAL))
         audit.connected(
@@ -129,10 +159,39 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         )
         await self.emit(event.event_name(), event.model_dump(mode="json"), to=sid)
 
+    def _expire_at_exp(self, sid: str, connection: Connection) -> None:
+        """(Re)arm the timer that ends the connection when its token expires."""
+        if connection.expiry is not None:
+            connection.expiry.cancel()
+        principal = connection.principal
+        delay = max(0.0, principal.expires_at - time.time())
+        connection.expiry = asyncio.get_running_loop().call_later(
+            delay, lambda: self.server.start_background_task(self._expire, sid, principal)
+        )
+
+    async def _expire(self, sid: str, principal: Principal) -> None:
+        connection = self.connections.get(sid)
+        if connection is None or connection.principal is not principal:
+            return  # gone already, or refreshed meanwhile
+        expired = AuthFailed("Token has expired")
+        audit.expired(user_id=connection.principal.user_id, connection_id=sid, remote=connection.remote)
+        notice = ConnectionErrorEvent(
+            data=ConnectionErrorData(
+                error_code=expired.code, error_message=expired.message, connection_id=sid
+            )
+        )
+        await self.emit(notice.event_name(), notice.model_dump(mode="json"), to=sid)
+        await self.disconnect(sid)
+
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
         connection = self.connections.pop(sid, None)
         if connection is None:
             return
+        if connection.expiry is not None:
+            connection.expiry.cancel()
+        self._user_connections[connection.principal.user_id] -= 1
+        if self._user_connections[connection.principal.user_id] <= 0:
+            del self._user_connections[connection.principal.user_id]
         audit.disconnected(
             user_id=connection.principal.user_id,
             connection_id=sid,
@@ -162,6 +221,9 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         """
         if event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
+        connection = self.connections.get(args[0]) if args else None
+        if connection is not None and not connection.bucket.take():
+            return _error_ack(RateLimited(f"More than {self._limits.commands_per_second} commands a second"))
         if event in CLIENT_COMMANDS:
             return await getattr(self, "on_" + event.replace(".", "_"))(*args)
         shown = event if len(event) <= MAX_EVENT_NAME_CHARS else event[:MAX_EVENT_NAME_CHARS] + "..."
@@ -194,10 +256,40 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             return _error_ack(exc)
         return EventAck(id=receipt.id).model_dump(mode="json")
 
+    async def on_refresh_token(self, sid: str, *args: object) -> Ack:
+        """Swap in a newer token of the same subject; leave the rooms it no longer allows."""
+        try:
+            connection = self.connections.get(sid)
+            if connection is None:
+                raise AuthFailed()
+            if len(args) != 1:
+                raise InvalidRequest("Expected one payload object: {token}")
+            try:
+                command = RefreshTokenCommand.model_validate(args[0])
+            except ValidationError:
+                raise InvalidRequest("Payload must be an object with a string 'token'") from None
+            principal = self._verifier.verify(command.token)
+            if principal.user_id != connection.principal.user_id:
+                raise AuthFailed("The new token is for another subject")
+            connection.principal = principal
+            self._expire_at_exp(sid, connection)
+            left = []
+            for name in self.rooms(sid):
+                if is_room_name(name) and not await self._policy.may_subscribe(principal, parse_room(name)):
+                    await self.leave_room(sid, name)
+                    left.append(name)
+        except ClientError as exc:
+            return _error_ack(exc)
+        expires_at = datetime.fromtimestamp(principal.expires_at, UTC)
+        return RefreshAck(expires_at=expires_at, left=sorted(left)).model_dump(mode="json")
+
     async def _subscribe(self, sid: str, room: Room) -> None:
         connection = self.connections.get(sid)
         if connection is None or not await self._policy.may_subscribe(connection.principal, room):
             raise RoomAccessDenied()
+        joined = [name for name in self.rooms(sid) if is_room_name(name)]
+        if str(room) not in joined and len(joined) >= self._limits.rooms_per_connection:
+            raise RoomLimit(f"A connection may be in {self._limits.rooms_per_connection} rooms at most")
         await self.enter_room(sid, str(room))
 
 

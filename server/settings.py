@@ -65,6 +65,19 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one client may take from an instance; each a setting with a safe default."""
+
+    connections_per_user: int = 20
+    rooms_per_connection: int = 100
+    commands_per_second: int = 20
+    """Sustained command rate per connection; bursts of twice as many pass."""
+    connects_per_ip_per_minute: int = 60
+    queued_packets: int = 1000
+    """Outbound packets a connection may have waiting; a client that stops reading is dropped."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration of one gateway process."""
 
@@ -74,6 +87,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     max_payload_bytes: int = 1_000_000
     max_connections: int = 10_000
+    limits: Limits = field(default_factory=Limits)
     redis: RedisSettings | None = None
     """None: one instance, in memory."""
     tls: TlsSettings | None = None
@@ -94,6 +108,13 @@ class Settings:
             cors_origins=_origins(environ.get("CORS_ORIGINS", "")),
             max_payload_bytes=_int(environ, "MAX_PAYLOAD_BYTES", 1_000_000, minimum=1024),
             max_connections=_int(environ, "MAX_CONNECTIONS", 10_000, minimum=1),
+            limits=Limits(
+                connections_per_user=_int(environ, "MAX_CONNECTIONS_PER_USER", 20, minimum=1),
+                rooms_per_connection=_int(environ, "MAX_ROOMS_PER_CONNECTION", 100, minimum=3),
+                commands_per_second=_int(environ, "COMMANDS_PER_SECOND", 20, minimum=1),
+                connects_per_ip_per_minute=_int(environ, "CONNECTS_PER_IP_PER_MINUTE", 60, minimum=1),
+                queued_packets=_int(environ, "MAX_QUEUED_PACKETS", 1000, minimum=10),
+            ),
             redis=_redis(environ),
             tls=tls_settings(environ.get("SSL_CERT") or None, environ.get("SSL_KEY") or None),
             workers=_workers(environ),

@@ -24,7 +24,10 @@
    POST body at ERROR with a traceback every time. They are the client's errors, not the
    server's: we log them at WARNING (the once-only ones at INFO after the first), keeping
    ERROR for faults an operator must act on.
-5. Polling batches. socket.io-client sends everything it has queued in one POST, bounded by
+5. Slow consumers. A client that stops reading lets its outbound queue grow without bound
+   (uvicorn applies back-pressure, so packets wait in python-engineio's queue). At
+   ``max_queued_packets`` unread packets the session is closed and counted instead.
+6. Polling batches. socket.io-client sends everything it has queued in one POST, bounded by
    bytes (the ``maxPayload`` of the handshake), not by count; python-engineio drops a whole
    POST of more than 16 packets. The count is raised to MAX_PACKETS_PER_POST; the byte bound
    (MAX_PAYLOAD_BYTES) still holds. python-engineio keeps this count on its Payload class,
@@ -40,6 +43,8 @@ from typing import Any
 import engineio
 import engineio.payload
 import socketio
+
+from server import audit
 
 LIFECYCLE_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
 BINARY_PACKET_TYPES = ("5", "6")
@@ -77,8 +82,24 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
 
 
 class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
+    def __init__(self, *args: Any, max_queued_packets: int = 1000, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_queued_packets = max_queued_packets
+        self.slow_consumers_dropped = 0
+
     def _engineio_server_class(self) -> type[EngineServer]:
         return EngineServer
+
+    async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
+        engine_socket = self.eio.sockets.get(eio_sid)
+        if engine_socket is not None and engine_socket.queue.qsize() >= self.max_queued_packets:
+            self.slow_consumers_dropped += 1
+            audit.dropped(
+                connection_id=eio_sid, reason=f"slow consumer: {self.max_queued_packets} packets unread"
+            )
+            await self._close_session(eio_sid)
+            return
+        await super()._send_eio_packet(eio_sid, eio_pkt)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Client, ServerProcess
+from tests.support import LOAD_TEST_LIMITS, SECRET, Client, ServerProcess
 
 
 @pytest.fixture(scope="session")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path_factory.mktemp("gateway") / "server.log")
+    server = ServerProcess(
+        tmp_path_factory.mktemp("gateway") / "server.log", {"JWT_SECRET": SECRET, **LOAD_TEST_LIMITS}
+    )
     yield server
     assert server.stop(), server.log()
 

@@ -24,6 +24,12 @@ import jwt
 import socketio
 
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
+LOAD_TEST_LIMITS = {
+    "CONNECTS_PER_IP_PER_MINUTE": "1000000",
+    "MAX_CONNECTIONS_PER_USER": "1000",
+    "COMMANDS_PER_SECOND": "1000000",
+}
+"""Every test client comes from 127.0.0.1, many as one user: the shared server must allow it."""
 CLI = Path(sys.executable).with_name("swe-realtime")
 ERROR_MARKERS = (" ERROR ", " CRITICAL ", "Traceback (most recent call last)")
 
@@ -179,6 +185,7 @@ class Client:
         via: str = "auth",
         transport: str = "websocket",
         auth: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> Client:
         url = f"{base_url}?token={token}" if via == "query" and token is not None else base_url
         if via == "auth" and token is not None:
@@ -197,3 +204,6 @@ class Client:
     async def close(self) -> None:
         if self.sio.connected:
             await self.sio.disconnect()
+        http = self.sio.eio.http  # left open when the server ended or refused the connection
+        if http is not None and not http.closed:
+            await http.close()

@@ -237,7 +237,7 @@ export interface ErrorAck {
 }
 
 /** Error codes sent to clients in refusals, acks and HTTP error bodies. */
-export type ErrorCode = "AUTH_FAILED" | "AUTH_MISSING" | "ROOM_ACCESS_DENIED" | "INVALID_ROOM" | "INVALID_REQUEST" | "RATE_LIMITED" | "CONNECTION_LIMIT" | "PERMISSION_DENIED" | "INVALID_EVENT" | "PAYLOAD_TOO_LARGE";
+export type ErrorCode = "AUTH_FAILED" | "AUTH_MISSING" | "ROOM_ACCESS_DENIED" | "INVALID_ROOM" | "INVALID_REQUEST" | "RATE_LIMITED" | "CONNECTION_LIMIT" | "PERMISSION_DENIED" | "INVALID_EVENT" | "PAYLOAD_TOO_LARGE" | "ROOM_LIMIT";
 
 /** Answer to a command that published an event (``agent.status``). */
 export interface EventAck {
@@ -503,6 +503,22 @@ export interface ProjectUpdatedData {
   changes: ProjectChanges;
 }
 
+/** Answer to ``refresh_token``: when the connection now expires, and what it had to leave. */
+export interface RefreshAck {
+  /** The new token is in use. */
+  status: "success";
+  /** The new token's exp: the connection ends then. */
+  expires_at: string;
+  /** Rooms left because the new token no longer allows them. */
+  left: string[];
+}
+
+/** Payload of ``refresh_token``: a newer token for the same subject. */
+export interface RefreshTokenCommand {
+  /** The new JWT; its sub must be the connection's. */
+  token: string;
+}
+
 export interface RoomAck {
   /** The command succeeded. */
   status: "success";
@@ -684,6 +700,8 @@ export interface ClientToServerEvents {
   "unsubscribe": (payload: RoomCommand, ack: (response: RoomAck | ErrorAck) => void) => void;
   /** Check the connection and measure latency. */
   "ping": (payload: PingCommand, ack: (response: PongAck) => void) => void;
+  /** Extend the session with a newer token of the same subject, without reconnecting. */
+  "refresh_token": (payload: RefreshTokenCommand, ack: (response: RefreshAck | ErrorAck) => void) => void;
   /** An agent reports its status (agents only); sent on as agent.status_changed. */
   "agent.status": (payload: AgentStatusReport, ack: (response: EventAck | ErrorAck) => void) => void;
 }

@@ -7,7 +7,17 @@ from pydantic import BaseModel
 from server.events._types import rfc3339
 from server.events.agent import AgentStatusReport
 from server.events.catalogue import CATALOGUE
-from server.events.commands import Command, ErrorAck, EventAck, PingCommand, PongAck, RoomAck, RoomCommand
+from server.events.commands import (
+    Command,
+    ErrorAck,
+    EventAck,
+    PingCommand,
+    PongAck,
+    RefreshAck,
+    RefreshTokenCommand,
+    RoomAck,
+    RoomCommand,
+)
 from server.events.connection import (
     PROTOCOL_VERSION,
     ConnectionErrorData,
@@ -31,6 +41,11 @@ CLIENT_COMMANDS: dict[str, Command] = {
     "subscribe": Command("Join a room to receive its events.", RoomCommand, (RoomAck, ErrorAck)),
     "unsubscribe": Command("Leave a room.", RoomCommand, (RoomAck, ErrorAck)),
     "ping": Command("Check the connection and measure latency.", PingCommand, (PongAck,)),
+    "refresh_token": Command(
+        "Extend the session with a newer token of the same subject, without reconnecting.",
+        RefreshTokenCommand,
+        (RefreshAck, ErrorAck),
+    ),
     "agent.status": Command(
         "An agent reports its status (agents only); sent on as agent.status_changed.",
         AgentStatusReport,
@@ -39,7 +54,7 @@ CLIENT_COMMANDS: dict[str, Command] = {
 }
 """Every client command, by its Socket.IO event name."""
 
-ACKS: tuple[type[BaseModel], ...] = (RoomAck, PongAck, EventAck, ErrorAck)
+ACKS: tuple[type[BaseModel], ...] = (RoomAck, PongAck, RefreshAck, EventAck, ErrorAck)
 """Every acknowledgement a command can answer with."""
 
 __all__ = [
@@ -59,6 +74,8 @@ __all__ = [
     "EventAck",
     "PingCommand",
     "PongAck",
+    "RefreshAck",
+    "RefreshTokenCommand",
     "RoomAck",
     "RoomCommand",
     "rfc3339",

@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.errors import ErrorCode
+from server.events._types import UtcDatetime
 
 ROOM_PATTERN = r"^(global|(user|project|agent):[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})$"
 
@@ -30,6 +31,14 @@ class RoomCommand(BaseModel):
         # The TypeScript emitter types this as the template-literal Room union.
         json_schema_extra={"pattern": ROOM_PATTERN, "x-ts-type": "Room"},
     )
+
+
+class RefreshTokenCommand(BaseModel):
+    """Payload of ``refresh_token``: a newer token for the same subject."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    token: str = Field(description="The new JWT; its sub must be the connection's.")
 
 
 class PingCommand(BaseModel):
@@ -52,6 +61,16 @@ class EventAck(BaseModel):
 
     status: Literal["success"] = Field(default="success", description="The event was sent.")
     id: UUID = Field(description="The id of the event that was sent.")
+
+
+class RefreshAck(BaseModel):
+    """Answer to ``refresh_token``: when the connection now expires, and what it had to leave."""
+
+    model_config = ACK_CONFIG
+
+    status: Literal["success"] = Field(default="success", description="The new token is in use.")
+    expires_at: UtcDatetime = Field(description="The new token's exp: the connection ends then.")
+    left: list[str] = Field(description="Rooms left because the new token no longer allows them.")
 
 
 class PongAck(BaseModel):
