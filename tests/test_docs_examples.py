@@ -56,3 +56,15 @@ async def test_embedded_gateway_example(clients: Callable[[], Client]) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_security_table_names_tests_that_exist() -> None:
+    """Every `file.py::test_name` in docs/security.md is a test function in that file."""
+    import re
+
+    text = (EXAMPLES.parent / "security.md").read_text()
+    references = re.findall(r"`(test_\w+\.py)::(test_\w+)`", text)
+    assert len(references) >= 15
+    for filename, name in references:
+        source = (Path(__file__).with_name(filename)).read_text()
+        assert f"def {name}(" in source, f"{filename}::{name}"
