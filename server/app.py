@@ -21,6 +21,7 @@ from sanic import Sanic
 from server.auth import TokenVerifier
 from server.broadcaster import Broadcaster, install_broadcaster
 from server.cluster import ClusterStats, LocalStats, Stats
+from server.fanout import FanoutManager
 from server.gateway import Gateway
 from server.http import docs_blueprint, health_blueprint, publish_blueprint, stats_blueprint
 from server.http.body_limit import BodyLimit
@@ -63,7 +64,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         async_mode="asgi",
         client_manager=GatewayRedisManager(settings.redis.url, settings.redis.channel, redis)
         if settings.redis and redis
-        else None,
+        else FanoutManager(),
         # Worker processes share one listening socket: a polling session's requests could
         # land on different workers, so with several workers only WebSocket is offered.
         transports=["websocket"] if settings.workers > 1 else None,

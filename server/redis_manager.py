@@ -8,7 +8,8 @@ and one line when it ends (with the number of messages the other instances misse
 state is readable (``RedisHealth``, behind ``/ready``), a publish never waits more than
 PUBLISH_TIMEOUT, and the subscriber reconnects with a backoff capped at MAX_BACKOFF.
 A write-only manager (an emitter process without a socket server) raises RedisUnavailable
-instead, so that its caller knows the event went nowhere.
+instead, so that its caller knows the event went nowhere. Local delivery uses the task-free
+fan-out of server/fanout.py, as the in-memory manager does.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 import socketio
 
 from server.errors import GatewayError
+from server.fanout import emit_to_participants
 
 PUBLISH_TIMEOUT = 2.0
 MAX_BACKOFF = 5.0
@@ -80,6 +82,22 @@ class GatewayRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     def __init__(self, url: str, channel: str, health: RedisHealth, *, write_only: bool = False) -> None:
         super().__init__(url, channel=channel, write_only=write_only, redis_options=dict(REDIS_OPTIONS))
         self.health = health
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        """Deliver to this instance's connections without a task per recipient (server/fanout.py)."""
+        if message.get("callback") is not None or message.get("binary"):
+            await super()._handle_emit(message)
+            return
+        data = message["data"]
+        payload = data[0] if isinstance(data, list) and len(data) == 1 else tuple(data)
+        await emit_to_participants(
+            self,
+            message["event"],
+            payload,
+            message.get("namespace") or "/",
+            message.get("room"),
+            message.get("skip_sid"),
+        )
 
     async def _publish(self, data: Any) -> None:
         try:
