@@ -25,8 +25,10 @@ codegen *args: sync
 compat ref="main": sync
     uv run --frozen python -m codegen --breaking-against {{ ref }}
 
-# Throughput and latency benchmarks against a bare python-socketio baseline (--full: longer).
+# Fan-out, targeted, latency (and with --full, 10,000-connection capacity) benchmarks beside
+# a bare python-socketio server and Node socket.io; writes bench/results/.
 bench *args: sync
+    npm ci --prefix bench/node --no-audit --no-fund --loglevel=error
     uv run --frozen python -m bench {{ args }}
 
 # Python environment from uv.lock.

@@ -62,18 +62,21 @@ def main() -> int:
     parser.add_argument(
         "--full", action="store_true", help="1,000 connections, 10,000 for capacity (minutes)"
     )
+    parser.add_argument("--only", help="run only the scenarios whose name contains this text")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 10,000 sockets need as many descriptors
 
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    for workload in FULL if args.full else SHORT:
+    RESULTS.mkdir(exist_ok=True)
+    for workload in [w for w in (FULL if args.full else SHORT) if not args.only or args.only in w.name]:
         title = f"{workload.name}: {workload.connections:,} connections, {workload.events:,} events"
         title += f" at {workload.rate}/s" if workload.rate else ""
         results[title] = {}
         for kind in ALL:
             print(f"{title} -> {kind.name}", file=sys.stderr, flush=True)
             results[title][kind.name] = run(kind, workload)
+        (RESULTS / "partial.md").write_text(table(results))  # survives an interrupted long run
     cost = validation_cost()
     markdown = table(results) + (
         "### validation cost (in process, null emitter)\n\n"
@@ -82,7 +85,6 @@ def main() -> int:
         f"validation costs {cost['validation_us_per_event']:.1f} µs per event "
         "(once per event, not per recipient).\n"
     )
-    RESULTS.mkdir(exist_ok=True)
     suffix = "full" if args.full else "latest"
     (RESULTS / f"{suffix}.md").write_text(markdown)
     (RESULTS / f"{suffix}.json").write_text(

@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -84,6 +84,9 @@ class Connection:
     principal: Principal
     remote: str
     bucket: TokenBucket
+    rooms: set[str] = field(default_factory=set)
+    """The named rooms it is in. Kept here: python-socketio finds a sid's rooms by scanning
+    every room of the namespace, which made each subscribe O(rooms)."""
     expiry: asyncio.TimerHandle | None = None
     """Fires at the token's ``exp``; replaced when the client refreshes its token."""
 
@@ -135,8 +138,8 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         self.connections[sid] = connection
         self._user_connections[principal.user_id] += 1
         self._expire_at_exp(sid, connection)
-        await self.enter_room(sid, str(Room.user(principal.user_id)))
-        await self.enter_room(sid, str(GLOBAL))
+        for room in (Room.user(principal.user_id), GLOBAL):
+            await self._join(connection, sid, str(room))
         audit.connected(
             user_id=principal.user_id,
             connection_id=sid,
@@ -233,7 +236,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         return await _room_command(args, lambda room: self._subscribe(sid, room))
 
     async def on_unsubscribe(self, sid: str, *args: object) -> Ack:
-        return await _room_command(args, lambda room: self.leave_room(sid, str(room)))
+        return await _room_command(args, lambda room: self._leave(sid, str(room)))
 
     async def on_ping(self, sid: str, *args: object) -> Ack:
         return PongAck().model_dump(mode="json")
@@ -274,9 +277,9 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             connection.principal = principal
             self._expire_at_exp(sid, connection)
             left = []
-            for name in self.rooms(sid):
-                if is_room_name(name) and not await self._policy.may_subscribe(principal, parse_room(name)):
-                    await self.leave_room(sid, name)
+            for name in sorted(connection.rooms):
+                if not await self._policy.may_subscribe(principal, parse_room(name)):
+                    await self._leave(sid, name)
                     left.append(name)
         except ClientError as exc:
             return _error_ack(exc)
@@ -287,10 +290,20 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         connection = self.connections.get(sid)
         if connection is None or not await self._policy.may_subscribe(connection.principal, room):
             raise RoomAccessDenied()
-        joined = [name for name in self.rooms(sid) if is_room_name(name)]
-        if str(room) not in joined and len(joined) >= self._limits.rooms_per_connection:
+        name = str(room)
+        if name not in connection.rooms and len(connection.rooms) >= self._limits.rooms_per_connection:
             raise RoomLimit(f"A connection may be in {self._limits.rooms_per_connection} rooms at most")
-        await self.enter_room(sid, str(room))
+        await self._join(connection, sid, name)
+
+    async def _join(self, connection: Connection, sid: str, name: str) -> None:
+        connection.rooms.add(name)
+        await self.enter_room(sid, name)
+
+    async def _leave(self, sid: str, name: str) -> None:
+        connection = self.connections.get(sid)
+        if connection is not None:
+            connection.rooms.discard(name)
+        await self.leave_room(sid, name)
 
 
 async def _room_command(args: tuple[object, ...], act: Callable[[Room], Awaitable[None]]) -> Ack:

@@ -12,6 +12,7 @@ let received = 0;
 const expected = c.mode === "fanout" ? c.events * c.connections : c.events;
 let finish;
 const finished = new Promise((resolve) => (finish = resolve));
+if (expected === 0) finish(); // a capacity run: connections only
 
 async function open(index) {
   const socket = io(`${c.url}/ws`, { auth: { token: c.token }, transports: ["websocket"], reconnection: false });
