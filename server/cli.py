@@ -11,12 +11,13 @@ from uuid import UUID
 
 from server.auth import Role, mint_token
 from server.errors import SettingsError
+from server.events._examples import PROJECT_ID, USER_ID
 from server.logs import configure_logging
 from server.serve import serve
 from server.settings import Settings, tls_settings
 
-DEMO_USER = UUID("660e8400-e29b-41d4-a716-446655440001")
-DEMO_PROJECT = UUID("550e8400-e29b-41d4-a716-446655440000")
+DEMO_USER = UUID(USER_ID)  # the ids of the API document's examples
+DEMO_PROJECT = UUID(PROJECT_ID)
 DEV_TOKEN_TTL = 24 * 3600
 
 

@@ -4,7 +4,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from server.events._types import rfc3339
 from server.events.agent import AgentStatusReport
 from server.events.catalogue import CATALOGUE
 from server.events.commands import (
@@ -78,6 +77,5 @@ __all__ = [
     "RefreshTokenCommand",
     "RoomAck",
     "RoomCommand",
-    "rfc3339",
     "utc_now",
 ]

@@ -21,7 +21,7 @@ class ConnectionEstablishedData(EventData):
 
     connection_id: str = Field(description="The Socket.IO id of this connection (socket.id).")
     user_id: str = Field(description="The token's subject.")
-    protocol_version: Literal["1.0"] = Field(default="1.0", description="API version.")
+    protocol_version: Literal["1.0"] = Field(default=PROTOCOL_VERSION, description="API version.")
 
 
 class ConnectionEstablished(Envelope[ConnectionEstablishedData]):
