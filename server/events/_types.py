@@ -31,8 +31,10 @@ UtcDatetime = Annotated[
 ]
 """A timezone-aware moment; sent as RFC 3339 UTC with ``Z``. Naive datetimes are refused."""
 
-HttpUrlText = Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
-"""An http(s) URL kept exactly as given (pydantic's HttpUrl would rewrite it)."""
+HttpUrlText = Annotated[str, Field(pattern=r"^https?://[^\u0000-\u0020\u007f-\u009f]+$", max_length=2048)]
+"""An http(s) URL kept exactly as given (pydantic's HttpUrl would rewrite it). No spaces or
+control characters, spelled out: ``\\s`` means different things to the Rust regex engine
+that validates and to the JavaScript engines that read the published schema."""
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Title = Annotated[str, Field(min_length=1, max_length=500)]
