@@ -18,12 +18,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 from uuid import UUID
 
 import socketio
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from server import audit
 from server.auth import Principal, Role, TokenVerifier
@@ -75,6 +75,7 @@ MAX_ECHO_ROOM_CHARS = 128
 """A room is echoed in its error ack only up to this length."""
 
 Ack = dict[str, Any]
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(slots=True)
@@ -265,13 +266,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             connection = self.connections.get(sid)
             if connection is None:
                 raise AuthFailed()
-            if len(args) != 1:
-                raise InvalidRequest("Expected one payload object: {token}")
-            try:
-                command = RefreshTokenCommand.model_validate(args[0])
-            except ValidationError:
-                raise InvalidRequest("Payload must be an object with a string 'token'") from None
-            principal = self._verifier.verify(command.token)
+            principal = self._verifier.verify(_payload(args, RefreshTokenCommand, "token").token)
             if principal.user_id != connection.principal.user_id:
                 raise AuthFailed("The new token is for another subject")
             connection.principal = principal
@@ -284,7 +279,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         except ClientError as exc:
             return _error_ack(exc)
         expires_at = datetime.fromtimestamp(principal.expires_at, UTC)
-        return RefreshAck(expires_at=expires_at, left=sorted(left)).model_dump(mode="json")
+        return RefreshAck(expires_at=expires_at, left=left).model_dump(mode="json")
 
     async def _subscribe(self, sid: str, room: Room) -> None:
         connection = self.connections.get(sid)
@@ -310,12 +305,7 @@ async def _room_command(args: tuple[object, ...], act: Callable[[Room], Awaitabl
     """Validate a ``{room}`` payload, run the action, and answer with the ack to send."""
     named: str | None = None
     try:
-        if len(args) != 1:
-            raise InvalidRequest("Expected one payload object: {room}")
-        try:
-            command = RoomCommand.model_validate(args[0])
-        except ValidationError:
-            raise InvalidRequest("Payload must be an object with a string 'room'") from None
+        command = _payload(args, RoomCommand, "room")
         # Echo the client's room in an error ack only while it is short (no megabyte echoes).
         named = command.room if len(command.room) <= MAX_ECHO_ROOM_CHARS else None
         room = parse_room(command.room)
@@ -324,6 +314,16 @@ async def _room_command(args: tuple[object, ...], act: Callable[[Room], Awaitabl
         return RoomAck(room=named).model_dump(mode="json")
     except ClientError as exc:
         return _error_ack(exc, named)
+
+
+def _payload(args: tuple[object, ...], model: type[M], field: str) -> M:
+    """The one ``{field}`` object a command takes, validated; InvalidRequest otherwise."""
+    if len(args) != 1:
+        raise InvalidRequest(f"Expected one payload object: {{{field}}}")
+    try:
+        return model.model_validate(args[0])
+    except ValidationError:
+        raise InvalidRequest(f"Payload must be an object with a string '{field}'") from None
 
 
 def _error_ack(error: ClientError, room: str | None = None) -> Ack:
