@@ -66,7 +66,7 @@ from server.events.agent import (
     AgentStatusReport,
 )
 from server.limits import SlidingWindow, TokenBucket
-from server.rooms import GLOBAL, AccessPolicy, Room, is_room_name, parse_room
+from server.rooms import GLOBAL, AccessPolicy, Room, parse_room
 from server.settings import Limits
 
 MAX_EVENT_NAME_CHARS = 64
@@ -212,9 +212,8 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
     def snapshot(self) -> dict[str, Any]:
         """Live connections and the member count of every named room, on this instance."""
-        rooms = self.server.manager.rooms.get(NAMESPACE, {})
-        named = {name: len(members) for name, members in rooms.items() if is_room_name(name)}
-        return {"connections": len(self.connections), "rooms": dict(sorted(named.items()))}
+        members = Counter(name for connection in self.connections.values() for name in connection.rooms)
+        return {"connections": len(self.connections), "rooms": dict(sorted(members.items()))}
 
     # -- commands --------------------------------------------------------------------------
 

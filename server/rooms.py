@@ -63,17 +63,6 @@ def parse_room(raw: str) -> Room:
     return Room(RoomKind(kind), UUID(ident))
 
 
-def is_room_name(name: object) -> bool:
-    """Whether a name the Socket.IO manager holds is one of ours (not a per-connection room)."""
-    if not isinstance(name, str):
-        return False
-    try:
-        parse_room(name)
-    except InvalidRoom:
-        return False
-    return True
-
-
 class AccessPolicy(Protocol):
     """Decides whether a principal may subscribe to a room. May consult a database."""
 
