@@ -24,6 +24,7 @@ import uvicorn
 from server.app import GatewayApp, create_app
 from server.logs import configure_logging
 from server.settings import Settings
+from server.slim import SlimWebSocketProtocol
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 
@@ -46,7 +47,7 @@ def uvicorn_config(app: GatewayApp, settings: Settings, **overrides: Any) -> uvi
         log_config=None,
         access_log=False,
         lifespan="on",
-        ws="websockets-sansio",
+        ws=SlimWebSocketProtocol,
         # Engine.IO enforces the payload limit per message; this stops bigger frames earlier.
         ws_max_size=settings.max_payload_bytes + 1024,
         # Engine.IO runs its own heartbeat; a second one at the WebSocket layer is noise.

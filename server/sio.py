@@ -44,7 +44,7 @@ import engineio
 import engineio.payload
 import socketio
 
-from server import audit
+from server import audit, slim
 
 LIFECYCLE_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
 BINARY_PACKET_TYPES = ("5", "6")
@@ -68,6 +68,12 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         engineio.payload.Payload.max_decode_packets = MAX_PACKETS_PER_POST
+        # The driver's table is shared by the module: replace the entry in a copy.
+        self._async: dict[str, Any] = {**self._async, "translate_request": slim.translate_request}
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> slim.SingleConsumerQueue[Any]:
+        """Each session's send queue, read by its writer task alone (see server.slim)."""
+        return slim.SingleConsumerQueue()
 
     SERVER_FAULTS = frozenset({"no-websocket"})
     """The one message key python-engineio logs once that is about the server, not a client."""

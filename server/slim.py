@@ -1,0 +1,136 @@
+"""Smaller per-connection objects, for the memory a held WebSocket costs.
+
+A tracemalloc census of 2,000 idle connections (RESULTS.md in bench/) put most of the ~40 KB
+each one costs in library objects, not in the gateway's own state. Three of them are larger
+than what they do for a connection:
+
+1. Two ``asyncio.Queue`` per connection (python-engineio's send queue and uvicorn's receive
+   queue), about 3.2 KB each: three deques and the join/close machinery. Each has exactly
+   one consumer (the session's writer task; the ASGI app's ``receive``), so
+   :class:`SingleConsumerQueue` holds one deque and at most one waiting future.
+2. python-engineio reads its send queue through ``asyncio.wait_for(queue.get(), ...)``; a
+   coroutine there is wrapped in a task that lives as long as the connection idles (about
+   1.6 KB). :meth:`SingleConsumerQueue.get` returns a future, which ``wait_for`` awaits as
+   it is. An empty queue holds no deque at all.
+3. python-engineio's ``translate_request`` defines a class per request (about 2.5 KB with
+   its instance) for reading an HTTP body, and the environ holding it lives as long as the
+   WebSocket. A WebSocket has no body: :func:`translate_request` puts a shared empty reader
+   in its place.
+4. uvicorn keeps the handshake's request and response objects after the handshake, headers
+   and all; :class:`SlimWebSocketProtocol` lets them go once the WebSocket is accepted.
+
+Together: 39 KB to 27 KB of RSS per idle connection (2,000 connections, node clients).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Generic, TypeVar
+
+from engineio.async_drivers import asgi as engineio_asgi
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+T = TypeVar("T")
+
+
+class SingleConsumerQueue(Generic[T]):
+    """The part of ``asyncio.Queue`` python-engineio and uvicorn use, for one consumer.
+
+    An item put while the consumer waits is handed straight to its future. A consumer
+    cancelled after that hand-over loses the item; both consumers here are cancelled only
+    when their connection ends, when the item is moot.
+    """
+
+    __slots__ = ("_drained", "_getter", "_items", "_unfinished")
+
+    def __init__(self) -> None:
+        # None while empty: a deque costs ~760 bytes, and most queues are empty.
+        self._items: deque[T] | None = None
+        self._getter: asyncio.Future[T] | None = None
+        self._unfinished = 0
+        self._drained: asyncio.Future[None] | None = None
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: T) -> None:
+        self._unfinished += 1
+        getter, self._getter = self._getter, None
+        if getter is not None and not getter.done():
+            getter.set_result(item)
+        elif self._items is None:
+            self._items = deque((item,))
+        else:
+            self._items.append(item)
+
+    async def put(self, item: T) -> None:
+        self.put_nowait(item)
+
+    def get(self) -> asyncio.Future[T]:
+        """A future of the next item: awaitable like the coroutine of ``asyncio.Queue``."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if self._items:
+            future.set_result(self._take())
+        else:
+            self._getter = future
+        return future
+
+    def get_nowait(self) -> T:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._take()
+
+    def _take(self) -> T:
+        assert self._items is not None
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None
+        return item
+
+    def task_done(self) -> None:
+        self._unfinished -= 1
+        if self._unfinished <= 0 and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    async def join(self) -> None:
+        if self._unfinished > 0:
+            if self._drained is None or self._drained.done():
+                self._drained = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._drained)
+
+
+class SlimWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol, receiving through a :class:`SingleConsumerQueue`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = SingleConsumerQueue()  # type: ignore[assignment]
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            # The handshake's request and response (their headers parsed twice over, ~3 KB)
+            # are not read again; the ASGI scope keeps what the application needs.
+            self.request = self.response = None  # type: ignore[assignment]
+
+
+class _NoBody:
+    """What a WebSocket's environ offers as its request body: nothing."""
+
+    async def read(self, length: int | None = None) -> bytes:
+        return b""
+
+
+_NO_BODY = _NoBody()
+
+
+async def translate_request(scope: dict[str, Any], receive: Any, send: Any) -> dict[str, Any]:
+    """python-engineio's ASGI ``translate_request``, without a body reader on a WebSocket."""
+    environ: dict[str, Any] = await engineio_asgi.translate_request(scope, receive, send)
+    if scope["type"] == "websocket" and environ:
+        environ["wsgi.input"] = _NO_BODY
+    return environ
