@@ -67,8 +67,12 @@ def main() -> int:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 10,000 sockets need as many descriptors
 
-    results: dict[str, dict[str, dict[str, Any]]] = {}
+    suffix = "full" if args.full else "latest"
     RESULTS.mkdir(exist_ok=True)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    if args.only and (RESULTS / f"{suffix}.json").exists():
+        # A partial run replaces its own scenarios in the last results and keeps the rest.
+        results = json.loads((RESULTS / f"{suffix}.json").read_text())["scenarios"]
     for workload in [w for w in (FULL if args.full else SHORT) if not args.only or args.only in w.name]:
         title = f"{workload.name}: {workload.connections:,} connections, {workload.events:,} events"
         title += f" at {workload.rate}/s" if workload.rate else ""
@@ -85,7 +89,6 @@ def main() -> int:
         f"validation costs {cost['validation_us_per_event']:.1f} µs per event "
         "(once per event, not per recipient).\n"
     )
-    suffix = "full" if args.full else "latest"
     (RESULTS / f"{suffix}.md").write_text(markdown)
     (RESULTS / f"{suffix}.json").write_text(
         json.dumps({"scenarios": results, "validation": cost}, indent=2) + "\n"

@@ -33,6 +33,7 @@ FULL = (
     Workload("fan-out", "fanout", 1000, 2000),
     Workload("targeted", "targeted", 1000, 10000),
     Workload("paced fan-out (latency)", "fanout", 1000, 5000, rate=500, batch=10),
+    Workload("paced fan-out (latency)", "fanout", 1000, 2000, rate=100, batch=10),
     Workload("capacity", "targeted", 10000, 0),
 )
 
