@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.scenarios import FULL, SHORT, run, validation_cost
-from bench.servers import ALL
+from bench.servers import ALL, GATEWAY_NO_HISTORY
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = [
@@ -48,7 +48,9 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
                 f"| {server} | " + " | ".join(cells) + f" | {figures['received']}/{figures['expected']} |"
             )
         gateway = by_server["gateway"]
-        for baseline in ("python-socketio", "node socket.io"):
+        for baseline in ("python-socketio", "node socket.io", "gateway, history off"):
+            if baseline not in by_server:
+                continue
             other = by_server[baseline]
             if other.get("deliveries_per_s") and gateway.get("deliveries_per_s"):
                 ratio = gateway["deliveries_per_s"] / other["deliveries_per_s"]
@@ -77,7 +79,9 @@ def main() -> int:
         title = f"{workload.name}: {workload.connections:,} connections, {workload.events:,} events"
         title += f" at {workload.rate}/s" if workload.rate else ""
         results[title] = {}
-        for kind in ALL:
+        # The unpaced fan-out also runs without history, to show what history costs.
+        kinds = (*ALL, GATEWAY_NO_HISTORY) if workload.mode == "fanout" and workload.rate is None else ALL
+        for kind in kinds:
             print(f"{title} -> {kind.name}", file=sys.stderr, flush=True)
             results[title][kind.name] = run(kind, workload)
         (RESULTS / "partial.md").write_text(table(results))  # survives an interrupted long run

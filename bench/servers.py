@@ -35,19 +35,15 @@ class Kind:
     name: str
     publish_path: str
     load_kind: str  # "gateway" (catalogue events) or "plain" ({room, event, data})
+    env: tuple[tuple[str, str], ...] = ()
 
     def command(self, port: int) -> list[str]:
-        if self.name == "gateway":
+        if self.load_kind == "gateway":
             return [str(Path(sys.executable).with_name("swe-realtime")), "serve", "--port", str(port)]
         if self.name == "python-socketio":
             return [sys.executable, "-m", "bench.baseline", str(port)]
         return ["node", str(NODE_DIR / "reference_server.mjs"), str(port)]
 
-
-GATEWAY = Kind("gateway", "/api/v1/events/batch", "gateway")
-PYTHON = Kind("python-socketio", "/publish", "plain")
-NODE = Kind("node socket.io", "/publish", "plain")
-ALL = (GATEWAY, PYTHON, NODE)
 
 GATEWAY_ENV = {
     "JWT_SECRET": SECRET,
@@ -59,6 +55,15 @@ GATEWAY_ENV = {
     "MAX_PAYLOAD_BYTES": "10000000",
 }
 
+GATEWAY = Kind("gateway", "/api/v1/events/batch", "gateway", tuple(GATEWAY_ENV.items()))
+GATEWAY_NO_HISTORY = Kind(
+    "gateway, history off", "/api/v1/events/batch", "gateway", (*GATEWAY.env, ("HISTORY_SIZE", "0"))
+)
+"""The gateway without missed-event history: what positions and history cost a fan-out."""
+PYTHON = Kind("python-socketio", "/publish", "plain")
+NODE = Kind("node socket.io", "/publish", "plain")
+ALL = (GATEWAY, PYTHON, NODE)
+
 
 class Running:
     """A started server: its process, and CPU seconds and memory read from /proc."""
@@ -66,7 +71,7 @@ class Running:
     def __init__(self, kind: Kind, port: int) -> None:
         self.kind = kind
         self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, **GATEWAY_ENV} if kind is GATEWAY else dict(os.environ)
+        env = {**os.environ, **dict(kind.env)}
         self.process = subprocess.Popen(
             kind.command(port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

@@ -10,6 +10,7 @@ either refused or ignored by the gateway, never meaningful).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from codegen.errors import CodegenError
@@ -138,13 +139,29 @@ def build_typescript(schemas: SchemaSet) -> str:
     return "".join(parts)
 
 
+RUNTIME = Path(__file__).with_name("runtime")
+"""Hand-written JavaScript shipped in the package (with its declarations): the resume helper."""
+
+
+def runtime_files() -> dict[str, str]:
+    return {
+        path.name: path.read_text() for path in sorted(RUNTIME.iterdir()) if path.suffix in (".js", ".ts")
+    }
+
+
 def build_package_json() -> str:
     package = {
         "name": PACKAGE_NAME,
         "version": __version__,
-        "description": "TypeScript types of the swe-realtime Socket.IO API (socket.io-client v4).",
+        "description": "TypeScript types of the swe-realtime Socket.IO API (socket.io-client v4),"
+        " and a resume helper for missed-event recovery.",
+        "type": "module",
         "types": "index.d.ts",
-        "files": ["index.d.ts"],
+        "exports": {
+            ".": {"types": "./index.d.ts"},
+            "./resume": {"types": "./resume.d.ts", "default": "./resume.js"},
+        },
+        "files": ["index.d.ts", *runtime_files()],
         "license": "UNLICENSED",
         "peerDependencies": {"socket.io-client": "^4.0.0"},
     }

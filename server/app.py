@@ -21,10 +21,13 @@ from sanic import Sanic
 from server.auth import TokenVerifier
 from server.broadcaster import Broadcaster, install_broadcaster
 from server.cluster import ClusterStats, LocalStats, Stats
+from server.events import NAMESPACE
 from server.fanout import FanoutManager
 from server.gateway import Gateway
+from server.history import make_history
 from server.http import docs_blueprint, health_blueprint, publish_blueprint, stats_blueprint
 from server.http.body_limit import BodyLimit
+from server.recovery import Recovery
 from server.redis_manager import GatewayRedisManager, RedisHealth
 from server.rooms import AccessPolicy, ClaimsAccessPolicy
 from server.settings import Settings
@@ -74,10 +77,16 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         logger=logging.getLogger("socketio.server"),
         engineio_logger=EngineLogger(logging.getLogger("engineio.server")),
     )
-    broadcaster = Broadcaster(sio)
+    history = make_history(sio, settings.history)
+    broadcaster = Broadcaster(history)
     install_broadcaster(broadcaster)
     gateway = Gateway(
-        verifier, policy or ClaimsAccessPolicy(), broadcaster, settings.max_connections, settings.limits
+        verifier,
+        policy or ClaimsAccessPolicy(),
+        broadcaster,
+        Recovery(sio, sio.manager, history, NAMESPACE),
+        settings.max_connections,
+        settings.limits,
     )
     sio.register_namespace(gateway)
     stats: Stats = (

@@ -59,7 +59,9 @@ def parse_event(body: object, prefix: tuple[str | int, ...] = ()) -> Envelope[An
     except ValidationError as exc:
         raise EventRejected(field_errors(exc, prefix)) from None
     reserved = [
-        FieldError((*prefix, key), "is set by the gateway") for key in ("id", "timestamp") if key in fields
+        FieldError((*prefix, key), "is set by the gateway")
+        for key in ("id", "timestamp", "positions")
+        if key in fields
     ]
     if reserved:
         raise EventRejected(reserved)

@@ -10,35 +10,68 @@ expect acknowledgements keep the library's path.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 import socketio
 from engineio import packet as eio_packet
 from socketio import packet
 
+from server.gate import Gate
 
-async def emit_to_participants(
-    manager: Any, event: str, data: Any, namespace: str, room: Any, skip_sid: Any
-) -> None:
-    """Encode once, then queue the packet for every participant of ``room`` (a name or a list)."""
-    if namespace not in manager.rooms:
-        return
+
+def encode(server: Any, event: str, data: Any, namespace: str) -> list[Any]:
+    """The Engine.IO frames of one event, encoded once for however many recipients."""
     args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
-    skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-    encoded = manager.server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args]).encode()
-    frames = [
+    encoded = server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args]).encode()
+    return [
         eio_packet.Packet(eio_packet.MESSAGE, part)
         for part in (encoded if isinstance(encoded, list) else [encoded])
     ]
+
+
+async def emit_to_participants(
+    manager: Gated, event: str, data: Any, namespace: str, room: Any, skip_sid: Any
+) -> None:
+    """Encode once, then queue the packet for every participant of ``room`` (a name or a list),
+    past the gate of each connection that is catching up on missed events."""
+    if namespace not in manager.rooms:
+        return
+    skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+    frames = encode(manager.server, event, data, namespace)
+    positions = data.get("positions") if isinstance(data, dict) else None
+    gates = manager.gates
     send = manager.server._send_eio_packet
     for sid, eio_sid in manager.get_participants(namespace, room):
-        if sid not in skipped:
-            for frame in frames:
-                await send(eio_sid, frame)
+        if sid in skipped:
+            continue
+        if gates:
+            gate = gates.get(sid)
+            if gate is not None and not gate.admit(positions, frames):
+                continue
+            if gate is not None and gate.idle:
+                del gates[sid]
+        for frame in frames:
+            await send(eio_sid, frame)
+
+
+class Gated(Protocol):
+    """A client manager that fans out through :func:`emit_to_participants`."""
+
+    rooms: dict[str, Any]
+    server: Any
+    gates: dict[str, Gate]
+    """The gates of connections catching up (server/gate.py), by sid."""
+
+    def get_participants(self, namespace: str, room: Any) -> Iterable[tuple[str, str]]: ...
 
 
 class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
     """The in-memory manager, with the task-free emit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: dict[str, Gate] = {}
 
     async def emit(
         self,

@@ -1,6 +1,9 @@
 """The ``/ws`` namespace: authenticate on connect, then serve the client commands.
 
-Commands: ``subscribe``, ``unsubscribe``, ``ping`` and, for agents, ``agent.status``.
+Commands: ``subscribe``, ``unsubscribe``, ``recover``, ``ping``, ``refresh_token`` and, for
+agents, ``agent.status``. A client that reconnects passes its last positions in
+``auth.positions`` (or later, per room, with ``recover``) and gets what it missed first
+(server/recovery.py).
 Agents (tokens with the ``agent`` role, ``sub`` = agent id) also make presence events: the
 gateway announces ``agent.connected`` when an agent's first connection opens and
 ``agent.disconnected`` when its last one closes (counted on this instance).
@@ -49,10 +52,13 @@ from server.events import (
     ErrorAck,
     EventAck,
     PongAck,
+    RecoverAck,
+    RecoverCommand,
     RefreshAck,
     RefreshTokenCommand,
     RoomAck,
     RoomCommand,
+    StreamPosition,
     utc_now,
 )
 from server.events._types import from_wire
@@ -65,7 +71,11 @@ from server.events.agent import (
     AgentStatusChangedData,
     AgentStatusReport,
 )
+from server.fanout import encode
+from server.gate import Gate
+from server.history import Window
 from server.limits import SlidingWindow, TokenBucket
+from server.recovery import Recovery, Request
 from server.rooms import GLOBAL, AccessPolicy, Room, parse_room
 from server.settings import Limits
 
@@ -100,6 +110,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         verifier: TokenVerifier,
         policy: AccessPolicy,
         broadcaster: Broadcaster,
+        recovery: Recovery,
         max_connections: int,
         limits: Limits,
     ) -> None:
@@ -107,6 +118,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         self._verifier = verifier
         self._policy = policy
         self._broadcaster = broadcaster
+        self._recovery = recovery
         self._max_connections = max_connections
         self._limits = limits
         self._connect_attempts = SlidingWindow(limits.connects_per_ip_per_minute)
@@ -139,6 +151,9 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         self.connections[sid] = connection
         self._user_connections[principal.user_id] += 1
         self._expire_at_exp(sid, connection)
+        positions = auth.get("positions") if isinstance(auth, dict) else None
+        # Resuming: hold live events from before the first join until the replay is out.
+        held = self._recovery.hold(sid) if positions is not None else None
         for room in (Room.user(principal.user_id), GLOBAL):
             await self._join(connection, sid, str(room))
         audit.connected(
@@ -148,7 +163,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             transport=_transport(environ),
         )
         # The CONNECT packet is sent after this handler returns; the welcome must follow it.
-        self.server.start_background_task(self._welcome, sid, principal)
+        self.server.start_background_task(self._welcome, sid, principal, positions, held)
         if Role.AGENT in principal.roles:
             self._agent_connections[principal.user_id] += 1
             if self._agent_connections[principal.user_id] == 1:
@@ -157,11 +172,52 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
                 )
                 await self._broadcaster.publish(event)
 
-    async def _welcome(self, sid: str, principal: Principal) -> None:
+    async def _welcome(self, sid: str, principal: Principal, positions: object, held: Gate | None) -> None:
+        """Send connection_established; when resuming, with each room's recovery answer, and
+        followed by the replay (the welcome goes straight out: the gate holds live events)."""
+        answers: list[RecoverAck | ErrorAck] = []
+        plan = None
+        if held is not None:
+            requests, answers = await self._position_requests(sid, positions)
+            plan = await self._recovery.prepare(
+                sid, requests, lambda name: self._join_sid(sid, name), held=held
+            )
+            answers += [_recover_ack(request, window) for request, window in plan.windows]
         event = ConnectionEstablished(
-            data=ConnectionEstablishedData(connection_id=sid, user_id=str(principal.user_id))
+            data=ConnectionEstablishedData(
+                connection_id=sid, user_id=str(principal.user_id), recovery=answers
+            )
         )
-        await self.emit(event.event_name(), event.model_dump(mode="json"), to=sid)
+        socket = self.server.eio.sockets.get(self.server.manager.eio_sid_from_sid(sid, NAMESPACE))
+        if socket is not None:
+            for frame in encode(self.server, event.event_name(), event.model_dump(mode="json"), NAMESPACE):
+                await socket.send(frame)
+        if plan is not None:
+            await self._recovery.finish(plan)
+
+    async def _position_requests(
+        self, sid: str, positions: object
+    ) -> tuple[list[Request], list[RecoverAck | ErrorAck]]:
+        """Check ``auth.positions`` room by room: what to resume, and the refusals."""
+        limit = self._limits.rooms_per_connection
+        if not isinstance(positions, dict) or len(positions) > limit:
+            refusal = InvalidRequest(f"auth.positions must be an object of at most {limit} rooms")
+            return [], [ErrorAck(room=None, error_code=refusal.code, message=refusal.message)]
+        requests: dict[str, Request] = {}
+        refusals: list[RecoverAck | ErrorAck] = []
+        for key, value in positions.items():
+            named = key if isinstance(key, str) and len(key) <= MAX_ECHO_ROOM_CHARS else None
+            try:
+                room = await self._admit(sid, parse_room(key), pending=len(requests))
+                named = str(room)
+                try:
+                    after = from_wire(StreamPosition, value)
+                except ValidationError:
+                    raise InvalidRequest("A position must be an object {epoch, offset}") from None
+                requests[named] = Request(named, after)
+            except ClientError as exc:
+                refusals.append(ErrorAck(room=named, error_code=exc.code, message=exc.message))
+        return list(requests.values()), refusals
 
     def _expire_at_exp(self, sid: str, connection: Connection) -> None:
         """(Re)arm the timer that ends the connection when its token expires."""
@@ -193,6 +249,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             return
         if connection.expiry is not None:
             connection.expiry.cancel()
+        self._recovery.forget(sid)
         self._user_connections[connection.principal.user_id] -= 1
         if self._user_connections[connection.principal.user_id] <= 0:
             del self._user_connections[connection.principal.user_id]
@@ -233,10 +290,30 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         return _error_ack(InvalidRequest(f"Unknown event {shown!r}"))
 
     async def on_subscribe(self, sid: str, *args: object) -> Ack:
-        return await _room_command(args, lambda room: self._subscribe(sid, room))
+        async def subscribe(room: Room) -> StreamPosition | None:
+            return (await self._enter(sid, Request(str(await self._admit(sid, room)), None))).position
+
+        return await _room_command(args, subscribe)
 
     async def on_unsubscribe(self, sid: str, *args: object) -> Ack:
-        return await _room_command(args, lambda room: self._leave(sid, str(room)))
+        async def unsubscribe(room: Room) -> None:
+            await self._leave(sid, str(room))
+
+        return await _room_command(args, unsubscribe)
+
+    async def on_recover(self, sid: str, *args: object) -> Ack:
+        """Subscribe to a room and replay what came after the client's position."""
+        named: str | None = None
+        try:
+            command = _payload(args, RecoverCommand, "a string 'room' and a 'position' {epoch, offset}")
+            named = command.room if len(command.room) <= MAX_ECHO_ROOM_CHARS else None
+            room = await self._admit(sid, parse_room(command.room))
+            named = str(room)
+            request = Request(named, command.position)
+            window = await self._enter(sid, request)
+        except ClientError as exc:
+            return _error_ack(exc, named)
+        return _recover_ack(request, window).model_dump(mode="json")
 
     async def on_ping(self, sid: str, *args: object) -> Ack:
         return PongAck().model_dump(mode="json")
@@ -265,7 +342,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             connection = self.connections.get(sid)
             if connection is None:
                 raise AuthFailed()
-            principal = self._verifier.verify(_payload(args, RefreshTokenCommand, "token").token)
+            principal = self._verifier.verify(_payload(args, RefreshTokenCommand, "a string 'token'").token)
             if principal.user_id != connection.principal.user_id:
                 raise AuthFailed("The new token is for another subject")
             connection.principal = principal
@@ -280,14 +357,26 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         expires_at = datetime.fromtimestamp(principal.expires_at, UTC)
         return RefreshAck(expires_at=expires_at, left=left).model_dump(mode="json")
 
-    async def _subscribe(self, sid: str, room: Room) -> None:
+    async def _admit(self, sid: str, room: Room, pending: int = 0) -> Room:
+        """``room`` if this connection may join it (``pending`` more joins on the way)."""
         connection = self.connections.get(sid)
         if connection is None or not await self._policy.may_subscribe(connection.principal, room):
             raise RoomAccessDenied()
-        name = str(room)
-        if name not in connection.rooms and len(connection.rooms) >= self._limits.rooms_per_connection:
-            raise RoomLimit(f"A connection may be in {self._limits.rooms_per_connection} rooms at most")
-        await self._join(connection, sid, name)
+        limit = self._limits.rooms_per_connection
+        if str(room) not in connection.rooms and len(connection.rooms) + pending >= limit:
+            raise RoomLimit(f"A connection may be in {limit} rooms at most")
+        return room
+
+    async def _enter(self, sid: str, request: Request) -> Window:
+        """Join an admitted room at a position (server/recovery.py)."""
+        plan = await self._recovery.prepare(sid, [request], lambda name: self._join_sid(sid, name))
+        await self._recovery.finish(plan)
+        return plan.windows[0][1]
+
+    async def _join_sid(self, sid: str, name: str) -> None:
+        connection = self.connections.get(sid)
+        if connection is not None:
+            await self._join(connection, sid, name)
 
     async def _join(self, connection: Connection, sid: str, name: str) -> None:
         connection.rooms.add(name)
@@ -297,32 +386,46 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         connection = self.connections.get(sid)
         if connection is not None:
             connection.rooms.discard(name)
+        self._recovery.forget(sid, name)
         await self.leave_room(sid, name)
 
 
-async def _room_command(args: tuple[object, ...], act: Callable[[Room], Awaitable[None]]) -> Ack:
+async def _room_command(
+    args: tuple[object, ...], act: Callable[[Room], Awaitable[StreamPosition | None]]
+) -> Ack:
     """Validate a ``{room}`` payload, run the action, and answer with the ack to send."""
     named: str | None = None
     try:
-        command = _payload(args, RoomCommand, "room")
+        command = _payload(args, RoomCommand, "a string 'room'")
         # Echo the client's room in an error ack only while it is short (no megabyte echoes).
         named = command.room if len(command.room) <= MAX_ECHO_ROOM_CHARS else None
         room = parse_room(command.room)
         named = str(room)
-        await act(room)
-        return RoomAck(room=named).model_dump(mode="json")
+        position = await act(room)
+        return RoomAck(room=named, position=position).model_dump(mode="json")
     except ClientError as exc:
         return _error_ack(exc, named)
 
 
-def _payload(args: tuple[object, ...], model: type[M], field: str) -> M:
-    """The one ``{field}`` object a command takes, validated; InvalidRequest otherwise."""
+def _payload(args: tuple[object, ...], model: type[M], shape: str) -> M:
+    """The one payload object a command takes, validated; InvalidRequest otherwise."""
     if len(args) != 1:
-        raise InvalidRequest(f"Expected one payload object: {{{field}}}")
+        raise InvalidRequest(f"Expected one payload object with {shape}")
     try:
         return model.model_validate(args[0])
     except ValidationError:
-        raise InvalidRequest(f"Payload must be an object with a string '{field}'") from None
+        raise InvalidRequest(f"Payload must be an object with {shape}") from None
+
+
+def _recover_ack(request: Request, window: Window) -> RecoverAck:
+    recovered = window.failure is None and request.after is not None
+    return RecoverAck(
+        room=request.room,
+        recovered=recovered,
+        replayed=len(window.entries) if recovered else 0,
+        reason=window.failure,
+        position=window.position,
+    )
 
 
 def _error_ack(error: ClientError, room: str | None = None) -> Ack:

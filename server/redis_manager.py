@@ -24,6 +24,7 @@ import socketio
 
 from server.errors import GatewayError
 from server.fanout import emit_to_participants
+from server.gate import Gate
 
 PUBLISH_TIMEOUT = 2.0
 MAX_BACKOFF = 5.0
@@ -82,6 +83,7 @@ class GatewayRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     def __init__(self, url: str, channel: str, health: RedisHealth, *, write_only: bool = False) -> None:
         super().__init__(url, channel=channel, write_only=write_only, redis_options=dict(REDIS_OPTIONS))
         self.health = health
+        self.gates: dict[str, Gate] = {}
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         """Deliver to this instance's connections without a task per recipient (server/fanout.py)."""
@@ -105,13 +107,18 @@ class GatewayRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 self._redis_connect()
             await asyncio.wait_for(self.redis.publish(self.channel, self.json.dumps(data)), PUBLISH_TIMEOUT)
         except Exception as exc:  # redis, OS and timeout errors alike mean "not published"
-            self.connected = False
-            self.health.unpublished += 1
-            self.health.failed(exc)
-            if self.write_only:
-                raise RedisUnavailable(f"Redis at {self.health.url} is unreachable: {exc}") from exc
+            self.publish_failed(exc)
             return
         self.health.succeeded()
+
+    def publish_failed(self, error: Exception) -> None:
+        """Count and report a message the other instances did not get; a write-only manager
+        raises RedisUnavailable, as no one else would deliver it."""
+        self.connected = False
+        self.health.unpublished += 1
+        self.health.failed(error)
+        if self.write_only:
+            raise RedisUnavailable(f"Redis at {self.health.url} is unreachable: {error}") from error
 
     async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
         backoff = 0.5

@@ -57,6 +57,16 @@ class RedisSettings:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    """Per-room event history for missed-event recovery (server/history.py)."""
+
+    size: int = 1000
+    """Events kept per room (HISTORY_SIZE); 0 turns history and positions off."""
+    ttl: int = 600
+    """Seconds an event is kept (HISTORY_TTL); a room idle this long starts a new epoch."""
+
+
+@dataclass(frozen=True)
 class TlsSettings:
     """Certificate chain and private key files for serving https and wss directly."""
 
@@ -90,6 +100,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     redis: RedisSettings | None = None
     """None: one instance, in memory."""
+    history: HistorySettings = field(default_factory=HistorySettings)
     tls: TlsSettings | None = None
     workers: int = 1
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -116,6 +127,10 @@ class Settings:
                 queued_packets=_int(environ, "MAX_QUEUED_PACKETS", 1000, minimum=10),
             ),
             redis=_redis(environ),
+            history=HistorySettings(
+                size=_int(environ, "HISTORY_SIZE", 1000, minimum=0, maximum=100_000),
+                ttl=_int(environ, "HISTORY_TTL", 600, minimum=1, maximum=7 * 24 * 3600),
+            ),
             tls=tls_settings(environ.get("SSL_CERT") or None, environ.get("SSL_KEY") or None),
             workers=_workers(environ),
             dev=dev,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
-from tests.support import LOAD_TEST_LIMITS, SECRET, Client, ServerProcess
+from tests.support import LOAD_TEST_LIMITS, SECRET, SHARED_REDIS, Client, RedisProcess, ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +60,32 @@ async def clients() -> AsyncIterator[Callable[[], Client]]:
     yield make
     for client in made:
         await client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    redis = RedisProcess(tmp_path)
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture
+def cluster(start_server: Callable[..., ServerProcess]) -> Callable[..., list[ServerProcess]]:
+    """Start N gateways on one Redis channel of their own."""
+
+    def start(count: int, redis_url: str = SHARED_REDIS, channel: str | None = None) -> list[ServerProcess]:
+        channel = channel or f"test-{uuid4().hex[:12]}"
+        return [
+            start_server(
+                {
+                    "JWT_SECRET": SECRET,
+                    "REDIS_URL": redis_url,
+                    "REDIS_CHANNEL": channel,
+                    "INSTANCE_ID": f"gw{index}",
+                }
+            )
+            for index in range(count)
+        ]
+
+    return start

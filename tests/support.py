@@ -31,6 +31,8 @@ LOAD_TEST_LIMITS = {
 }
 """Every test client comes from 127.0.0.1, many as one user: the shared server must allow it."""
 CLI = Path(sys.executable).with_name("swe-realtime")
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+"""The machine's Redis: tests use channels (and so keys) of their own on it, never flush it."""
 ERROR_MARKERS = (" ERROR ", " CRITICAL ", "Traceback (most recent call last)")
 
 
@@ -138,6 +140,17 @@ class ServerProcess:
         )
 
 
+def subscribed(ack: Any, room: str) -> bool:
+    """Whether ``ack`` is a successful subscribe to ``room``, with the room's position."""
+    position = ack.get("position") or {}
+    return (
+        ack.get("status") == "success"
+        and ack.get("room") == room
+        and isinstance(position.get("epoch"), str)
+        and isinstance(position.get("offset"), int)
+    )
+
+
 def make_token(
     sub: UUID | str | None = None,
     *,
@@ -207,3 +220,44 @@ class Client:
         http = self.sio.eio.http  # left open when the server ended or refused the connection
         if http is not None and not http.closed:
             await http.close()
+
+
+class RedisProcess:
+    """A private redis-server, so that a test may stop and restart it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._tmp = tmp
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self._tmp),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while (
+            subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout
+            != b"PONG\n"
+        ):
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(10)

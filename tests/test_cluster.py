@@ -7,10 +7,9 @@ import json
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -18,81 +17,19 @@ from uuid import uuid4
 import pytest
 
 from server.events.catalogue import CATALOGUE
-from tests.support import SECRET, Client, ServerProcess, api, free_port, make_token
+from tests.support import (
+    SECRET,
+    SHARED_REDIS,
+    Client,
+    RedisProcess,
+    ServerProcess,
+    api,
+    free_port,
+    make_token,
+)
 
-SHARED_REDIS = "redis://127.0.0.1:6379/0"
 SERVICE = make_token(roles=["service", "admin"], ttl=3600)
 NODE = Path(__file__).with_name("node")
-
-
-class RedisProcess:
-    """A private redis-server, so that a test may stop and restart it."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._tmp = tmp
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self._tmp),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while (
-            subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout
-            != b"PONG\n"
-        ):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(10)
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    redis = RedisProcess(tmp_path)
-    redis.start()
-    yield redis
-    redis.stop()
-
-
-@pytest.fixture
-def cluster(start_server: Callable[..., ServerProcess]) -> Callable[..., list[ServerProcess]]:
-    """Start N gateways on one Redis channel of their own."""
-
-    def start(count: int, redis_url: str = SHARED_REDIS, channel: str | None = None) -> list[ServerProcess]:
-        channel = channel or f"test-{uuid4().hex[:12]}"
-        return [
-            start_server(
-                {
-                    "JWT_SECRET": SECRET,
-                    "REDIS_URL": redis_url,
-                    "REDIS_CHANNEL": channel,
-                    "INSTANCE_ID": f"gw{index}",
-                }
-            )
-            for index in range(count)
-        ]
-
-    return start
 
 
 def progress_event(project: str | None, progress: int = 10) -> dict[str, Any]:

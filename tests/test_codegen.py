@@ -65,7 +65,7 @@ def test_two_models_with_one_name_are_an_error() -> None:
 def test_schema_snapshot_of_an_envelope() -> None:
     """Pinned shape of one envelope: a pydantic upgrade that changes it shows up here."""
     schema = json.loads((CONTRACTS / "asyncapi.json").read_text())["components"]["schemas"]["ProjectUpdated"]
-    assert schema["required"] == ["type", "id", "timestamp", "source", "data"]
+    assert schema["required"] == ["type", "id", "timestamp", "source", "data", "positions"]
     assert schema["additionalProperties"] is False
     assert schema["properties"]["type"] == {
         "const": "project.updated",

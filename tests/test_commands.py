@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from tests.support import Client, ServerProcess, make_token, stats
+from tests.support import Client, ServerProcess, make_token, stats, subscribed
 
 TRANSPORTS = ["websocket", "polling"]
 
@@ -43,17 +43,14 @@ async def test_subscribe_to_allowed_rooms(
     client, user = await connected(server, clients, transport, projects=[project])
     agent = uuid4()
     for room in (f"project:{project}", f"agent:{agent}", "global", f"user:{user}"):
-        assert await client.call("subscribe", {"room": room}) == {"status": "success", "room": room}
+        assert subscribed(await client.call("subscribe", {"room": room}), room)
 
 
 async def test_subscribe_normalises_uuid_case(server: ServerProcess, clients: Callable[[], Client]) -> None:
     project = uuid4()
     client, _ = await connected(server, clients, projects=[project])
     shouted = f"project:{str(project).upper()}"
-    assert await client.call("subscribe", {"room": shouted}) == {
-        "status": "success",
-        "room": f"project:{project}",
-    }
+    assert subscribed(await client.call("subscribe", {"room": shouted}), f"project:{project}")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -138,10 +135,7 @@ async def test_malformed_payload_is_invalid_request(
 
 async def test_extra_keys_are_ignored(server: ServerProcess, clients: Callable[[], Client]) -> None:
     client, _ = await connected(server, clients)
-    assert await client.call("subscribe", {"room": "global", "since": 5}) == {
-        "status": "success",
-        "room": "global",
-    }
+    assert subscribed(await client.call("subscribe", {"room": "global", "since": 5}), "global")
 
 
 @pytest.mark.parametrize("event", ["publish", "Subscribe", "x" * 10_000, "trigger_event", "_subscribe"])
@@ -164,12 +158,21 @@ async def test_unsubscribe_leaves_the_room(server: ServerProcess, clients: Calla
     await client.call("subscribe", {"room": room})
     assert (await stats(server))["rooms"].get(room) == 1
 
-    assert await client.call("unsubscribe", {"room": room}) == {"status": "success", "room": room}
+    assert await client.call("unsubscribe", {"room": room}) == {
+        "status": "success",
+        "room": room,
+        "position": None,
+    }
     assert room not in (await stats(server))["rooms"]
     # Leaving a room one is not in is not an error: the end state is what was asked for.
-    assert await client.call("unsubscribe", {"room": room}) == {"status": "success", "room": room}
+    assert await client.call("unsubscribe", {"room": room}) == {
+        "status": "success",
+        "room": room,
+        "position": None,
+    }
     assert await client.call("unsubscribe", {"room": f"user:{user}"}) == {
         "status": "success",
         "room": f"user:{user}",
+        "position": None,
     }
     assert f"user:{user}" not in (await stats(server))["rooms"]

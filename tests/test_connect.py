@@ -35,6 +35,7 @@ async def test_connect_sends_connection_established(
         "connection_id": client.sio.get_sid("/ws"),
         "user_id": str(user),
         "protocol_version": "1.0",
+        "recovery": [],
     }
 
 

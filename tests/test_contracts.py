@@ -99,7 +99,9 @@ def wrong_clients() -> Iterator[Path]:
         (cases / f"{name}.ts").write_text(PRELUDE + body + "\n")
     config = json.loads((TS / "tsconfig.json").read_text())
     config["compilerOptions"]["paths"] = {
-        "@swe-realtime/contracts": [str(CONTRACTS / "typescript" / "index.d.ts")]
+        "@swe-realtime/contracts": [str(CONTRACTS / "typescript" / "index.d.ts")],
+        "@swe-realtime/contracts/resume": [str(CONTRACTS / "typescript" / "resume.d.ts")],
+        "socket.io-client": [str(NODE / "node_modules" / "socket.io-client")],
     }
     config["files"] = [f"{name}.ts" for name in WRONG_CLIENTS]
     (cases / "tsconfig.json").write_text(json.dumps(config))
@@ -203,7 +205,9 @@ def docs_hook() -> Iterator[Path]:
     (folder / "use_web_socket.ts").write_text(hook.split("```", 1)[0])
     config = json.loads((TS / "tsconfig.json").read_text())
     config["compilerOptions"]["paths"] = {
-        "@swe-realtime/contracts": [str(CONTRACTS / "typescript" / "index.d.ts")]
+        "@swe-realtime/contracts": [str(CONTRACTS / "typescript" / "index.d.ts")],
+        "@swe-realtime/contracts/resume": [str(CONTRACTS / "typescript" / "resume.d.ts")],
+        "socket.io-client": [str(NODE / "node_modules" / "socket.io-client")],
     }
     config["compilerOptions"]["types"] = ["react"]
     config["files"] = ["use_web_socket.ts"]

@@ -14,8 +14,8 @@ from uuid import uuid4
 import pytest
 import yaml
 
-from tests.support import SECRET, Client, ServerProcess, free_port
-from tests.test_cluster import SHARED_REDIS, member, progress_event, publish, received
+from tests.support import SECRET, SHARED_REDIS, Client, ServerProcess, free_port
+from tests.test_cluster import member, progress_event, publish, received
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,9 +19,11 @@ async def test_items_arrive_in_order_whether_waited_for_or_queued() -> None:
     queue.put_nowait(1)  # handed to the waiting consumer
     queue.put_nowait(2)
     await queue.put(3)
-    assert queue.qsize() == 2 and not queue.empty()
+    assert queue.qsize() == 2
+    assert not queue.empty()
     assert [await waiting, await queue.get(), queue.get_nowait()] == [1, 2, 3]
-    assert queue.empty() and queue.qsize() == 0
+    assert queue.empty()
+    assert queue.qsize() == 0
     with pytest.raises(asyncio.QueueEmpty):
         queue.get_nowait()
 

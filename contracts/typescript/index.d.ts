@@ -18,6 +18,8 @@ export interface AgentConnected {
   source: string;
   /** The fields of this kind of event. */
   data: AgentConnectedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface AgentConnectedData {
@@ -38,6 +40,8 @@ export interface AgentDisconnected {
   source: string;
   /** The fields of this kind of event. */
   data: AgentDisconnectedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface AgentDisconnectedData {
@@ -86,6 +90,8 @@ export interface AgentStatusChanged {
   source: string;
   /** The fields of this kind of event. */
   data: AgentStatusChangedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface AgentStatusChangedData {
@@ -124,6 +130,8 @@ export interface AiAnalysisComplete {
   source: string;
   /** The fields of this kind of event. */
   data: AiAnalysisCompleteData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface AiAnalysisCompleteData {
@@ -154,6 +162,8 @@ export interface AiSuggestion {
   source: string;
   /** The fields of this kind of event. */
   data: AiSuggestionData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface AiSuggestionData {
@@ -201,6 +211,8 @@ export interface ConnectionErrorEvent {
   source: string;
   /** The fields of this kind of event. */
   data: ConnectionErrorData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 /** Sent once to a connection after it is authenticated and has joined its default rooms. */
@@ -214,6 +226,8 @@ export interface ConnectionEstablished {
   source: string;
   /** The fields of this kind of event. */
   data: ConnectionEstablishedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface ConnectionEstablishedData {
@@ -223,6 +237,8 @@ export interface ConnectionEstablishedData {
   user_id: string;
   /** API version. */
   protocol_version: "1.0";
+  /** For each room of auth.positions, the answer a recover command would give; the replayed events follow this event. */
+  recovery: (RecoverAck | ErrorAck)[];
 }
 
 export interface ErrorAck {
@@ -258,6 +274,8 @@ export interface IssueClosed {
   source: string;
   /** The fields of this kind of event. */
   data: IssueClosedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface IssueClosedData {
@@ -290,6 +308,8 @@ export interface IssueCreated {
   source: string;
   /** The fields of this kind of event. */
   data: IssueCreatedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface IssueCreatedData {
@@ -326,6 +346,8 @@ export interface IssueUpdated {
   source: string;
   /** The fields of this kind of event. */
   data: IssueUpdatedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface IssueUpdatedData {
@@ -366,6 +388,8 @@ export interface PrClosed {
   source: string;
   /** The fields of this kind of event. */
   data: PrClosedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface PrClosedData {
@@ -394,6 +418,8 @@ export interface PrCreated {
   source: string;
   /** The fields of this kind of event. */
   data: PrCreatedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface PrCreatedData {
@@ -430,6 +456,8 @@ export interface PrUpdated {
   source: string;
   /** The fields of this kind of event. */
   data: PrUpdatedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface PrUpdatedData {
@@ -466,6 +494,8 @@ export interface ProjectDeleted {
   source: string;
   /** The fields of this kind of event. */
   data: ProjectDeletedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface ProjectDeletedData {
@@ -486,6 +516,8 @@ export interface ProjectUpdated {
   source: string;
   /** The fields of this kind of event. */
   data: ProjectUpdatedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface ProjectUpdatedData {
@@ -502,6 +534,33 @@ export interface ProjectUpdatedData {
   /** What changed. */
   changes: ProjectChanges;
 }
+
+/** Answer to ``recover``: subscribed, and whether every missed event was replayed. The replayed events arrive before this ack, in order, then live events follow, none twice. */
+export interface RecoverAck {
+  /** Subscribed to the room. */
+  status: "success";
+  /** The room, normalised (lowercase UUID). */
+  room: string;
+  /** Every event after the given position was replayed. */
+  recovered: boolean;
+  /** How many events were replayed. */
+  replayed: number;
+  /** Why not recovered; null when recovered. */
+  reason: RecoveryFailure | null;
+  /** The room's position after the replay; events after it follow. Null when history is off. */
+  position: StreamPosition | null;
+}
+
+/** Payload of ``recover``: subscribe to a room and get what was missed since a position. */
+export interface RecoverCommand {
+  /** A room name: global, user:<uuid>, project:<uuid>, agent:<uuid>. */
+  room: Room;
+  /** The last position the client holds for the room. */
+  position: StreamPosition;
+}
+
+/** Why a room's missed events could not be replayed (the client refetches over REST). */
+export type RecoveryFailure = "epoch_changed" | "history_trimmed" | "position_ahead" | "history_off" | "history_unavailable";
 
 /** Answer to ``refresh_token``: when the connection now expires, and what it had to leave. */
 export interface RefreshAck {
@@ -524,6 +583,8 @@ export interface RoomAck {
   status: "success";
   /** The room, normalised (lowercase UUID). */
   room: string;
+  /** On subscribe: the room's position now; events after it follow. Null when history is off, and on unsubscribe. */
+  position: StreamPosition | null;
 }
 
 /** Payload of ``subscribe`` and ``unsubscribe``. */
@@ -533,6 +594,14 @@ export interface RoomCommand {
 }
 
 export type Severity = "info" | "warning" | "critical";
+
+/** Where an event stands in one room's history (see server/history.py). ``offset`` counts the room's events from 1; ``epoch`` names the history they are counted in and changes when that history is lost, so that an old offset is never read against a new count. A client keeps the last position per room and passes it back to resume. */
+export interface StreamPosition {
+  /** The room history's epoch. */
+  epoch: string;
+  /** The event's number in the room, from 1. */
+  offset: number;
+}
 
 export type SuggestionCategory = "optimization" | "refactor" | "bug_fix" | "security" | "performance" | "maintainability";
 
@@ -549,6 +618,8 @@ export interface WorkflowCompleted {
   source: string;
   /** The fields of this kind of event. */
   data: WorkflowCompletedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface WorkflowCompletedData {
@@ -573,6 +644,8 @@ export interface WorkflowFailed {
   source: string;
   /** The fields of this kind of event. */
   data: WorkflowFailedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface WorkflowFailedData {
@@ -599,6 +672,8 @@ export interface WorkflowProgress {
   source: string;
   /** The fields of this kind of event. */
   data: WorkflowProgressData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface WorkflowProgressData {
@@ -633,6 +708,8 @@ export interface WorkflowStarted {
   source: string;
   /** The fields of this kind of event. */
   data: WorkflowStartedData;
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  positions: Record<string, StreamPosition>;
 }
 
 export interface WorkflowStartedData {
@@ -698,6 +775,8 @@ export interface ClientToServerEvents {
   "subscribe": (payload: RoomCommand, ack: (response: RoomAck | ErrorAck) => void) => void;
   /** Leave a room. */
   "unsubscribe": (payload: RoomCommand, ack: (response: RoomAck | ErrorAck) => void) => void;
+  /** Join a room and get, in order and once, the events sent to it after a position. */
+  "recover": (payload: RecoverCommand, ack: (response: RecoverAck | ErrorAck) => void) => void;
   /** Check the connection and measure latency. */
   "ping": (payload: PingCommand, ack: (response: PongAck) => void) => void;
   /** Extend the session with a newer token of the same subject, without reconnecting. */

@@ -12,6 +12,9 @@ from server.events.commands import (
     EventAck,
     PingCommand,
     PongAck,
+    RecoverAck,
+    RecoverCommand,
+    RecoveryFailure,
     RefreshAck,
     RefreshTokenCommand,
     RoomAck,
@@ -24,7 +27,7 @@ from server.events.connection import (
     ConnectionEstablished,
     ConnectionEstablishedData,
 )
-from server.events.envelope import Envelope, utc_now
+from server.events.envelope import Envelope, StreamPosition, utc_now
 
 NAMESPACE = "/ws"
 """The Socket.IO namespace clients connect to and every event is sent on."""
@@ -39,6 +42,11 @@ SERVER_EVENTS: tuple[type[Envelope[Any]], ...] = (
 CLIENT_COMMANDS: dict[str, Command] = {
     "subscribe": Command("Join a room to receive its events.", RoomCommand, (RoomAck, ErrorAck)),
     "unsubscribe": Command("Leave a room.", RoomCommand, (RoomAck, ErrorAck)),
+    "recover": Command(
+        "Join a room and get, in order and once, the events sent to it after a position.",
+        RecoverCommand,
+        (RecoverAck, ErrorAck),
+    ),
     "ping": Command("Check the connection and measure latency.", PingCommand, (PongAck,)),
     "refresh_token": Command(
         "Extend the session with a newer token of the same subject, without reconnecting.",
@@ -53,7 +61,7 @@ CLIENT_COMMANDS: dict[str, Command] = {
 }
 """Every client command, by its Socket.IO event name."""
 
-ACKS: tuple[type[BaseModel], ...] = (RoomAck, PongAck, RefreshAck, EventAck, ErrorAck)
+ACKS: tuple[type[BaseModel], ...] = (RoomAck, RecoverAck, PongAck, RefreshAck, EventAck, ErrorAck)
 """Every acknowledgement a command can answer with."""
 
 __all__ = [
@@ -73,9 +81,13 @@ __all__ = [
     "EventAck",
     "PingCommand",
     "PongAck",
+    "RecoverAck",
+    "RecoverCommand",
+    "RecoveryFailure",
     "RefreshAck",
     "RefreshTokenCommand",
     "RoomAck",
     "RoomCommand",
+    "StreamPosition",
     "utc_now",
 ]

@@ -7,6 +7,7 @@ convert); unknown keys are ignored so that older gateways accept newer clients.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.errors import ErrorCode
 from server.events._types import UtcDatetime
+from server.events.envelope import StreamPosition
 
 ROOM_PATTERN = r"^(global|(user|project|agent):[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})$"
 
@@ -31,6 +33,12 @@ class RoomCommand(BaseModel):
         # The TypeScript emitter types this as the template-literal Room union.
         json_schema_extra={"pattern": ROOM_PATTERN, "x-ts-type": "Room"},
     )
+
+
+class RecoverCommand(RoomCommand):
+    """Payload of ``recover``: subscribe to a room and get what was missed since a position."""
+
+    position: StreamPosition = Field(description="The last position the client holds for the room.")
 
 
 class RefreshTokenCommand(BaseModel):
@@ -52,6 +60,46 @@ class RoomAck(BaseModel):
 
     status: Literal["success"] = Field(default="success", description="The command succeeded.")
     room: str = Field(description="The room, normalised (lowercase UUID).")
+    position: StreamPosition | None = Field(
+        default=None,
+        description="On subscribe: the room's position now; events after it follow. Null when"
+        " history is off, and on unsubscribe.",
+    )
+
+
+class RecoveryFailure(StrEnum):
+    """Why a room's missed events could not be replayed (the client refetches over REST)."""
+
+    EPOCH_CHANGED = "epoch_changed"
+    """The room's history was lost since (expired, or Redis restarted): offsets start anew."""
+    HISTORY_TRIMMED = "history_trimmed"
+    """The history no longer reaches back to the position (HISTORY_SIZE, HISTORY_TTL)."""
+    POSITION_AHEAD = "position_ahead"
+    """The position is past the room's last event: not one this gateway gave out."""
+    HISTORY_OFF = "history_off"
+    """This gateway keeps no history (HISTORY_SIZE=0)."""
+    HISTORY_UNAVAILABLE = "history_unavailable"
+    """The history could not be read just now (Redis unreachable); the room is joined."""
+
+
+class RecoverAck(BaseModel):
+    """Answer to ``recover``: subscribed, and whether every missed event was replayed.
+
+    The replayed events arrive before this ack, in order, then live events follow, none twice.
+    """
+
+    model_config = ACK_CONFIG
+
+    status: Literal["success"] = Field(default="success", description="Subscribed to the room.")
+    room: str = Field(description="The room, normalised (lowercase UUID).")
+    recovered: bool = Field(description="Every event after the given position was replayed.")
+    replayed: int = Field(ge=0, description="How many events were replayed.")
+    reason: RecoveryFailure | None = Field(
+        default=None, description="Why not recovered; null when recovered."
+    )
+    position: StreamPosition | None = Field(
+        description="The room's position after the replay; events after it follow. Null when history is off."
+    )
 
 
 class EventAck(BaseModel):

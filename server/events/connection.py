@@ -9,6 +9,7 @@ from pydantic import Field
 from server.errors import ErrorCode
 from server.events._examples import USER_ID
 from server.events._types import EventData, examples
+from server.events.commands import ErrorAck, RecoverAck
 from server.events.envelope import Envelope
 
 PROTOCOL_VERSION: Literal["1.0"] = "1.0"
@@ -16,12 +17,22 @@ PROTOCOL_VERSION: Literal["1.0"] = "1.0"
 
 class ConnectionEstablishedData(EventData):
     model_config = examples(
-        {"connection_id": "Ck5zT1kqLZUcY0HNAAAB", "user_id": USER_ID, "protocol_version": "1.0"}
+        {
+            "connection_id": "Ck5zT1kqLZUcY0HNAAAB",
+            "user_id": USER_ID,
+            "protocol_version": "1.0",
+            "recovery": [],
+        }
     )
 
     connection_id: str = Field(description="The Socket.IO id of this connection (socket.id).")
     user_id: str = Field(description="The token's subject.")
     protocol_version: Literal["1.0"] = Field(default=PROTOCOL_VERSION, description="API version.")
+    recovery: list[RecoverAck | ErrorAck] = Field(
+        default_factory=list,
+        description="For each room of auth.positions, the answer a recover command would give;"
+        " the replayed events follow this event.",
+    )
 
 
 class ConnectionEstablished(Envelope[ConnectionEstablishedData]):

@@ -18,6 +18,23 @@ from server.events._types import UtcDatetime
 
 DataT = TypeVar("DataT", bound=BaseModel)
 
+MAX_EPOCH_CHARS = 32
+
+
+class StreamPosition(BaseModel):
+    """Where an event stands in one room's history (see server/history.py).
+
+    ``offset`` counts the room's events from 1; ``epoch`` names the history they are counted
+    in and changes when that history is lost, so that an old offset is never read against a
+    new count. A client keeps the last position per room and passes it back to resume.
+    """
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+    epoch: str = Field(min_length=1, max_length=MAX_EPOCH_CHARS, description="The room history's epoch.")
+    offset: int = Field(ge=0, le=2**53 - 1, description="The event's number in the room, from 1.")
+
+
 GATEWAY_SOURCE = "realtime_gateway"
 
 ModelClass = type[BaseModel]
@@ -45,6 +62,11 @@ class Envelope(BaseModel, Generic[DataT]):
     timestamp: UtcDatetime = Field(default_factory=utc_now, description="When the event was made (UTC).")
     source: str = source_field(GATEWAY_SOURCE)
     data: DataT = Field(description="The fields of this kind of event.")
+    positions: dict[str, StreamPosition] = Field(
+        default_factory=dict,
+        description="The event's position in each room it was sent to, keyed by room; empty when"
+        " history is off. Set by the gateway.",
+    )
 
     @classmethod
     def event_type(cls) -> str:

@@ -8,6 +8,7 @@ import type {
   ErrorCode,
   ServerToClientEvents,
 } from "@swe-realtime/contracts";
+import { resumable } from "@swe-realtime/contracts/resume";
 
 declare const localStorage: { getItem(key: string): string | null };
 declare const console: { log(...args: unknown[]): void; error(...args: unknown[]): void };
@@ -70,3 +71,14 @@ socket.on("connect_error", (error) => {
 socket.on("disconnect", (reason) => {
   console.log("Disconnected:", reason);
 });
+
+// Missed-event recovery: positions kept across reconnections (and page loads).
+const resume = resumable(socket, {
+  positions: { "project:550e8400-e29b-41d4-a716-446655440000": { epoch: "k3J9", offset: 17 } },
+  onNotRecovered: (answer) => console.log("refetch", answer.room, answer.reason),
+});
+void resume.subscribe("project:550e8400-e29b-41d4-a716-446655440000").then((ack) => {
+  if (ack.status === "success") console.log("from", ack.position?.offset);
+});
+const saved: string = JSON.stringify(resume.positions());
+console.log(saved);

@@ -1,0 +1,130 @@
+"""Joining rooms at a position: replay what a connection missed, then live, in order and once.
+
+The race to beat: live events keep arriving while the history is read. So, per request:
+
+1. ``prepare`` (may wait): the connection's gate starts holding its live events, the rooms
+   are joined, then their histories are read (server/history.py): each room's position now,
+   ``(epoch, top)``, and the events after the client's position.
+2. ``finish`` (sends, never yields to other deliveries in between): the replay goes out,
+   merged across rooms in publish order, each event once; each room's floor becomes its
+   ``top``; then the held live events follow, minus those at or below a floor.
+
+Nothing is missed: an event after ``top`` was appended after the read, so after the join,
+and reaches the connection live. Nothing comes twice: the gate drops the live copies of
+what the replay covered (server/gate.py). A subscribe is the same with no client position:
+no replay, and the ack's position is ``top``, the point from which the connection is owed
+every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from server.events.envelope import StreamPosition
+from server.fanout import Gated, encode
+from server.gate import Gate
+from server.history import Entry, History, Window
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    room: str
+    after: StreamPosition | None
+    """The client's last position in the room; None to start from now (a subscribe)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    sid: str
+    gate: Gate
+    windows: tuple[tuple[Request, Window], ...]
+
+
+class Recovery:
+    """Runs resumptions for the namespace's connections (one manager, one history)."""
+
+    def __init__(self, server: Any, manager: Gated, history: History, namespace: str) -> None:
+        self._server = server
+        self._gates = manager.gates
+        self._history = history
+        self._namespace = namespace
+
+    def hold(self, sid: str) -> Gate:
+        """Start holding ``sid``'s live events (before it joins anything); ``prepare`` takes
+        over this hold."""
+        gate = self._gates.setdefault(sid, Gate())
+        gate.holders += 1
+        if gate.held is None:
+            gate.held = deque()
+        return gate
+
+    async def prepare(
+        self,
+        sid: str,
+        requests: Sequence[Request],
+        join: Callable[[str], Awaitable[None]],
+        *,
+        held: Gate | None = None,
+    ) -> Plan:
+        gate = held or self.hold(sid)
+        for request in requests:
+            await join(request.room)
+        windows = await asyncio.gather(*(self._history.window(r.room, r.after) for r in requests))
+        return Plan(sid, gate, tuple(zip(requests, windows, strict=True)))
+
+    async def finish(self, plan: Plan) -> None:
+        """Send the replay, set the floors, release the held events (see the module's doc)."""
+        gate, send = plan.gate, self._sender(plan.sid)
+        replay: dict[int, Entry] = {}
+        for _, window in plan.windows:
+            if window.failure is None:
+                replay.update((entry.seq, entry) for entry in window.entries)
+        for seq in sorted(replay):
+            entry = replay[seq]
+            if gate.passes(entry.payload.get("positions")):
+                await send(encode(self._server, entry.event, entry.payload, self._namespace))
+        for request, window in plan.windows:
+            if window.position is not None:
+                gate.floors[request.room] = (window.position.epoch, window.position.offset)
+        gate.holders -= 1
+        if gate.holders == 0 and gate.held is not None:
+            held = gate.held
+            while held:  # events delivered meanwhile join the end of the line
+                positions, frames = held.popleft()
+                if gate.passes(positions):
+                    await send(frames)
+            gate.held = None
+        if gate.idle and self._gates.get(plan.sid) is gate:
+            del self._gates[plan.sid]
+
+    def forget(self, sid: str, room: str | None = None) -> None:
+        """Drop a room's floor (it was left), or the whole gate (the connection closed)."""
+        gate = self._gates.get(sid)
+        if gate is None:
+            return
+        if room is None:
+            del self._gates[sid]
+        else:
+            gate.floors.pop(room, None)
+
+    def _sender(self, sid: str) -> Callable[[list[Any]], Awaitable[None]]:
+        """Sends frames to ``sid`` straight to its Engine.IO queue: past the gate (this is the
+        gate's own output) and past the slow-consumer bound (a replay is bounded by
+        HISTORY_SIZE per room, and is not the client falling behind)."""
+        eio_sid = self._server.manager.eio_sid_from_sid(sid, self._namespace)
+
+        async def send(frames: list[Any]) -> None:
+            socket = self._server.eio.sockets.get(eio_sid)
+            if socket is None or socket.closed:
+                return
+            for frame in frames:
+                await socket.send(frame)
+
+        return send
+
+
+__all__ = ["Plan", "Recovery", "Request"]
