@@ -12,8 +12,8 @@ The race to beat: live events keep arriving while the history is read. So, per r
 Nothing is missed: an event after ``top`` was appended after the read, so after the join,
 and reaches the connection live. Nothing comes twice: the gate drops the live copies of
 what the replay covered (server/gate.py). A subscribe is the same with no client position:
-no replay, and the ack's position is ``top``, the point from which the connection is owed
-every event.
+no replay and no floor, and the ack's position is ``top``, the point from which the
+connection is owed every event.
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ class Recovery:
             if gate.passes(entry.payload.get("positions")):
                 await send(encode(self._server, entry.event, entry.payload, self._namespace))
         for request, window in plan.windows:
-            if window.position is not None:
+            # Only a replay can be repeated by live delivery; a plain subscribe needs no floor
+            # (a lagging instance may at most show it an event from just before its position).
+            if request.after is not None and window.position is not None:
                 gate.floors[request.room] = (window.position.epoch, window.position.offset)
         gate.holders -= 1
         if gate.holders == 0 and gate.held is not None:
