@@ -31,6 +31,10 @@ bench *args: sync
     npm ci --prefix bench/node --no-audit --no-fund --loglevel=error
     uv run --frozen python -m bench {{ args }}
 
+# Copy socket.io-client's browser bundle (the npm package the tests pin) for the inspector page.
+vendor: node
+    cp tests/node/node_modules/socket.io-client/dist/socket.io.min.js server/inspector/vendor/
+
 # Python environment from uv.lock.
 sync:
     uv sync --frozen

@@ -64,7 +64,7 @@ def main() -> int:
     parser.add_argument(
         "--full", action="store_true", help="1,000 connections, 10,000 for capacity (minutes)"
     )
-    parser.add_argument("--only", help="run only the scenarios whose name contains this text")
+    parser.add_argument("--only", help="run only the scenarios whose name starts with this text")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 10,000 sockets need as many descriptors
@@ -75,7 +75,9 @@ def main() -> int:
     if args.only and (RESULTS / f"{suffix}.json").exists():
         # A partial run replaces its own scenarios in the last results and keeps the rest.
         results = json.loads((RESULTS / f"{suffix}.json").read_text())["scenarios"]
-    for workload in [w for w in (FULL if args.full else SHORT) if not args.only or args.only in w.name]:
+    for workload in [
+        w for w in (FULL if args.full else SHORT) if not args.only or w.name.startswith(args.only)
+    ]:
         title = f"{workload.name}: {workload.connections:,} connections, {workload.events:,} events"
         title += f" at {workload.rate}/s" if workload.rate else ""
         results[title] = {}

@@ -127,6 +127,19 @@ def build_openapi() -> dict[str, Any]:
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics of this instance (METRICS_TOKEN, or an admin token).",
+                "responses": {
+                    "200": {
+                        "description": "The metrics, Prometheus text format 0.0.4.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **auth_errors,
+                },
+            }
+        },
         "/api/v1/events": {
             "post": {
                 "operationId": "publishEvent",

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import socketio
 from sanic import Sanic
 
+from server import __version__, metrics
 from server.auth import TokenVerifier
 from server.broadcaster import Broadcaster, install_broadcaster
 from server.cluster import ClusterStats, LocalStats, Stats
@@ -25,7 +26,14 @@ from server.events import NAMESPACE
 from server.fanout import FanoutManager
 from server.gateway import Gateway
 from server.history import make_history
-from server.http import docs_blueprint, health_blueprint, publish_blueprint, stats_blueprint
+from server.http import (
+    docs_blueprint,
+    health_blueprint,
+    inspector_blueprint,
+    metrics_blueprint,
+    publish_blueprint,
+    stats_blueprint,
+)
 from server.http.body_limit import BodyLimit
 from server.recovery import Recovery
 from server.redis_manager import GatewayRedisManager, RedisHealth
@@ -100,6 +108,15 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     app = GatewayApp(asgi=asgi, sanic=sanic, sio=sio, gateway=gateway, broadcaster=broadcaster, redis=redis)
     sanic.blueprint(health_blueprint(app.ready))
     sanic.blueprint(stats_blueprint(verifier, stats))
+    sanic.blueprint(metrics_blueprint(verifier, settings.metrics_token))
+    sanic.blueprint(inspector_blueprint(settings.dev))
+    metrics.install(
+        settings.instance_id,
+        __version__,
+        connections=lambda: len(gateway.connections),
+        rooms=lambda: len(gateway.snapshot()["rooms"]),
+        redis_up=(lambda: float(redis.reachable)) if redis else None,
+    )
     sanic.blueprint(publish_blueprint(verifier, broadcaster))
     sanic.blueprint(docs_blueprint(settings.contracts_dir))
 

@@ -1,25 +1,19 @@
 """The security audit trail: one line per connect, refusal and disconnect.
 
-Lines go to the ``swe_realtime.audit`` logger at INFO as ``key=value`` pairs, so they can be
-grepped or shipped as they are. Tokens are never passed in here, so they cannot leak.
+Lines go to the ``swe_realtime.audit`` logger at INFO: the action is the message and the
+details are structured fields (server/logs.py writes them as ``key=value`` pairs in text
+logs, as keys in JSON logs). Tokens are never passed in here, so they cannot leak.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
 _log = logging.getLogger("swe_realtime.audit")
 
 
 def _line(action: str, **fields: object) -> None:
-    parts = " ".join(f"{key}={_quote(value)}" for key, value in fields.items())
-    _log.info("%s %s", action, parts)
-
-
-def _quote(value: object) -> str:
-    text = "-" if value is None else str(value)
-    return json.dumps(text) if (not text or any(c in text for c in ' "=')) else text
+    _log.info(action, extra={"fields": fields})
 
 
 def connected(*, user_id: object, connection_id: str, remote: str, transport: str) -> None:

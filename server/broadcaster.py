@@ -17,11 +17,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from server import metrics
 from server.errors import EventRejected, FieldError
 from server.events import NAMESPACE, agent, ai, issue, pr, project, workflow
 from server.events._types import from_wire
 from server.events.catalogue import CATALOGUE
 from server.events.envelope import Envelope
+from server.redis_manager import RedisUnavailable
 
 P = ParamSpec("P")
 D = TypeVar("D", bound=BaseModel)
@@ -105,7 +107,12 @@ class Broadcaster:
             raise EventRejected([FieldError(("type",), "is not a publishable event")])
         rooms = tuple(str(room) for room in entry.route.rooms(event.data))
         payload = event.model_dump(mode="json")
-        await self._emitter.emit(event.event_name(), payload, room=list(rooms), namespace=NAMESPACE)
+        try:
+            await self._emitter.emit(event.event_name(), payload, room=list(rooms), namespace=NAMESPACE)
+        except RedisUnavailable:
+            metrics.EVENTS_REFUSED.labels("redis_unavailable").inc()
+            raise
+        metrics.EVENTS_PUBLISHED.labels(event.event_type()).inc()
         return Receipt(event.id, event.event_type(), rooms)
 
     async def publish_many(self, events: Sequence[Envelope[Any]]) -> list[Receipt]:

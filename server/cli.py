@@ -50,7 +50,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"swe-realtime: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging()
+    configure_logging(fmt=settings.log_format)
     if settings.dev:
         _print_dev_banner(settings)
     serve(settings)
@@ -59,7 +59,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _print_dev_banner(settings: Settings) -> None:
     user = mint_token(settings.jwt, sub=DEMO_USER, projects=[DEMO_PROJECT], ttl_seconds=DEV_TOKEN_TTL)
-    admin = mint_token(settings.jwt, sub=DEMO_USER, roles=[Role.ADMIN], ttl_seconds=DEV_TOKEN_TTL)
+    admin = mint_token(
+        settings.jwt, sub=DEMO_USER, roles=[Role.ADMIN, Role.SERVICE], ttl_seconds=DEV_TOKEN_TTL
+    )
     base = f"{'https' if settings.tls else 'http'}://{settings.host}:{settings.port}"
     origin = (
         "a secret from JWT_SECRET" if not settings.jwt.generated else "a random secret (valid until exit)"
@@ -68,8 +70,9 @@ def _print_dev_banner(settings: Settings) -> None:
         f"swe-realtime dev mode: tokens are signed with {origin}.\n"
         f"Demo user {DEMO_USER}, member of project {DEMO_PROJECT}:\n"
         f"  {user}\n"
-        f"Admin token (for GET {base}/api/v1/websocket/stats):\n"
+        f"Admin token (for GET {base}/api/v1/websocket/stats and publishing):\n"
         f"  {admin}\n"
+        f"Live inspector: {base}/inspector#token={admin}\n"
         "Connect with socket.io-client:\n"
         f'  const socket = io("{base}/ws", {{ auth: {{ token: "{user}" }} }});',
         flush=True,

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from server.redis_manager import RedisHealth
+from server.redis_manager import REDIS_OPTIONS, RedisHealth
 from server.settings import RedisSettings
 
 HEARTBEAT = 2.0
@@ -62,7 +62,7 @@ class ClusterStats:
         self.instance_id = instance_id
         self._health = health
         self._local = local
-        self._redis: Redis = Redis.from_url(settings.url, socket_connect_timeout=2, socket_timeout=2)
+        self._redis: Redis = Redis.from_url(settings.url, **REDIS_OPTIONS, socket_timeout=2)
         self._prefix = f"{settings.channel}:instance:"
         self._task: asyncio.Task[None] | None = None
 

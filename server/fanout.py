@@ -17,6 +17,7 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet
 
+from server import metrics
 from server.gate import Gate
 
 
@@ -42,6 +43,7 @@ async def emit_to_participants(
     positions = data.get("positions") if isinstance(data, dict) else None
     gates = manager.gates
     send = manager.server._send_eio_packet
+    recipients = 0
     for sid, eio_sid in manager.get_participants(namespace, room):
         if sid in skipped:
             continue
@@ -51,8 +53,10 @@ async def emit_to_participants(
                 continue
             if gate is not None and gate.idle:
                 del gates[sid]
+        recipients += 1
         for frame in frames:
             await send(eio_sid, frame)
+    metrics.delivered(event, data, recipients)
 
 
 class Gated(Protocol):

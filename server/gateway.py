@@ -28,13 +28,14 @@ from uuid import UUID
 import socketio
 from pydantic import BaseModel, ValidationError
 
-from server import audit
+from server import audit, metrics
 from server.auth import Principal, Role, TokenVerifier
 from server.broadcaster import Broadcaster, field_errors
 from server.errors import (
     AuthFailed,
     ClientError,
     ConnectionLimit,
+    ErrorCode,
     EventRejected,
     InvalidRequest,
     PermissionDenied,
@@ -85,6 +86,8 @@ MAX_ECHO_ROOM_CHARS = 128
 """A room is echoed in its error ack only up to this length."""
 
 Ack = dict[str, Any]
+INPUT_ERRORS = frozenset({ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_ROOM, ErrorCode.INVALID_EVENT})
+"""Error codes of a command payload that failed validation."""
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -140,12 +143,14 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
                 raise ConnectionLimit("Too many connections for this user")
         except ClientError as exc:
             audit.refused(code=exc.code, reason=exc.message, remote=remote)
+            metrics.CONNECTIONS_REFUSED.labels(exc.code).inc()
             refusal = ConnectionErrorEvent(
                 data=ConnectionErrorData(error_code=exc.code, error_message=exc.message)
             )
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, refusal.model_dump(mode="json")
             ) from None
+        metrics.CONNECTIONS_OPENED.inc()
         rate = self._limits.commands_per_second
         connection = Connection(principal, remote, TokenBucket(rate, 2 * rate))
         self.connections[sid] = connection
@@ -235,6 +240,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             return  # gone already, or refreshed meanwhile
         expired = AuthFailed("Token has expired")
         audit.expired(user_id=connection.principal.user_id, connection_id=sid, remote=connection.remote)
+        metrics.DROPPED.labels("token_expired").inc()
         notice = ConnectionErrorEvent(
             data=ConnectionErrorData(
                 error_code=expired.code, error_message=expired.message, connection_id=sid
@@ -249,6 +255,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             return
         if connection.expiry is not None:
             connection.expiry.cancel()
+        metrics.DISCONNECTS.labels(str(reason)).inc()
         self._recovery.forget(sid)
         self._user_connections[connection.principal.user_id] -= 1
         if self._user_connections[connection.principal.user_id] <= 0:
@@ -281,11 +288,24 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         """
         if event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
+        started = time.perf_counter()
+        command = event if event in CLIENT_COMMANDS else "unknown"
+        ack = await self._answer(event, *args)
+        metrics.COMMANDS.labels(command, ack.get("status", "")).inc()
+        metrics.COMMAND_SECONDS.labels(command).observe(time.perf_counter() - started)
+        if ack.get("error_code") in INPUT_ERRORS:
+            metrics.VALIDATION_FAILURES.labels("command").inc()
+        elif ack.get("error_code") == ErrorCode.RATE_LIMITED:
+            metrics.RATE_LIMITED.labels("command").inc()
+        return ack
+
+    async def _answer(self, event: str, *args: Any) -> Ack:
         connection = self.connections.get(args[0]) if args else None
         if connection is not None and not connection.bucket.take():
             return _error_ack(RateLimited(f"More than {self._limits.commands_per_second} commands a second"))
         if event in CLIENT_COMMANDS:
-            return await getattr(self, "on_" + event.replace(".", "_"))(*args)
+            ack: Ack = await getattr(self, "on_" + event.replace(".", "_"))(*args)
+            return ack
         shown = event if len(event) <= MAX_EVENT_NAME_CHARS else event[:MAX_EVENT_NAME_CHARS] + "..."
         return _error_ack(InvalidRequest(f"Unknown event {shown!r}"))
 
@@ -419,6 +439,7 @@ def _payload(args: tuple[object, ...], model: type[M], shape: str) -> M:
 
 def _recover_ack(request: Request, window: Window) -> RecoverAck:
     recovered = window.failure is None and request.after is not None
+    metrics.RECOVERIES.labels("recovered" if recovered else str(window.failure)).inc()
     return RecoverAck(
         room=request.room,
         recovered=recovered,

@@ -1,27 +1,77 @@
 """Process-wide logging: one format for the gateway, uvicorn, Sanic and python-socketio.
 
+Two formats (LOG_FORMAT): ``text``, one human-readable line per record, and ``json``, one
+JSON object per line for log shippers. Structured records (the audit trail) pass their
+fields in ``extra={"fields": {...}}``: the text format writes them as ``key=value`` after
+the message, the JSON format as keys of the object, so both carry the same fields.
+
 Tokens must never reach a log. The gateway itself never logs one, but libraries log request
 lines (uvicorn writes the WebSocket handshake path with its query string at INFO), and the
-query string may carry ``?token=``: the formatter redacts any such value, whoever logs it.
+query string may carry ``?token=``: both formatters redact any such value, whoever logs it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
 _TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&\s\"']+")
 
 
+def redact(text: str) -> str:
+    return _TOKEN_IN_QUERY.sub(r"\1[redacted]", text)
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    fields = getattr(record, "fields", None)
+    return fields if isinstance(fields, dict) else {}
+
+
 class RedactingFormatter(logging.Formatter):
+    """``time LEVEL logger: message key=value ...``."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return _TOKEN_IN_QUERY.sub(r"\1[redacted]", super().format(record))
+        line = super().format(record)
+        pairs = " ".join(f"{key}={_quote(value)}" for key, value in fields_of(record).items())
+        return redact(f"{line} {pairs}" if pairs else line)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
+class JsonFormatter(logging.Formatter):
+    """``{"time", "level", "logger", "message", ...fields, "exception"?}`` per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **{key: _plain(value) for key, value in fields_of(record).items()},
+        }
+        if record.exc_info:
+            body["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(body, ensure_ascii=False))
+
+
+def _plain(value: object) -> object:
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def _quote(value: object) -> str:
+    text = "-" if value is None else str(value)
+    return json.dumps(text) if (not text or any(c in text for c in ' "=')) else text
+
+
+def configure_logging(level: int = logging.INFO, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

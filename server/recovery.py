@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from server import metrics
 from server.events.envelope import StreamPosition
 from server.fanout import Gated, encode
 from server.gate import Gate
@@ -87,6 +88,7 @@ class Recovery:
             entry = replay[seq]
             if gate.passes(entry.payload.get("positions")):
                 await send(encode(self._server, entry.event, entry.payload, self._namespace))
+                metrics.REPLAYED.inc()
         for request, window in plan.windows:
             # Only a replay can be repeated by live delivery; a plain subscribe needs no floor
             # (a lagging instance may at most show it an event from just before its position).

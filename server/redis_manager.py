@@ -21,14 +21,25 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import socketio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from server import metrics
 from server.errors import GatewayError
 from server.fanout import emit_to_participants
 from server.gate import Gate
 
 PUBLISH_TIMEOUT = 2.0
 MAX_BACKOFF = 5.0
-REDIS_OPTIONS = {"socket_connect_timeout": 2, "health_check_interval": 10}
+REDIS_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 2,
+    "health_check_interval": 10,
+    # After Redis restarts, the pool's old connections fail once ("Connection closed by
+    # server"); one immediate retry on a fresh connection keeps that from reading as an outage.
+    "retry": Retry(NoBackoff(), 1),
+    "retry_on_error": [RedisConnectionError],
+}
 
 _log = logging.getLogger("swe_realtime.redis")
 
@@ -68,6 +79,7 @@ class RedisHealth:
 
     def succeeded(self) -> None:
         if self._outage_reported:
+            metrics.REDIS_RECONNECTS.inc()
             _log.warning(
                 "Redis at %s is reachable again; %d message(s) so far did not reach other instances",
                 self.url,
@@ -116,6 +128,7 @@ class GatewayRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         raises RedisUnavailable, as no one else would deliver it."""
         self.connected = False
         self.health.unpublished += 1
+        metrics.UNPUBLISHED.inc()
         self.health.failed(error)
         if self.write_only:
             raise RedisUnavailable(f"Redis at {self.health.url} is unreachable: {error}") from error

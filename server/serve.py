@@ -92,8 +92,9 @@ def serve(settings: Settings) -> None:
 
 
 def _worker_from_env(sockets: list[socket.socket]) -> None:
-    configure_logging()
-    _run_worker(Settings.from_env(os.environ), sockets)
+    settings = Settings.from_env(os.environ)
+    configure_logging(fmt=settings.log_format)
+    _run_worker(settings, sockets)
 
 
 def _run_worker(settings: Settings, sockets: list[socket.socket] | None = None) -> None:

@@ -101,6 +101,10 @@ class Settings:
     redis: RedisSettings | None = None
     """None: one instance, in memory."""
     history: HistorySettings = field(default_factory=HistorySettings)
+    metrics_token: str | None = None
+    """A static bearer token for GET /metrics (METRICS_TOKEN); unset: admin tokens only."""
+    log_format: str = "text"
+    """LOG_FORMAT: ``text`` (one human-readable line) or ``json`` (one JSON object per line)."""
     tls: TlsSettings | None = None
     workers: int = 1
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -131,6 +135,8 @@ class Settings:
                 size=_int(environ, "HISTORY_SIZE", 1000, minimum=0, maximum=100_000),
                 ttl=_int(environ, "HISTORY_TTL", 600, minimum=1, maximum=7 * 24 * 3600),
             ),
+            metrics_token=environ.get("METRICS_TOKEN") or None,
+            log_format=_choice(environ, "LOG_FORMAT", ("text", "json")),
             tls=tls_settings(environ.get("SSL_CERT") or None, environ.get("SSL_KEY") or None),
             workers=_workers(environ),
             dev=dev,
@@ -245,4 +251,11 @@ def _int(
     if value < minimum or (maximum is not None and value > maximum):
         upper = f" and at most {maximum}" if maximum is not None else ""
         raise SettingsError(f"{name} must be at least {minimum}{upper}, got {value}")
+    return value
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = (environ.get(name) or choices[0]).strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value

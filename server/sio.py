@@ -44,7 +44,7 @@ import engineio
 import engineio.payload
 import socketio
 
-from server import audit, slim
+from server import audit, metrics, slim
 
 LIFECYCLE_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
 BINARY_PACKET_TYPES = ("5", "6")
@@ -91,7 +91,6 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, max_queued_packets: int = 1000, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_queued_packets = max_queued_packets
-        self.slow_consumers_dropped = 0
 
     def _engineio_server_class(self) -> type[EngineServer]:
         return EngineServer
@@ -99,7 +98,7 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
         engine_socket = self.eio.sockets.get(eio_sid)
         if engine_socket is not None and engine_socket.queue.qsize() >= self.max_queued_packets:
-            self.slow_consumers_dropped += 1
+            metrics.DROPPED.labels("slow_consumer").inc()
             audit.dropped(
                 connection_id=eio_sid, reason=f"slow consumer: {self.max_queued_packets} packets unread"
             )
@@ -114,6 +113,7 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
             await super()._handle_eio_message(eio_sid, data)
         except ValueError as exc:
             self.logger.warning("closing session %s after a malformed packet: %.120s", eio_sid, exc)
+            metrics.DROPPED.labels("malformed").inc()
             await self._close_session(eio_sid)
 
     async def drain(self) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from sanic import Blueprint, Request
 from sanic.response import JSONResponse, json
 
+from server import metrics
 from server.auth import Role, TokenVerifier
 from server.broadcaster import Broadcaster, Receipt, parse_event
 from server.errors import EventRejected, FieldError
@@ -34,6 +35,8 @@ def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blue
         try:
             events = parse(request.json)
         except EventRejected as exc:
+            metrics.EVENTS_REFUSED.labels("invalid").inc()
+            metrics.VALIDATION_FAILURES.labels("publish").inc()
             return rejected(exc)
         return await broadcaster.publish_many(events)
 

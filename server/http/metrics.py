@@ -1,0 +1,35 @@
+"""``GET /metrics``: this instance's Prometheus metrics (server/metrics.py).
+
+Room and event counts say what the platform's users do, so the endpoint is not public: it
+takes ``Authorization: Bearer <METRICS_TOKEN>`` (a static secret, what Prometheus'
+``authorization.credentials_file`` sends) or, without that setting, an admin token.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, JSONResponse, raw
+
+from server import metrics
+from server.auth import Role, TokenVerifier
+from server.http._auth import authorize
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def metrics_blueprint(verifier: TokenVerifier, token: str | None) -> Blueprint:
+    bp = Blueprint("metrics")
+
+    @bp.get("/metrics")
+    async def scrape(request: Request) -> HTTPResponse:
+        scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
+        static = token is not None and scheme.lower() == "bearer"
+        if not (static and hmac.compare_digest(given.strip().encode(), (token or "").encode())):
+            allowed = authorize(request, verifier, (Role.ADMIN,))
+            if isinstance(allowed, JSONResponse):
+                return allowed
+        return raw(metrics.exposition(), content_type=CONTENT_TYPE)
+
+    return bp

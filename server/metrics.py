@@ -1,0 +1,148 @@
+"""Prometheus metrics of one gateway process, served at ``GET /metrics``.
+
+Each instance exposes its own figures (Prometheus labels them by scrape target; the
+``swe_realtime_info`` gauge also names the instance). Counters are module-level, as the
+audit trail is: the code that sees a thing happen counts it, with no object to thread
+through every layer. What is a state rather than a count (open connections, rooms, Redis
+reachability) is read when scraped, from the callbacks ``create_app`` installs.
+
+Label values are bounded: event types and commands come from the catalogue, error codes
+and reasons from enumerations; nothing a client sends becomes a label as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from time import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry()
+PREFIX = "swe_realtime"
+
+INFO = Gauge(
+    f"{PREFIX}_info", "Always 1; names this instance.", ["instance_id", "version"], registry=REGISTRY
+)
+CONNECTIONS = Gauge(
+    f"{PREFIX}_connections", "Open Socket.IO connections on this instance.", registry=REGISTRY
+)
+ROOMS = Gauge(f"{PREFIX}_rooms", "Rooms with at least one member on this instance.", registry=REGISTRY)
+REDIS_UP = Gauge(
+    f"{PREFIX}_redis_up", "1 while Redis answers, 0 when not; absent without Redis.", registry=REGISTRY
+)
+
+CONNECTIONS_OPENED = Counter(f"{PREFIX}_connections_opened", "Connections accepted.", registry=REGISTRY)
+CONNECTIONS_REFUSED = Counter(
+    f"{PREFIX}_connections_refused", "Connections refused, by error code.", ["code"], registry=REGISTRY
+)
+DISCONNECTS = Counter(
+    f"{PREFIX}_disconnects",
+    "Connections closed, by python-socketio's reason (client disconnect, transport close, ...).",
+    ["reason"],
+    registry=REGISTRY,
+)
+DROPPED = Counter(
+    f"{PREFIX}_connections_dropped",
+    "Connections the gateway closed itself, by reason (slow_consumer, malformed, token_expired).",
+    ["reason"],
+    registry=REGISTRY,
+)
+COMMANDS = Counter(
+    f"{PREFIX}_commands",
+    "Client commands answered, by command and status.",
+    ["command", "status"],
+    registry=REGISTRY,
+)
+RATE_LIMITED = Counter(
+    f"{PREFIX}_rate_limited",
+    "Requests refused by a rate limit, by scope (connect, command).",
+    ["scope"],
+    registry=REGISTRY,
+)
+EVENTS_PUBLISHED = Counter(
+    f"{PREFIX}_events_published", "Events accepted, by type.", ["type"], registry=REGISTRY
+)
+EVENTS_REFUSED = Counter(
+    f"{PREFIX}_events_refused",
+    "Events refused before sending, by reason (invalid, redis_unavailable).",
+    ["reason"],
+    registry=REGISTRY,
+)
+VALIDATION_FAILURES = Counter(
+    f"{PREFIX}_validation_failures",
+    "Inputs that failed model validation, by where they came from (publish, command).",
+    ["source"],
+    registry=REGISTRY,
+)
+DELIVERIES = Counter(
+    f"{PREFIX}_deliveries",
+    "Events handed to connections on this instance, by type.",
+    ["type"],
+    registry=REGISTRY,
+)
+REPLAYED = Counter(
+    f"{PREFIX}_events_replayed", "Missed events replayed to reconnecting clients.", registry=REGISTRY
+)
+RECOVERIES = Counter(
+    f"{PREFIX}_recoveries",
+    "Room recoveries, by result (recovered, or why not).",
+    ["result"],
+    registry=REGISTRY,
+)
+REDIS_RECONNECTS = Counter(
+    f"{PREFIX}_redis_reconnects", "Times Redis came back after an outage.", registry=REGISTRY
+)
+UNPUBLISHED = Counter(
+    f"{PREFIX}_redis_unpublished",
+    "Messages the other instances missed (Redis unreachable).",
+    registry=REGISTRY,
+)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+COMMAND_SECONDS = Histogram(
+    f"{PREFIX}_command_seconds",
+    "Time to answer a client command, by command.",
+    ["command"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+PUBLISH_TO_EMIT_SECONDS = Histogram(
+    f"{PREFIX}_publish_to_emit_seconds",
+    "From an event's acceptance (its timestamp) to its hand-over to this instance's connections.",
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+def install(
+    instance_id: str,
+    version: str,
+    connections: Callable[[], float],
+    rooms: Callable[[], float],
+    redis_up: Callable[[], float] | None,
+) -> None:
+    """Name the instance and attach the state gauges to the running gateway."""
+    INFO.labels(instance_id=instance_id, version=version).set(1)
+    CONNECTIONS.set_function(connections)
+    ROOMS.set_function(rooms)
+    if redis_up is not None:
+        REDIS_UP.set_function(redis_up)
+
+
+def delivered(event: str, payload: object, recipients: int) -> None:
+    """Count one fan-out, and how long after its acceptance it happened."""
+    if recipients:
+        DELIVERIES.labels(event).inc(recipients)
+    stamp = payload.get("timestamp") if isinstance(payload, dict) else None
+    if isinstance(stamp, str):
+        try:
+            accepted = datetime.fromisoformat(stamp).timestamp()
+        except ValueError:
+            return
+        PUBLISH_TO_EMIT_SECONDS.observe(max(0.0, time() - accepted))
+
+
+def exposition() -> bytes:
+    """The metrics in the Prometheus text format."""
+    return generate_latest(REGISTRY)

@@ -1,0 +1,222 @@
+"""GET /metrics: each metric moves when its cause happens; JSON logs carry the audit fields."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from uuid import uuid4
+
+import aiohttp
+import pytest
+import socketio
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import SECRET, Client, RedisProcess, ServerProcess, api, make_token
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE = ROOT / "tests" / "node"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+ADMIN = make_token(roles=["admin"])
+SERVICE = make_token(roles=["service"])
+
+
+async def scrape(
+    server: ServerProcess, token: str = ADMIN
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics: (name, sorted labels) -> value."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.url + "/metrics", headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        assert response.status == 200, await response.text()
+        assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+        text = await response.text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_metrics_need_an_admin_token_or_the_metrics_token(
+    server: ServerProcess, start_server: Callable[..., ServerProcess]
+) -> None:
+    assert (await api(server, "GET", "/metrics"))[0] == 401
+    assert (await api(server, "GET", "/metrics", SERVICE))[0] == 403
+    info = [dict(labels) for name, labels in await scrape(server) if name == "swe_realtime_info"]
+    assert info
+    assert info[0]["version"]
+    gateway = start_server({"JWT_SECRET": SECRET, "METRICS_TOKEN": "scrape-secret"})
+    samples = await scrape(gateway, "scrape-secret")
+    assert any(name == "swe_realtime_info" for name, _ in samples)
+    assert (await api(gateway, "GET", "/metrics", "wrong-secret"))[0] == 401
+
+
+async def test_each_metric_moves_with_its_cause(server: ServerProcess, clients: Callable[[], Client]) -> None:
+    before = await scrape(server)
+    project = str(uuid4())
+    client = await clients().connect(server.url, make_token(projects=[project]))
+    await client.next("connection_established")
+    assert (await client.call("subscribe", {"room": f"project:{project}"}))["status"] == "success"
+    assert (await client.call("subscribe", {"room": "nope"}))["error_code"] == "INVALID_ROOM"
+    body = {
+        "type": "workflow.progress",
+        "source": "test",
+        "data": {
+            "workflow_id": str(uuid4()),
+            "project_id": project,
+            "status": "running",
+            "progress": 5,
+            "current_step": "x",
+            "logs": [],
+        },
+    }
+    assert (await api(server, "POST", "/api/v1/events", SERVICE, body))[0] == 202
+    await client.next("workflow.progress")
+    assert (await api(server, "POST", "/api/v1/events", SERVICE, {**body, "type": "nope"}))[0] == 422
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await clients().connect(server.url, "not-a-token")
+    after = await scrape(server)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("swe_realtime_connections") >= 1
+    assert moved("swe_realtime_connections_opened_total") >= 1
+    assert moved("swe_realtime_connections_refused_total", code="AUTH_FAILED") >= 1
+    assert moved("swe_realtime_commands_total", command="subscribe", status="success") >= 1
+    assert moved("swe_realtime_validation_failures_total", source="command") >= 1
+    assert moved("swe_realtime_events_published_total", type="workflow.progress") >= 1
+    assert moved("swe_realtime_deliveries_total", type="workflow.progress") >= 1
+    assert moved("swe_realtime_events_refused_total", reason="invalid") >= 1
+    assert moved("swe_realtime_validation_failures_total", source="publish") >= 1
+    assert moved("swe_realtime_publish_to_emit_seconds_count") >= 1
+    assert moved("swe_realtime_command_seconds_count", command="subscribe") >= 1
+    await client.close()
+
+    def disconnects(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+        return sum(v for (name, _), v in samples.items() if name == "swe_realtime_disconnects_total")
+
+    for _ in range(50):
+        if disconnects(await scrape(server)) > disconnects(before):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the disconnect was not counted")
+
+
+async def test_redis_state_and_reconnects(
+    cluster: Callable[..., list[ServerProcess]], private_redis: RedisProcess
+) -> None:
+    [gateway] = cluster(1, private_redis.url)
+    assert value(await scrape(gateway), "swe_realtime_redis_up") == 1
+    private_redis.stop()
+    for _ in range(100):
+        if value(await scrape(gateway), "swe_realtime_redis_up") == 0:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("redis_up stayed 1 with Redis stopped")
+    private_redis.start()
+    for _ in range(150):
+        samples = await scrape(gateway)
+        if value(samples, "swe_realtime_redis_up") == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert value(samples, "swe_realtime_redis_reconnects_total") >= 1
+
+
+async def test_json_logs_carry_the_audit_fields(
+    start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
+) -> None:
+    gateway = start_server({"JWT_SECRET": SECRET, "LOG_FORMAT": "json"})
+    user = uuid4()
+    client = await clients().connect(gateway.url, make_token(user))
+    await client.next("connection_established")
+    await client.close()
+    await asyncio.sleep(0.5)
+    records = [json.loads(line) for line in gateway.log().splitlines() if line.strip()]
+    connect = next(r for r in records if r["logger"] == "swe_realtime.audit" and r["message"] == "connect")
+    assert connect["user"] == str(user)
+    assert connect["transport"] == "websocket"
+    assert {"time", "level", "connection", "remote"} <= connect.keys()
+
+
+async def test_inspector_page_shows_an_event_published_after_it_opened(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """In headless Chromium: the page watches a room, an event is published, the page shows it
+    with its payload. The screenshot is kept in tests/artifacts/inspector.png."""
+    gateway = start_server({"JWT_SECRET": SECRET, "INSTANCE_ID": "gw-inspected"}, "--dev")
+    project = str(uuid4())
+    room = f"project:{project}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser = await asyncio.create_subprocess_exec(
+        shutil.which("node") or "node",
+        "inspector.mjs",
+        gateway.url,
+        ADMIN,
+        room,
+        str(ARTIFACTS / "inspector.png"),
+        cwd=NODE,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert browser.stdin is not None
+    assert browser.stdout is not None
+    ready = await asyncio.wait_for(browser.stdout.readline(), 60)
+    assert ready == b"ready\n", ready
+    event = {
+        "type": "workflow.progress",
+        "source": "test",
+        "data": {
+            "workflow_id": str(uuid4()),
+            "project_id": project,
+            "status": "running",
+            "progress": 64,
+            "current_step": "Reviewing",
+            "logs": ["seen by the inspector"],
+        },
+    }
+    status, receipt = await api(gateway, "POST", "/api/v1/events", SERVICE, event)
+    assert status == 202
+    browser.stdin.write(f"{receipt['id']}\n".encode())
+    browser.stdin.close()
+    out, err = await asyncio.wait_for(browser.communicate(), 60)
+    assert browser.returncode == 0, err.decode()
+    shown = json.loads(out)
+    assert shown["watching"] == f"watching {room}"
+    assert shown["instances"] == ["gw-inspected"]
+    assert shown["totals"] == "1 connection, 3 rooms"  # the page itself: its user room, global, the room
+    assert shown["events"][0]["id"] == receipt["id"]
+    assert shown["events"][0]["data"]["logs"] == ["seen by the inspector"]
+    assert shown["publisher"] is True  # dev mode offers the publish form
+    assert "token" not in shown["address"]  # the token left the address bar
+    assert shown["problems"] == []  # no script errors, nothing blocked by the page's CSP
+    assert (ARTIFACTS / "inspector.png").stat().st_size > 10_000
+
+
+async def test_inspector_files_are_served_with_a_strict_policy(server: ServerProcess) -> None:
+    async with aiohttp.ClientSession() as session:
+        for path in ("/inspector", "/inspector/inspector.js", "/inspector/vendor/socket.io.min.js"):
+            async with session.get(server.url + path) as response:
+                assert response.status == 200
+                assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+        async with session.get(server.url + "/inspector/config.json") as response:
+            assert (await response.json())["dev"] is False
+
+
+def test_vendored_socket_io_client_is_the_npm_package_s() -> None:
+    vendored = ROOT / "server" / "inspector" / "vendor" / "socket.io.min.js"
+    assert (
+        vendored.read_bytes()
+        == (NODE / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js").read_bytes()
+    )
