@@ -116,8 +116,10 @@ class NoHistory:
 class _RoomLog:
     epoch: str
     top: int
-    entries: deque[tuple[int, float, Entry]]  # (offset, monotonic time, entry)
     touched: float
+    entries: deque[tuple[int, float, Entry]] | None = None
+    """(offset, monotonic time, entry); made with the first event (rooms that are only
+    subscribed to, often one per connection, cost no deque)."""
 
 
 class MemoryHistory:
@@ -146,6 +148,8 @@ class MemoryHistory:
             for name, log in zip(room, logs, strict=True):
                 log.top += 1
                 log.touched = now
+                if log.entries is None:
+                    log.entries = deque(maxlen=self._size)
                 log.entries.append((log.top, now, entry))
                 positions[name] = {"epoch": log.epoch, "offset": log.top}
             await emit_to_participants(self._manager, event, data, namespace, room, None)
@@ -153,17 +157,18 @@ class MemoryHistory:
     async def window(self, room: str, after: StreamPosition | None) -> Window:
         now = time.monotonic()
         log = self._log(room, now)
-        while log.entries and log.entries[0][1] < now - self._ttl:
-            log.entries.popleft()
-        first = log.entries[0][0] if log.entries else log.top + 1
+        kept = log.entries if log.entries is not None else deque()
+        while kept and kept[0][1] < now - self._ttl:
+            kept.popleft()
+        first = kept[0][0] if kept else log.top + 1
         skip = 0 if after is None else max(0, after.offset + 1 - first)
-        entries = [entry for _, _, entry in list(log.entries)[skip:]]
+        entries = [entry for _, _, entry in list(kept)[skip:]] if after is not None else []
         return judge(log.epoch, log.top, first, after, entries)
 
     def _log(self, room: str, now: float) -> _RoomLog:
         log = self._rooms.get(room)
         if log is None or log.touched < now - self._ttl:
-            log = self._rooms[room] = _RoomLog(new_epoch(), 0, deque(maxlen=self._size), now)
+            log = self._rooms[room] = _RoomLog(new_epoch(), 0, now)
         return log
 
     def _sweep(self, now: float) -> None:
