@@ -17,7 +17,8 @@ than what they do for a connection:
    WebSocket. A WebSocket has no body: :func:`translate_request` puts a shared empty reader
    in its place.
 4. uvicorn keeps the handshake's request and response objects after the handshake, headers
-   and all; :class:`SlimWebSocketProtocol` lets them go once the WebSocket is accepted.
+   and all; :class:`SlimWebSocketProtocol` lets them go once the WebSocket is accepted, and
+   pauses writes on a :class:`Flag` rather than an ``asyncio.Event``.
 
 Together: 39 KB to 27 KB of RSS per idle connection (2,000 connections, node clients).
 """
@@ -103,12 +104,48 @@ class SingleConsumerQueue(Generic[T]):
             await asyncio.shield(self._drained)
 
 
+class Flag:
+    """The part of ``asyncio.Event`` uvicorn's flow control uses (``writable``), holding no
+    deque of waiters until someone waits (an idle ``asyncio.Event`` holds ~850 bytes)."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if not self._set:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            await waiter
+        return True
+
+
 class SlimWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol, receiving through a :class:`SingleConsumerQueue`."""
+    """uvicorn's sans-I/O WebSocket protocol, receiving through a :class:`SingleConsumerQueue`
+    and pausing writes on a :class:`Flag`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = SingleConsumerQueue()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.writable.set()
 
     async def send(self, message: Any) -> None:
         await super().send(message)

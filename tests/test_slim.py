@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from server.slim import SingleConsumerQueue
+from server.slim import Flag, SingleConsumerQueue
 
 
 async def test_items_arrive_in_order_whether_waited_for_or_queued() -> None:
@@ -57,3 +57,20 @@ async def test_join_waits_until_every_item_is_done() -> None:
     queue.get_nowait()
     queue.task_done()
     await asyncio.wait_for(joined, 1)
+
+
+async def test_flag_wakes_every_waiter_and_blocks_when_cleared() -> None:
+    flag = Flag()
+    assert not flag.is_set()
+    waiters = [asyncio.ensure_future(flag.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    flag.set()
+    assert await asyncio.gather(*waiters) == [True, True, True]
+    assert await flag.wait()  # set: returns at once
+    flag.clear()
+    blocked = asyncio.ensure_future(flag.wait())
+    await asyncio.sleep(0.01)
+    assert not blocked.done()
+    flag.set()
+    await asyncio.wait_for(blocked, 1)
