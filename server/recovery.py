@@ -14,6 +14,10 @@ and reaches the connection live. Nothing comes twice: the gate drops the live co
 what the replay covered (server/gate.py). A subscribe is the same with no client position:
 no replay and no floor, and the ack's position is ``top``, the point from which the
 connection is owed every event.
+
+One case is weaker: while two recoveries run at once on one connection, an event that is in
+both rooms may be replayed by the second after live events of the first room that came later;
+it still arrives once, but out of place in that room.
 """
 
 from __future__ import annotations
