@@ -179,19 +179,25 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _welcome(self, sid: str, principal: Principal, positions: object, held: Gate | None) -> None:
         """Send connection_established; when resuming, with each room's recovery answer, and
-        followed by the replay (the welcome goes straight out: the gate holds live events)."""
+        followed by the replay (the welcome goes straight out: the gate holds live events).
+        Its ``positions`` are those of the rooms joined at connect and not resumed (the user
+        room, ``global``): a client can resume them next time, as it resumes subscribed ones."""
         answers: list[RecoverAck | ErrorAck] = []
         plan = None
+        resumed: set[str] = set()
         if held is not None:
             requests, answers = await self._position_requests(sid, positions)
             plan = await self._recovery.prepare(
                 sid, requests, lambda name: self._join_sid(sid, name), held=held
             )
             answers += [_recover_ack(request, window) for request, window in plan.windows]
+            resumed = {request.room for request in requests}
+        defaults = [str(room) for room in (Room.user(principal.user_id), GLOBAL) if str(room) not in resumed]
         event = ConnectionEstablished(
             data=ConnectionEstablishedData(
                 connection_id=sid, user_id=str(principal.user_id), recovery=answers
-            )
+            ),
+            positions=await self._recovery.positions(defaults),
         )
         socket = self.server.eio.sockets.get(self.server.manager.eio_sid_from_sid(sid, NAMESPACE))
         if socket is not None:

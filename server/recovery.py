@@ -109,6 +109,11 @@ class Recovery:
         if gate.idle and self._gates.get(plan.sid) is gate:
             del self._gates[plan.sid]
 
+    async def positions(self, rooms: Sequence[str]) -> dict[str, StreamPosition]:
+        """The rooms' positions now (those the history can tell)."""
+        windows = await asyncio.gather(*(self._history.window(room, None) for room in rooms))
+        return {room: w.position for room, w in zip(rooms, windows, strict=True) if w.position is not None}
+
     def forget(self, sid: str, room: str | None = None) -> None:
         """Drop a room's floor (it was left), or the whole gate (the connection closed)."""
         gate = self._gates.get(sid)

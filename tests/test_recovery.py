@@ -297,7 +297,37 @@ async def test_resume_helper_with_socket_io_client_reconnection(server: ServerPr
     seen = json.loads(stdout)
     assert seen["connects"] == 2
     assert seen["numbers"] == list(range(108))
-    [answer] = seen["answers"]
-    assert answer["room"] == f"project:{project}"
-    assert answer["recovered"] is True
+    answers = {answer["room"]: answer for answer in seen["answers"]}
+    # Its project room, and the user room and global from the first welcome's positions.
+    assert len(answers) == 3
+    assert f"project:{project}" in answers
+    assert all(answer["recovered"] is True for answer in answers.values())
     assert seen["positions"][f"project:{project}"]["offset"] == 108
+
+
+async def test_rooms_joined_at_connect_can_be_resumed_too(
+    server: ServerProcess, clients: Callable[[], Client]
+) -> None:
+    """The welcome carries the positions of the user room and global: a client that got no
+    event there before dropping still gets what was sent to its user room meanwhile."""
+    user = uuid4()
+    room = f"user:{user}"
+    first = await clients().connect(server.url, make_token(user))
+    welcome = await first.next("connection_established")
+    assert set(welcome["positions"]) == {room, "global"}
+    position = welcome["positions"][room]
+    await first.close()
+
+    event: dict[str, Any] = CATALOGUE["project.updated"].event.example()
+    event["data"] = {**event["data"], "project_id": str(uuid4()), "updated_by": str(user)}
+    status, _ = await api(server, "POST", "/api/v1/events", SERVICE, event)
+    assert status == 202
+
+    second = await clients().connect(
+        server.url, auth={"token": make_token(user), "positions": {room: position}}
+    )
+    again = await second.next("connection_established")
+    [answer] = again["data"]["recovery"]
+    assert (answer["recovered"], answer["replayed"]) == (True, 1)
+    assert set(again["positions"]) == {"global"}  # the user room was resumed instead
+    assert (await second.next("project.updated"))["data"]["updated_by"] == str(user)

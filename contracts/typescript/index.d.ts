@@ -18,7 +18,7 @@ export interface AgentConnected {
   source: string;
   /** The fields of this kind of event. */
   data: AgentConnectedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -40,7 +40,7 @@ export interface AgentDisconnected {
   source: string;
   /** The fields of this kind of event. */
   data: AgentDisconnectedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -90,7 +90,7 @@ export interface AgentStatusChanged {
   source: string;
   /** The fields of this kind of event. */
   data: AgentStatusChangedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -130,7 +130,7 @@ export interface AiAnalysisComplete {
   source: string;
   /** The fields of this kind of event. */
   data: AiAnalysisCompleteData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -162,7 +162,7 @@ export interface AiSuggestion {
   source: string;
   /** The fields of this kind of event. */
   data: AiSuggestionData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -211,7 +211,7 @@ export interface ConnectionErrorEvent {
   source: string;
   /** The fields of this kind of event. */
   data: ConnectionErrorData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -226,7 +226,7 @@ export interface ConnectionEstablished {
   source: string;
   /** The fields of this kind of event. */
   data: ConnectionEstablishedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -274,7 +274,7 @@ export interface IssueClosed {
   source: string;
   /** The fields of this kind of event. */
   data: IssueClosedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -308,7 +308,7 @@ export interface IssueCreated {
   source: string;
   /** The fields of this kind of event. */
   data: IssueCreatedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -346,7 +346,7 @@ export interface IssueUpdated {
   source: string;
   /** The fields of this kind of event. */
   data: IssueUpdatedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -388,7 +388,7 @@ export interface PrClosed {
   source: string;
   /** The fields of this kind of event. */
   data: PrClosedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -418,7 +418,7 @@ export interface PrCreated {
   source: string;
   /** The fields of this kind of event. */
   data: PrCreatedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -456,7 +456,7 @@ export interface PrUpdated {
   source: string;
   /** The fields of this kind of event. */
   data: PrUpdatedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -494,7 +494,7 @@ export interface ProjectDeleted {
   source: string;
   /** The fields of this kind of event. */
   data: ProjectDeletedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -516,7 +516,7 @@ export interface ProjectUpdated {
   source: string;
   /** The fields of this kind of event. */
   data: ProjectUpdatedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -618,7 +618,7 @@ export interface WorkflowCompleted {
   source: string;
   /** The fields of this kind of event. */
   data: WorkflowCompletedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -644,7 +644,7 @@ export interface WorkflowFailed {
   source: string;
   /** The fields of this kind of event. */
   data: WorkflowFailedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -672,7 +672,7 @@ export interface WorkflowProgress {
   source: string;
   /** The fields of this kind of event. */
   data: WorkflowProgressData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 
@@ -708,7 +708,7 @@ export interface WorkflowStarted {
   source: string;
   /** The fields of this kind of event. */
   data: WorkflowStartedData;
-  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. */
+  /** The event's position in each room it was sent to, keyed by room; empty when history is off. Set by the gateway. On connection_established: the positions of the rooms joined at connect that were not resumed. */
   positions: Record<string, StreamPosition>;
 }
 

@@ -39,6 +39,9 @@ export function resumable(socket, { positions: initial = {}, onNotRecovered } = 
   socket.on("connection_established", (event) => {
     rooms.add(`user:${event.data.user_id}`);
     rooms.add("global");
+    for (const [room, position] of Object.entries(event.positions)) {
+      if (newer(positions.get(room), position)) positions.set(room, position);
+    }
     for (const answer of event.data.recovery) settle(answer);
   });
   socket.onAny((_name, event) => {

@@ -65,7 +65,8 @@ class Envelope(BaseModel, Generic[DataT]):
     positions: dict[str, StreamPosition] = Field(
         default_factory=dict,
         description="The event's position in each room it was sent to, keyed by room; empty when"
-        " history is off. Set by the gateway.",
+        " history is off. Set by the gateway. On connection_established: the positions of the"
+        " rooms joined at connect that were not resumed.",
     )
 
     @classmethod
