@@ -89,6 +89,7 @@ Ack = dict[str, Any]
 INPUT_ERRORS = frozenset({ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_ROOM, ErrorCode.INVALID_EVENT})
 """Error codes of a command payload that failed validation."""
 M = TypeVar("M", bound=BaseModel)
+C = TypeVar("C", bound=RoomCommand)
 
 
 @dataclass(slots=True)
@@ -199,10 +200,8 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             ),
             positions=await self._recovery.positions(defaults),
         )
-        socket = self.server.eio.sockets.get(self.server.manager.eio_sid_from_sid(sid, NAMESPACE))
-        if socket is not None:
-            for frame in encode(self.server, event.event_name(), event.model_dump(mode="json"), NAMESPACE):
-                await socket.send(frame)
+        send = self._recovery.sender(sid)
+        await send(encode(self.server, event.event_name(), event.model_dump(mode="json"), NAMESPACE))
         if plan is not None:
             await self._recovery.finish(plan)
 
@@ -316,30 +315,28 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         return _error_ack(InvalidRequest(f"Unknown event {shown!r}"))
 
     async def on_subscribe(self, sid: str, *args: object) -> Ack:
-        async def subscribe(room: Room) -> StreamPosition | None:
-            return (await self._enter(sid, Request(str(await self._admit(sid, room)), None))).position
+        async def subscribe(_: RoomCommand, room: Room) -> RoomAck:
+            window = await self._enter(sid, Request(str(await self._admit(sid, room)), None))
+            return RoomAck(room=str(room), position=window.position)
 
-        return await _room_command(args, subscribe)
+        return await _room_command(args, RoomCommand, "a string 'room'", subscribe)
 
     async def on_unsubscribe(self, sid: str, *args: object) -> Ack:
-        async def unsubscribe(room: Room) -> None:
+        async def unsubscribe(_: RoomCommand, room: Room) -> RoomAck:
             await self._leave(sid, str(room))
+            return RoomAck(room=str(room))
 
-        return await _room_command(args, unsubscribe)
+        return await _room_command(args, RoomCommand, "a string 'room'", unsubscribe)
 
     async def on_recover(self, sid: str, *args: object) -> Ack:
         """Subscribe to a room and replay what came after the client's position."""
-        named: str | None = None
-        try:
-            command = _payload(args, RecoverCommand, "a string 'room' and a 'position' {epoch, offset}")
-            named = command.room if len(command.room) <= MAX_ECHO_ROOM_CHARS else None
-            room = await self._admit(sid, parse_room(command.room))
-            named = str(room)
-            request = Request(named, command.position)
-            window = await self._enter(sid, request)
-        except ClientError as exc:
-            return _error_ack(exc, named)
-        return _recover_ack(request, window).model_dump(mode="json")
+
+        async def recover(command: RecoverCommand, room: Room) -> RecoverAck:
+            request = Request(str(await self._admit(sid, room)), command.position)
+            return _recover_ack(request, await self._enter(sid, request))
+
+        shape = "a string 'room' and a 'position' {epoch, offset}"
+        return await _room_command(args, RecoverCommand, shape, recover)
 
     async def on_ping(self, sid: str, *args: object) -> Ack:
         return PongAck().model_dump(mode="json")
@@ -417,18 +414,17 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
 
 async def _room_command(
-    args: tuple[object, ...], act: Callable[[Room], Awaitable[StreamPosition | None]]
+    args: tuple[object, ...], model: type[C], shape: str, act: Callable[[C, Room], Awaitable[BaseModel]]
 ) -> Ack:
-    """Validate a ``{room}`` payload, run the action, and answer with the ack to send."""
+    """Validate a payload naming a room, run the action, and answer with the ack to send."""
     named: str | None = None
     try:
-        command = _payload(args, RoomCommand, "a string 'room'")
+        command = _payload(args, model, shape)
         # Echo the client's room in an error ack only while it is short (no megabyte echoes).
         named = command.room if len(command.room) <= MAX_ECHO_ROOM_CHARS else None
         room = parse_room(command.room)
         named = str(room)
-        position = await act(room)
-        return RoomAck(room=named, position=position).model_dump(mode="json")
+        return (await act(command, room)).model_dump(mode="json")
     except ClientError as exc:
         return _error_ack(exc, named)
 

@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -162,7 +163,7 @@ class MemoryHistory:
             kept.popleft()
         first = kept[0][0] if kept else log.top + 1
         skip = 0 if after is None else max(0, after.offset + 1 - first)
-        entries = [entry for _, _, entry in list(kept)[skip:]] if after is not None else []
+        entries = [entry for _, _, entry in islice(kept, skip, None)] if after is not None else []
         return judge(log.epoch, log.top, first, after, entries)
 
     def _log(self, room: str, now: float) -> _RoomLog:

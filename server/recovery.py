@@ -83,7 +83,7 @@ class Recovery:
 
     async def finish(self, plan: Plan) -> None:
         """Send the replay, set the floors, release the held events (see the module's doc)."""
-        gate, send = plan.gate, self._sender(plan.sid)
+        gate, send = plan.gate, self.sender(plan.sid)
         replay: dict[int, Entry] = {}
         for _, window in plan.windows:
             if window.failure is None:
@@ -124,7 +124,7 @@ class Recovery:
         else:
             gate.floors.pop(room, None)
 
-    def _sender(self, sid: str) -> Callable[[list[Any]], Awaitable[None]]:
+    def sender(self, sid: str) -> Callable[[list[Any]], Awaitable[None]]:
         """Sends frames to ``sid`` straight to its Engine.IO queue: past the gate (this is the
         gate's own output) and past the slow-consumer bound (a replay is bounded by
         HISTORY_SIZE per room, and is not the client falling behind)."""

@@ -36,14 +36,18 @@ def docs_blueprint(contracts: Path) -> Blueprint:
         if not path.is_file():
             _log.warning("%s is not there: %s will answer 404 (run `just codegen`)", path, route)
         body = path.read_bytes() if path.is_file() else None
-        bp.add_route(_serve(body, content_type), route, name=route.strip("/").replace(".", "_"))
+        bp.add_route(serve_bytes(body, content_type), route, name=route.strip("/").replace(".", "_"))
     return bp
 
 
-def _serve(body: bytes | None, content_type: str) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
+def serve_bytes(
+    body: bytes | None, content_type: str, headers: dict[str, str] | None = None
+) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
+    """A handler answering with ``body`` (read once, at start-up), or 404 when it is missing."""
+
     async def handler(request: Request) -> HTTPResponse:
         if body is None:
             return error_response(404, ErrorCode.INVALID_REQUEST, "This document was not generated")
-        return raw(body, content_type=content_type)
+        return raw(body, content_type=content_type, headers=headers)
 
     return handler

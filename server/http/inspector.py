@@ -9,14 +9,13 @@ copies it from npm; a test keeps it identical to the npm package's).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 from sanic import Blueprint, Request
-from sanic.response import HTTPResponse, json, raw
+from sanic.response import HTTPResponse, json
 
 from server.events.catalogue import CATALOGUE
+from server.http.docs import serve_bytes
 
 PAGES = Path(__file__).resolve().parent.parent / "inspector"
 FILES = {
@@ -37,7 +36,11 @@ def inspector_blueprint(dev: bool) -> Blueprint:
     bp = Blueprint("inspector")
     for route, (name, content_type) in FILES.items():
         body = (PAGES / name).read_bytes()
-        bp.add_route(_serve(body, content_type), route, name=name.replace("/", "_").replace(".", "_"))
+        bp.add_route(
+            serve_bytes(body, content_type, {"Content-Security-Policy": POLICY}),
+            route,
+            name=name.replace("/", "_").replace(".", "_"),
+        )
 
     @bp.get("/inspector/config.json")
     async def config(request: Request) -> HTTPResponse:
@@ -45,10 +48,3 @@ def inspector_blueprint(dev: bool) -> Blueprint:
         return json({"dev": dev, "example": example}, headers={"Cache-Control": "no-store"})
 
     return bp
-
-
-def _serve(body: bytes, content_type: str) -> Callable[[Request], Coroutine[Any, Any, HTTPResponse]]:
-    async def handler(request: Request) -> HTTPResponse:
-        return raw(body, content_type=content_type, headers={"Content-Security-Policy": POLICY})
-
-    return handler
