@@ -54,10 +54,10 @@ async def publish(server: ServerProcess, body: Any) -> dict[str, Any]:
     return result
 
 
-async def received(client: Client, count: int, settle: float = 0.5) -> list[int]:
-    """The progress values of the workflow.progress events the client got: ``count`` of them,
-    then nothing more within ``settle`` seconds."""
-    got = [(await client.next("workflow.progress", timeout=10))["data"]["progress"] for _ in range(count)]
+async def received(client: Client, count: int, settle: float = 0.5, field: str = "progress") -> list[int]:
+    """The ``field`` values (as numbers) of the workflow.progress events the client got:
+    ``count`` of them, then nothing more within ``settle`` seconds."""
+    got = [int((await client.next("workflow.progress", timeout=10))["data"][field]) for _ in range(count)]
     await asyncio.sleep(settle)
     assert client.events["workflow.progress"].qsize() == 0, "an event arrived twice"
     return got

@@ -15,6 +15,7 @@ import socketio
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import SECRET, Client, RedisProcess, ServerProcess, api, make_token
+from tests.test_cluster import progress_event
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = ROOT / "tests" / "node"
@@ -66,18 +67,7 @@ async def test_each_metric_moves_with_its_cause(server: ServerProcess, clients: 
     await client.next("connection_established")
     assert (await client.call("subscribe", {"room": f"project:{project}"}))["status"] == "success"
     assert (await client.call("subscribe", {"room": "nope"}))["error_code"] == "INVALID_ROOM"
-    body = {
-        "type": "workflow.progress",
-        "source": "test",
-        "data": {
-            "workflow_id": str(uuid4()),
-            "project_id": project,
-            "status": "running",
-            "progress": 5,
-            "current_step": "x",
-            "logs": [],
-        },
-    }
+    body = progress_event(project, 5)
     assert (await api(server, "POST", "/api/v1/events", SERVICE, body))[0] == 202
     await client.next("workflow.progress")
     assert (await api(server, "POST", "/api/v1/events", SERVICE, {**body, "type": "nope"}))[0] == 422
@@ -174,18 +164,8 @@ async def test_inspector_page_shows_an_event_published_after_it_opened(
     assert browser.stdout is not None
     ready = await asyncio.wait_for(browser.stdout.readline(), 60)
     assert ready == b"ready\n", ready
-    event = {
-        "type": "workflow.progress",
-        "source": "test",
-        "data": {
-            "workflow_id": str(uuid4()),
-            "project_id": project,
-            "status": "running",
-            "progress": 64,
-            "current_step": "Reviewing",
-            "logs": ["seen by the inspector"],
-        },
-    }
+    event = progress_event(project, 64)
+    event["data"]["logs"] = ["seen by the inspector"]
     status, receipt = await api(gateway, "POST", "/api/v1/events", SERVICE, event)
     assert status == 202
     browser.stdin.write(f"{receipt['id']}\n".encode())

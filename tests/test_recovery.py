@@ -16,18 +16,14 @@ from uuid import uuid4
 
 from server.events.catalogue import CATALOGUE
 from tests.support import SECRET, Client, RedisProcess, ServerProcess, api, make_token
+from tests.test_cluster import progress_event, received
 
 SERVICE = make_token(roles=["service"], ttl=3600)
 
 
 def numbered(project: str, number: int) -> dict[str, Any]:
-    body: dict[str, Any] = CATALOGUE["workflow.progress"].event.example()
-    body["data"] = {
-        **body["data"],
-        "project_id": project,
-        "progress": number % 101,
-        "current_step": str(number),
-    }
+    body = progress_event(project, number % 101)
+    body["data"]["current_step"] = str(number)
     return body
 
 
@@ -41,15 +37,20 @@ async def publish(server: ServerProcess, project: str, numbers: range) -> None:
 
 async def numbers(client: Client, count: int, settle: float = 0.5) -> list[int]:
     """The numbers of the next ``count`` events; then nothing more may come within ``settle``."""
-    got = [int((await client.next("workflow.progress", 10))["data"]["current_step"]) for _ in range(count)]
-    await asyncio.sleep(settle)
-    assert client.events["workflow.progress"].qsize() == 0, "more events than published"
-    return got
+    return await received(client, count, settle, field="current_step")
 
 
 async def watcher(url: str, clients: Callable[[], Client], project: str, **auth: Any) -> Client:
     token = make_token(projects=[project])
     return await clients().connect(url, auth={"token": token, **auth})
+
+
+async def away_from(url: str, clients: Callable[[], Client], project: str) -> dict[str, Any]:
+    """Subscribe to the project's room, then drop: the position the client left at."""
+    first = await watcher(url, clients, project)
+    position: dict[str, Any] = (await first.call("subscribe", {"room": f"project:{project}"}))["position"]
+    await first.close()
+    return position
 
 
 def last_position(event: dict[str, Any], room: str) -> dict[str, Any]:
@@ -96,9 +97,7 @@ async def test_replay_and_live_publishing_race_without_gap_or_duplicate(
     """Events keep coming while the client reconnects: the replay/live seam must not show."""
     project = str(uuid4())
     room = f"project:{project}"
-    first = await watcher(server.url, clients, project)
-    position = (await first.call("subscribe", {"room": room}))["position"]
-    await first.close()
+    position = await away_from(server.url, clients, project)
 
     async def publish_one_by_one() -> None:
         for number in range(300):
@@ -117,9 +116,7 @@ async def test_recover_command_joins_a_room_later(
 ) -> None:
     project = str(uuid4())
     room = f"project:{project}"
-    first = await watcher(server.url, clients, project)
-    position = (await first.call("subscribe", {"room": room}))["position"]
-    await first.close()
+    position = await away_from(server.url, clients, project)
     await publish(server, project, range(0, 5))
 
     second = await watcher(server.url, clients, project)
@@ -137,9 +134,7 @@ async def test_trimmed_history_says_not_recovered(
     gateway = start_server({"JWT_SECRET": SECRET, "HISTORY_SIZE": "10"})
     project = str(uuid4())
     room = f"project:{project}"
-    first = await watcher(gateway.url, clients, project)
-    position = (await first.call("subscribe", {"room": room}))["position"]
-    await first.close()
+    position = await away_from(gateway.url, clients, project)
     await publish(gateway, project, range(0, 20))
 
     second = await watcher(gateway.url, clients, project, positions={room: position})
