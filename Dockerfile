@@ -5,7 +5,8 @@ RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 COPY server ./server
-COPY codegen ./codegen
+# The generated contracts ship inside the package (served at /docs, /asyncapi.yaml, /openapi.json).
+COPY contracts ./contracts
 # The locked dependencies, then the gateway itself, into a virtual environment to copy.
 RUN uv venv /opt/venv && VIRTUAL_ENV=/opt/venv uv sync --frozen --no-dev --active --no-editable
 
@@ -13,12 +14,9 @@ FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /app gateway
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
-# The generated contracts are served at /docs, /asyncapi.yaml and /openapi.json.
-COPY contracts ./contracts
 ENV PATH=/opt/venv/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=8000 \
-    CONTRACTS_DIR=/app/contracts \
     PYTHONUNBUFFERED=1
 USER gateway
 EXPOSE 8000

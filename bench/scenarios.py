@@ -86,7 +86,7 @@ def run(kind: Kind, workload: Workload) -> dict[str, Any]:
 def validation_cost(events: int = 20000) -> dict[str, float]:
     """Events per second through the broadcaster (parse, validate, route, serialise) against
     emitting an already-built dict, both into an emitter that does nothing."""
-    from server.broadcaster import Broadcaster, parse_event
+    from swe_realtime.broadcaster import Broadcaster, parse_event
 
     class NullEmitter:
         async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:

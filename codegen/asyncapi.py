@@ -13,10 +13,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from codegen.jsonschema import Mode, SchemaSet
-from server import __version__
-from server.events import CLIENT_COMMANDS, NAMESPACE, ConnectionErrorEvent, ConnectionEstablished
-from server.events.catalogue import CATALOGUE, Global, Route
-from server.events.envelope import Envelope
+from swe_realtime import __version__
+from swe_realtime.events import CLIENT_COMMANDS, NAMESPACE, ConnectionErrorEvent, ConnectionEstablished
+from swe_realtime.events.catalogue import CATALOGUE, Global, Route
+from swe_realtime.events.envelope import Envelope
 
 ROOM_CHANNELS: dict[str, dict[str, Any]] = {
     "project": {

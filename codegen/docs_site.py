@@ -11,7 +11,7 @@ import json
 from html import escape
 from typing import Any
 
-from server.errors import ErrorCode
+from swe_realtime.errors import ErrorCode
 
 STYLE = """
 body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#fafbfc}

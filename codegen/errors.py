@@ -1,6 +1,6 @@
 """Errors of the generator."""
 
-from server.errors import GatewayError
+from swe_realtime.errors import GatewayError
 
 
 class CodegenError(GatewayError, RuntimeError):

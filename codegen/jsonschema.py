@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from codegen.errors import CodegenError
-from server.events import ACKS, CLIENT_COMMANDS, SERVER_EVENTS
+from swe_realtime.events import ACKS, CLIENT_COMMANDS, SERVER_EVENTS
 
 SCHEMAS_PREFIX = "#/components/schemas/"
 Mode = Literal["serialization", "validation"]

@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from codegen.jsonschema import SCHEMAS_PREFIX, Mode, SchemaSet, build_schemas
-from server import __version__
-from server.events.catalogue import CATALOGUE
-from server.http.models import (
+from swe_realtime import __version__
+from swe_realtime.events.catalogue import CATALOGUE
+from swe_realtime.http.models import (
     MAX_BATCH,
     BatchReceiptBody,
     ErrorBody,

@@ -18,15 +18,15 @@ from urllib.parse import urlsplit
 import socketio
 from sanic import Sanic
 
-from server import __version__, metrics
-from server.auth import TokenVerifier
-from server.broadcaster import Broadcaster, install_broadcaster
-from server.cluster import ClusterStats, LocalStats, Stats
-from server.events import NAMESPACE
-from server.fanout import FanoutManager
-from server.gateway import Gateway
-from server.history import make_history
-from server.http import (
+from swe_realtime import __version__, metrics
+from swe_realtime.auth import TokenVerifier
+from swe_realtime.broadcaster import Broadcaster, install_broadcaster
+from swe_realtime.cluster import ClusterStats, LocalStats, Stats
+from swe_realtime.events import NAMESPACE
+from swe_realtime.fanout import FanoutManager
+from swe_realtime.gateway import Gateway
+from swe_realtime.history import make_history
+from swe_realtime.http import (
     docs_blueprint,
     health_blueprint,
     inspector_blueprint,
@@ -34,12 +34,12 @@ from server.http import (
     publish_blueprint,
     stats_blueprint,
 )
-from server.http.body_limit import BodyLimit
-from server.recovery import Recovery
-from server.redis_manager import GatewayRedisManager, RedisHealth
-from server.rooms import AccessPolicy, ClaimsAccessPolicy
-from server.settings import Settings
-from server.sio import AsyncServer, EngineLogger
+from swe_realtime.http.body_limit import BodyLimit
+from swe_realtime.recovery import Recovery
+from swe_realtime.redis_manager import GatewayRedisManager, RedisHealth
+from swe_realtime.rooms import AccessPolicy, ClaimsAccessPolicy
+from swe_realtime.settings import Settings
+from swe_realtime.sio import AsyncServer, EngineLogger
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 

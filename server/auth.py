@@ -16,8 +16,8 @@ from uuid import UUID
 
 import jwt
 
-from server.errors import AuthFailed, AuthMissing
-from server.settings import JwtSettings
+from swe_realtime.errors import AuthFailed, AuthMissing
+from swe_realtime.settings import JwtSettings
 
 MAX_TOKEN_CHARS = 8192
 """Longer tokens are refused before any parsing: no legitimate claim set comes near it."""

@@ -17,13 +17,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from server import metrics
-from server.errors import EventRejected, FieldError
-from server.events import NAMESPACE, agent, ai, issue, pr, project, workflow
-from server.events._types import from_wire
-from server.events.catalogue import CATALOGUE
-from server.events.envelope import Envelope
-from server.redis_manager import RedisUnavailable
+from swe_realtime import metrics
+from swe_realtime.errors import EventRejected, FieldError
+from swe_realtime.events import NAMESPACE, agent, ai, issue, pr, project, workflow
+from swe_realtime.events._types import from_wire
+from swe_realtime.events.catalogue import CATALOGUE
+from swe_realtime.events.envelope import Envelope
+from swe_realtime.redis_manager import RedisUnavailable
 
 P = ParamSpec("P")
 D = TypeVar("D", bound=BaseModel)

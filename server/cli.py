@@ -9,12 +9,12 @@ import sys
 from collections.abc import Sequence
 from uuid import UUID
 
-from server.auth import Role, mint_token
-from server.errors import SettingsError
-from server.events._examples import PROJECT_ID, USER_ID
-from server.logs import configure_logging
-from server.serve import serve
-from server.settings import Settings, tls_settings
+from swe_realtime.auth import Role, mint_token
+from swe_realtime.errors import SettingsError
+from swe_realtime.events._examples import PROJECT_ID, USER_ID
+from swe_realtime.logs import configure_logging
+from swe_realtime.serve import serve
+from swe_realtime.settings import Settings, tls_settings
 
 DEMO_USER = UUID(USER_ID)  # the ids of the API document's examples
 DEMO_PROJECT = UUID(PROJECT_ID)

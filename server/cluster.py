@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from server.redis_manager import REDIS_OPTIONS, RedisHealth
-from server.settings import RedisSettings
+from swe_realtime.redis_manager import REDIS_OPTIONS, RedisHealth
+from swe_realtime.settings import RedisSettings
 
 HEARTBEAT = 2.0
 TTL_SECONDS = 6

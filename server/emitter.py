@@ -11,9 +11,9 @@ gateway, a Redis failure raises RedisUnavailable: nothing else would deliver the
 
 from __future__ import annotations
 
-from server.broadcaster import Broadcaster
-from server.redis_manager import GatewayRedisManager, RedisHealth
-from server.settings import DEFAULT_REDIS_CHANNEL
+from swe_realtime.broadcaster import Broadcaster
+from swe_realtime.redis_manager import GatewayRedisManager, RedisHealth
+from swe_realtime.settings import DEFAULT_REDIS_CHANNEL
 
 
 def redis_broadcaster(url: str, channel: str = DEFAULT_REDIS_CHANNEL) -> Broadcaster:

@@ -17,8 +17,8 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet
 
-from server import metrics
-from server.gate import Gate
+from swe_realtime import metrics
+from swe_realtime.gate import Gate
 
 
 def encode(server: Any, event: str, data: Any, namespace: str) -> list[Any]:

@@ -28,10 +28,10 @@ from uuid import UUID
 import socketio
 from pydantic import BaseModel, ValidationError
 
-from server import audit, metrics
-from server.auth import Principal, Role, TokenVerifier
-from server.broadcaster import Broadcaster, field_errors
-from server.errors import (
+from swe_realtime import audit, metrics
+from swe_realtime.auth import Principal, Role, TokenVerifier
+from swe_realtime.broadcaster import Broadcaster, field_errors
+from swe_realtime.errors import (
     AuthFailed,
     ClientError,
     ConnectionLimit,
@@ -43,7 +43,7 @@ from server.errors import (
     RoomAccessDenied,
     RoomLimit,
 )
-from server.events import (
+from swe_realtime.events import (
     CLIENT_COMMANDS,
     NAMESPACE,
     ConnectionErrorData,
@@ -62,8 +62,8 @@ from server.events import (
     StreamPosition,
     utc_now,
 )
-from server.events._types import from_wire
-from server.events.agent import (
+from swe_realtime.events._types import from_wire
+from swe_realtime.events.agent import (
     AgentConnected,
     AgentConnectedData,
     AgentDisconnected,
@@ -72,13 +72,13 @@ from server.events.agent import (
     AgentStatusChangedData,
     AgentStatusReport,
 )
-from server.fanout import encode
-from server.gate import Gate
-from server.history import Window
-from server.limits import SlidingWindow, TokenBucket
-from server.recovery import Recovery, Request
-from server.rooms import GLOBAL, AccessPolicy, Room, parse_room
-from server.settings import Limits
+from swe_realtime.fanout import encode
+from swe_realtime.gate import Gate
+from swe_realtime.history import Window
+from swe_realtime.limits import SlidingWindow, TokenBucket
+from swe_realtime.recovery import Recovery, Request
+from swe_realtime.rooms import GLOBAL, AccessPolicy, Room, parse_room
+from swe_realtime.settings import Limits
 
 MAX_EVENT_NAME_CHARS = 64
 """Unknown event names are quoted back in the error ack up to this length."""

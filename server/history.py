@@ -38,11 +38,11 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from server.events.commands import RecoveryFailure
-from server.events.envelope import StreamPosition
-from server.fanout import emit_to_participants
-from server.redis_manager import PUBLISH_TIMEOUT, GatewayRedisManager
-from server.settings import HistorySettings
+from swe_realtime.events.commands import RecoveryFailure
+from swe_realtime.events.envelope import StreamPosition
+from swe_realtime.fanout import emit_to_participants
+from swe_realtime.redis_manager import PUBLISH_TIMEOUT, GatewayRedisManager
+from swe_realtime.settings import HistorySettings
 
 _SLOT = "<payload>"
 """Where the script puts the payload in the channel message it publishes."""

@@ -28,11 +28,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server import metrics
-from server.events.envelope import StreamPosition
-from server.fanout import Gated, encode
-from server.gate import Gate
-from server.history import Entry, History, Window
+from swe_realtime import metrics
+from swe_realtime.events.envelope import StreamPosition
+from swe_realtime.fanout import Gated, encode
+from swe_realtime.gate import Gate
+from swe_realtime.history import Entry, History, Window
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,10 +25,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from server import metrics
-from server.errors import GatewayError
-from server.fanout import emit_to_participants
-from server.gate import Gate
+from swe_realtime import metrics
+from swe_realtime.errors import GatewayError
+from swe_realtime.fanout import emit_to_participants
+from swe_realtime.gate import Gate
 
 PUBLISH_TIMEOUT = 2.0
 MAX_BACKOFF = 5.0

@@ -16,8 +16,8 @@ from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
-from server.auth import Principal
-from server.errors import InvalidRoom
+from swe_realtime.auth import Principal
+from swe_realtime.errors import InvalidRoom
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import uvicorn
 
-from server.app import GatewayApp, create_app
-from server.logs import configure_logging
-from server.settings import Settings
-from server.slim import SlimWebSocketProtocol
+from swe_realtime.app import GatewayApp, create_app
+from swe_realtime.logs import configure_logging
+from swe_realtime.settings import Settings
+from swe_realtime.slim import SlimWebSocketProtocol
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 

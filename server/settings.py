@@ -18,14 +18,18 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from server.errors import SettingsError
+from swe_realtime.errors import SettingsError
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 EC_ALGORITHMS = frozenset({"ES256", "ES384", "ES512"})
 MIN_SECRET_BYTES = 32
 DEFAULT_REDIS_CHANNEL = "swe-realtime"
-REPOSITORY_CONTRACTS = Path(__file__).resolve().parent.parent / "contracts"
+_PACKAGE = Path(__file__).resolve().parent
+SHIPPED_CONTRACTS = (
+    _PACKAGE / "contracts" if (_PACKAGE / "contracts").is_dir() else _PACKAGE.parent / "contracts"
+)
+"""The generated documents served at /docs: inside an installed wheel, or a checkout's contracts/."""
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel"})
 
 PublicKey = RSAPublicKey | EllipticCurvePublicKey
@@ -109,8 +113,8 @@ class Settings:
     workers: int = 1
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     """Names this process in cluster stats and logs (INSTANCE_ID; default host-pid)."""
-    contracts_dir: Path = REPOSITORY_CONTRACTS
-    """Where the generated contracts served at /docs are (CONTRACTS_DIR; default the checkout's)."""
+    contracts_dir: Path = SHIPPED_CONTRACTS
+    """Where the generated contracts served at /docs are (CONTRACTS_DIR; default the shipped ones)."""
     dev: bool = False
 
     @classmethod
@@ -141,7 +145,7 @@ class Settings:
             workers=_workers(environ),
             dev=dev,
             **({"instance_id": environ["INSTANCE_ID"]} if environ.get("INSTANCE_ID") else {}),
-            contracts_dir=Path(environ.get("CONTRACTS_DIR") or REPOSITORY_CONTRACTS),
+            contracts_dir=Path(environ.get("CONTRACTS_DIR") or SHIPPED_CONTRACTS),
         )
 
 

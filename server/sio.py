@@ -44,7 +44,7 @@ import engineio
 import engineio.payload
 import socketio
 
-from server import audit, metrics, slim
+from swe_realtime import audit, metrics, slim
 
 LIFECYCLE_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
 BINARY_PACKET_TYPES = ("5", "6")
@@ -72,7 +72,7 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
         self._async: dict[str, Any] = {**self._async, "translate_request": slim.translate_request}
 
     def create_queue(self, *args: Any, **kwargs: Any) -> slim.SingleConsumerQueue[Any]:
-        """Each session's send queue, read by its writer task alone (see server.slim)."""
+        """Each session's send queue, read by its writer task alone (see slim.py)."""
         return slim.SingleConsumerQueue()
 
     SERVER_FAULTS = frozenset({"no-websocket"})

@@ -10,9 +10,9 @@ import asyncio
 import sys
 import uuid
 
-from server.emitter import redis_broadcaster
-from server.errors import EventRejected
-from server.redis_manager import RedisUnavailable
+from swe_realtime.emitter import redis_broadcaster
+from swe_realtime.errors import EventRejected
+from swe_realtime.redis_manager import RedisUnavailable
 
 
 async def main(url: str, channel: str, project: str, progress: int) -> None:

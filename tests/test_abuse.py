@@ -20,9 +20,9 @@ import socketio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.auth import TokenVerifier
-from server.errors import AuthFailed, AuthMissing
-from server.settings import JwtSettings
+from swe_realtime.auth import TokenVerifier
+from swe_realtime.errors import AuthFailed, AuthMissing
+from swe_realtime.settings import JwtSettings
 from tests.support import SECRET, Client, ServerProcess, api, make_token
 
 SERVICE = make_token(roles=["service"], ttl=3600)

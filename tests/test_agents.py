@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from server.rooms import Room, RoomKind
+from swe_realtime.rooms import Room, RoomKind
 from tests.support import Client, ServerProcess, make_token
 from tests.test_events import drained, listener, publish_marker
 

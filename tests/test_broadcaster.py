@@ -11,12 +11,12 @@ import pytest
 import pytest_asyncio
 import uvicorn
 
-from server.app import create_app
-from server.broadcaster import get_broadcaster
-from server.errors import EventRejected
-from server.events.connection import ConnectionEstablished, ConnectionEstablishedData
-from server.events.workflow import WorkflowProgress, WorkflowProgressData, WorkflowStatus
-from server.settings import Settings
+from swe_realtime.app import create_app
+from swe_realtime.broadcaster import get_broadcaster
+from swe_realtime.errors import EventRejected
+from swe_realtime.events.connection import ConnectionEstablished, ConnectionEstablishedData
+from swe_realtime.events.workflow import WorkflowProgress, WorkflowProgressData, WorkflowStatus
+from swe_realtime.settings import Settings
 from tests.support import SECRET, Client, free_port, make_token
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from server.events import ACKS, CLIENT_COMMANDS, SERVER_EVENTS
-from server.events.agent import AgentStatus
-from server.events.ai import Severity, SuggestionCategory, TargetType
-from server.events.catalogue import CATALOGUE
-from server.events.issue import IssuePriority, IssueStatus
-from server.events.workflow import WorkflowStatus
+from swe_realtime.events import ACKS, CLIENT_COMMANDS, SERVER_EVENTS
+from swe_realtime.events.agent import AgentStatus
+from swe_realtime.events.ai import Severity, SuggestionCategory, TargetType
+from swe_realtime.events.catalogue import CATALOGUE
+from swe_realtime.events.issue import IssuePriority, IssueStatus
+from swe_realtime.events.workflow import WorkflowStatus
 
 
 def nested_models(model: type[BaseModel], seen: set[type[BaseModel]] | None = None) -> set[type[BaseModel]]:

@@ -16,7 +16,7 @@ from uuid import uuid4
 
 import pytest
 
-from server.events.catalogue import CATALOGUE
+from swe_realtime.events.catalogue import CATALOGUE
 from tests.support import (
     SECRET,
     SHARED_REDIS,

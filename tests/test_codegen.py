@@ -56,7 +56,7 @@ def test_two_models_with_one_name_are_an_error() -> None:
     class RoomAck(BaseModel):
         room: str
 
-    from server.events import RoomAck as Real
+    from swe_realtime.events import RoomAck as Real
 
     with pytest.raises(CodegenError, match="RoomAck"):
         build_schemas([(Real, "serialization"), (RoomAck, "serialization")])

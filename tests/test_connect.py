@@ -11,7 +11,7 @@ from uuid import uuid4
 import pytest
 import socketio
 
-from server.events import ConnectionErrorEvent, ConnectionEstablished
+from swe_realtime.events import ConnectionErrorEvent, ConnectionEstablished
 from tests.support import Client, ServerProcess, make_token, stats
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")

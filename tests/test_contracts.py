@@ -18,7 +18,7 @@ from openapi_spec_validator import validate
 from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection
 
-from server.events import CLIENT_COMMANDS, SERVER_EVENTS
+from swe_realtime.events import CLIENT_COMMANDS, SERVER_EVENTS
 from tests.support import ServerProcess, make_token
 
 ROOT = Path(__file__).resolve().parent.parent

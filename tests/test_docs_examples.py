@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from uuid import uuid4
 
-from server.rooms import Room, RoomKind
+from swe_realtime.rooms import Room, RoomKind
 from tests.support import SECRET, Client, ServerProcess, free_port, make_token
 from tests.test_events import SERVICE, listener
 

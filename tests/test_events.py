@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from server.events.catalogue import CATALOGUE
-from server.rooms import GLOBAL, Room, RoomKind
+from swe_realtime.events.catalogue import CATALOGUE
+from swe_realtime.rooms import GLOBAL, Room, RoomKind
 from tests.support import Client, ServerProcess, api, make_token
 
 SERVICE = make_token(roles=["service"], ttl=24 * 3600)

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.events.catalogue import CATALOGUE
-from server.rooms import GLOBAL, Room, RoomKind
+from swe_realtime.events.catalogue import CATALOGUE
+from swe_realtime.rooms import GLOBAL, Room, RoomKind
 from tests.support import Client, ServerProcess, api, make_token
 from tests.test_events import SERVICE, drained, fresh, listener, publish, publish_marker
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from server.events.catalogue import CATALOGUE
+from swe_realtime.events.catalogue import CATALOGUE
 from tests.support import SECRET, Client, RedisProcess, ServerProcess, api, make_token
 from tests.test_cluster import progress_event, received
 

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from server.slim import Flag, SingleConsumerQueue
+from swe_realtime.slim import Flag, SingleConsumerQueue
 
 
 async def test_items_arrive_in_order_whether_waited_for_or_queued() -> None:

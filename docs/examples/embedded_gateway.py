@@ -13,9 +13,9 @@ from uuid import UUID
 
 import uvicorn
 
-from server.app import create_app
-from server.broadcaster import get_broadcaster
-from server.settings import Settings
+from swe_realtime.app import create_app
+from swe_realtime.broadcaster import get_broadcaster
+from swe_realtime.settings import Settings
 
 
 async def send_project_updates(project_id: UUID) -> None:

@@ -4,9 +4,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from server.events.agent import AgentStatusReport
-from server.events.catalogue import CATALOGUE
-from server.events.commands import (
+from swe_realtime.events.agent import AgentStatusReport
+from swe_realtime.events.catalogue import CATALOGUE
+from swe_realtime.events.commands import (
     Command,
     ErrorAck,
     EventAck,
@@ -20,14 +20,14 @@ from server.events.commands import (
     RoomAck,
     RoomCommand,
 )
-from server.events.connection import (
+from swe_realtime.events.connection import (
     PROTOCOL_VERSION,
     ConnectionErrorData,
     ConnectionErrorEvent,
     ConnectionEstablished,
     ConnectionEstablishedData,
 )
-from server.events.envelope import Envelope, StreamPosition, utc_now
+from swe_realtime.events.envelope import Envelope, StreamPosition, utc_now
 
 NAMESPACE = "/ws"
 """The Socket.IO namespace clients connect to and every event is sent on."""

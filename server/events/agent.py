@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import Field
 
-from server.events._examples import AGENT_ID
-from server.events._types import EventData, Name, Percent, UtcDatetime, WholePercent, examples
-from server.events.envelope import Envelope, source_field
+from swe_realtime.events._examples import AGENT_ID
+from swe_realtime.events._types import EventData, Name, Percent, UtcDatetime, WholePercent, examples
+from swe_realtime.events.envelope import Envelope, source_field
 
 AGENT_SOURCE = "agent_service"
 

@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import Field
 
-from server.events._examples import PR_ID, PROJECT_ID
-from server.events._types import Count, EventData, Name, Text, Title, examples
-from server.events.envelope import Envelope, source_field
+from swe_realtime.events._examples import PR_ID, PROJECT_ID
+from swe_realtime.events._types import Count, EventData, Name, Text, Title, examples
+from swe_realtime.events.envelope import Envelope, source_field
 
 AI_SOURCE = "ai_dock_service"
 

@@ -14,9 +14,9 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from server.events import agent, ai, issue, pr, project, workflow
-from server.events.envelope import Envelope
-from server.rooms import GLOBAL, Room, RoomKind
+from swe_realtime.events import agent, ai, issue, pr, project, workflow
+from swe_realtime.events.envelope import Envelope
+from swe_realtime.rooms import GLOBAL, Room, RoomKind
 
 
 class Global(StrEnum):

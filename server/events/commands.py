@@ -13,9 +13,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.errors import ErrorCode
-from server.events._types import UtcDatetime
-from server.events.envelope import StreamPosition
+from swe_realtime.errors import ErrorCode
+from swe_realtime.events._types import UtcDatetime
+from swe_realtime.events.envelope import StreamPosition
 
 ROOM_PATTERN = r"^(global|(user|project|agent):[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})$"
 

@@ -6,11 +6,11 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from server.errors import ErrorCode
-from server.events._examples import USER_ID
-from server.events._types import EventData, examples
-from server.events.commands import ErrorAck, RecoverAck
-from server.events.envelope import Envelope
+from swe_realtime.errors import ErrorCode
+from swe_realtime.events._examples import USER_ID
+from swe_realtime.events._types import EventData, examples
+from swe_realtime.events.commands import ErrorAck, RecoverAck
+from swe_realtime.events.envelope import Envelope
 
 PROTOCOL_VERSION: Literal["1.0"] = "1.0"
 

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.events._types import UtcDatetime
+from swe_realtime.events._types import UtcDatetime
 
 DataT = TypeVar("DataT", bound=BaseModel)
 

@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import Field
 
-from server.events._examples import ISSUE_ID, PROJECT_ID, USER_ID
-from server.events._types import EventData, Text, Title, UtcDatetime, examples
-from server.events.envelope import Envelope, source_field
+from swe_realtime.events._examples import ISSUE_ID, PROJECT_ID, USER_ID
+from swe_realtime.events._types import EventData, Text, Title, UtcDatetime, examples
+from swe_realtime.events.envelope import Envelope, source_field
 
 GITHUB_SOURCE = "github_service"
 ISSUE_EXAMPLE = {

@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import Field
 
-from server.events._examples import PR_ID, PROJECT_ID
-from server.events._types import EventData, HttpUrlText, Name, Text, Title, UtcDatetime, examples
-from server.events.envelope import Envelope, source_field
+from swe_realtime.events._examples import PR_ID, PROJECT_ID
+from swe_realtime.events._types import EventData, HttpUrlText, Name, Text, Title, UtcDatetime, examples
+from swe_realtime.events.envelope import Envelope, source_field
 
 GITHUB_SOURCE = "github_service"
 PR_EXAMPLE = {"pr_id": PR_ID, "project_id": PROJECT_ID, "title": "Fix: Improve error handling in API routes"}

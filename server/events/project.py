@@ -7,9 +7,9 @@ from uuid import UUID
 
 from pydantic import Field
 
-from server.events._examples import PROJECT_ID, USER_ID
-from server.events._types import EventData, HttpUrlText, Name, examples
-from server.events.envelope import Envelope, source_field
+from swe_realtime.events._examples import PROJECT_ID, USER_ID
+from swe_realtime.events._types import EventData, HttpUrlText, Name, examples
+from swe_realtime.events.envelope import Envelope, source_field
 
 PROJECT_SOURCE = "project_service"
 

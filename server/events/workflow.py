@@ -8,9 +8,9 @@ from uuid import UUID
 
 from pydantic import Field
 
-from server.events._examples import PROJECT_ID, USER_ID, WORKFLOW_ID
-from server.events._types import Count, EventData, Name, Text, WholePercent, examples
-from server.events.envelope import Envelope, source_field
+from swe_realtime.events._examples import PROJECT_ID, USER_ID, WORKFLOW_ID
+from swe_realtime.events._types import Count, EventData, Name, Text, WholePercent, examples
+from swe_realtime.events.envelope import Envelope, source_field
 
 WORKFLOW_SOURCE = "workflow_service"
 

@@ -1,11 +1,11 @@
 """HTTP routes of the gateway, one blueprint per concern."""
 
-from server.http.docs import docs_blueprint
-from server.http.health import health_blueprint
-from server.http.inspector import inspector_blueprint
-from server.http.metrics import metrics_blueprint
-from server.http.publish import publish_blueprint
-from server.http.stats import stats_blueprint
+from swe_realtime.http.docs import docs_blueprint
+from swe_realtime.http.health import health_blueprint
+from swe_realtime.http.inspector import inspector_blueprint
+from swe_realtime.http.metrics import metrics_blueprint
+from swe_realtime.http.publish import publish_blueprint
+from swe_realtime.http.stats import stats_blueprint
 
 __all__ = [
     "docs_blueprint",

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from server.errors import ErrorCode
-from server.http.models import ErrorBody
+from swe_realtime.errors import ErrorCode
+from swe_realtime.http.models import ErrorBody
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -15,8 +15,8 @@ from typing import Any
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, raw
 
-from server.errors import ErrorCode
-from server.http._auth import error_response
+from swe_realtime.errors import ErrorCode
+from swe_realtime.http._auth import error_response
 
 DOCUMENTS = {
     "/docs": ("docs/index.html", "text/html; charset=utf-8"),

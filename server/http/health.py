@@ -12,7 +12,7 @@ from collections.abc import Callable
 from sanic import Blueprint, Request
 from sanic.response import JSONResponse, json
 
-from server.http.models import StatusBody
+from swe_realtime.http.models import StatusBody
 
 
 def health_blueprint(ready: Callable[[], bool]) -> Blueprint:

@@ -14,8 +14,8 @@ from pathlib import Path
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
-from server.events.catalogue import CATALOGUE
-from server.http.docs import serve_bytes
+from swe_realtime.events.catalogue import CATALOGUE
+from swe_realtime.http.docs import serve_bytes
 
 PAGES = Path(__file__).resolve().parent.parent / "inspector"
 FILES = {

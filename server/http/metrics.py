@@ -12,9 +12,9 @@ import hmac
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, JSONResponse, raw
 
-from server import metrics
-from server.auth import Role, TokenVerifier
-from server.http._auth import authorize
+from swe_realtime import metrics
+from swe_realtime.auth import Role, TokenVerifier
+from swe_realtime.http._auth import authorize
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -7,8 +7,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.broadcaster import Receipt
-from server.errors import ErrorCode, EventRejected
+from swe_realtime.broadcaster import Receipt
+from swe_realtime.errors import ErrorCode, EventRejected
 
 MAX_BATCH = 100
 """The most events one batch request may carry."""

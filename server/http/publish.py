@@ -13,13 +13,13 @@ from typing import Any
 from sanic import Blueprint, Request
 from sanic.response import JSONResponse, json
 
-from server import metrics
-from server.auth import Role, TokenVerifier
-from server.broadcaster import Broadcaster, Receipt, parse_event
-from server.errors import EventRejected, FieldError
-from server.events.envelope import Envelope
-from server.http._auth import authorize
-from server.http.models import MAX_BATCH, BatchReceiptBody, ReceiptBody, RejectedBody
+from swe_realtime import metrics
+from swe_realtime.auth import Role, TokenVerifier
+from swe_realtime.broadcaster import Broadcaster, Receipt, parse_event
+from swe_realtime.errors import EventRejected, FieldError
+from swe_realtime.events.envelope import Envelope
+from swe_realtime.http._auth import authorize
+from swe_realtime.http.models import MAX_BATCH, BatchReceiptBody, ReceiptBody, RejectedBody
 
 
 def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blueprint:
