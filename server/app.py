@@ -9,9 +9,11 @@ pending" errors in our probe where the ASGI driver under uvicorn logged none.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,13 +37,17 @@ from swe_realtime.http import (
     stats_blueprint,
 )
 from swe_realtime.http.body_limit import BodyLimit
+from swe_realtime.presence import Presence
 from swe_realtime.recovery import Recovery
 from swe_realtime.redis_manager import GatewayRedisManager, RedisHealth
+from swe_realtime.registry import Registry
 from swe_realtime.rooms import AccessPolicy, ClaimsAccessPolicy
 from swe_realtime.settings import Settings
 from swe_realtime.sio import AsyncServer, EngineLogger
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+_APP_NUMBERS = itertools.count(1)
+"""Sanic keeps a process-wide registry of app names: each gateway gets its own."""
 
 
 @dataclass
@@ -56,6 +62,11 @@ class GatewayApp:
     redis: RedisHealth | None
     started: bool = False
     draining: bool = False
+    _started: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    async def wait_started(self) -> None:
+        """Return once the server serving ``asgi`` has started the gateway."""
+        await self._started.wait()
 
     def ready(self) -> bool:
         """Serving, not draining, and (with Redis) able to reach the other instances."""
@@ -68,7 +79,11 @@ class GatewayApp:
 
 
 def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> GatewayApp:
-    """Build the gateway. ``policy`` replaces the claims-based room access policy."""
+    """Build the gateway. ``policy`` replaces the claims-based room access policy.
+
+    Several gateways may be built in one process (tests do); they share the process's
+    counters (server/metrics.py), and ``get_broadcaster()`` returns the last one's.
+    """
     verifier = TokenVerifier(settings.jwt)
     redis = RedisHealth(settings.redis.url) if settings.redis else None
     sio = AsyncServer(
@@ -86,24 +101,27 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         engineio_logger=EngineLogger(logging.getLogger("engineio.server")),
     )
     history = make_history(sio, settings.history)
-    broadcaster = Broadcaster(history)
+    broadcaster = Broadcaster(metrics.CountedSink(history))
     install_broadcaster(broadcaster)
+    registry = Registry(settings.limits.connections_per_user)
     gateway = Gateway(
         verifier,
         policy or ClaimsAccessPolicy(),
         broadcaster,
         Recovery(sio, sio.manager, history, NAMESPACE),
+        registry,
+        Presence(broadcaster),
         settings.max_connections,
         settings.limits,
     )
     sio.register_namespace(gateway)
     stats: Stats = (
-        ClusterStats(settings.redis, settings.instance_id, redis, gateway.snapshot)
+        ClusterStats(settings.redis, settings.instance_id, redis, registry.snapshot)
         if settings.redis and redis
-        else LocalStats(settings.instance_id, gateway.snapshot)
+        else LocalStats(settings.instance_id, registry.snapshot)
     )
 
-    sanic = Sanic("swe_realtime", configure_logging=False)
+    sanic = Sanic(f"swe_realtime_{next(_APP_NUMBERS)}", configure_logging=False)
     asgi = socketio.ASGIApp(sio, other_asgi_app=BodyLimit(sanic, settings.max_payload_bytes))
     app = GatewayApp(asgi=asgi, sanic=sanic, sio=sio, gateway=gateway, broadcaster=broadcaster, redis=redis)
     sanic.blueprint(health_blueprint(app.ready))
@@ -113,8 +131,8 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     metrics.install(
         settings.instance_id,
         __version__,
-        connections=lambda: len(gateway.connections),
-        rooms=lambda: len(gateway.snapshot()["rooms"]),
+        connections=lambda: len(registry),
+        rooms=lambda: len(registry.snapshot()["rooms"]),
         redis_up=(lambda: float(redis.reachable)) if redis else None,
     )
     sanic.blueprint(publish_blueprint(verifier, broadcaster))
@@ -123,6 +141,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     @sanic.after_server_start
     async def started(_: Sanic[Any, Any]) -> None:
         app.started = True
+        app._started.set()
         await stats.start()
 
     @sanic.before_server_stop

@@ -4,12 +4,17 @@ Every event is validated against its model before anything is sent, serialised o
 emitted once to the union of its rooms: python-socketio resolves the union to distinct
 connections, so a connection in two of the rooms receives the event once.
 
+It needs only pydantic: the gateway hands it the sink that delivers (server/history.py), a
+backend process without a gateway the rooms' streams in Redis (server/emitter.py).
+
 ``get_broadcaster()`` returns the broadcaster of the gateway created in this process (see
-``create_app``); it is the one process-wide object of the gateway.
+``create_app``), else one publishing through Redis when REDIS_URL is set; it is the one
+process-wide object of the gateway.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -17,13 +22,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from swe_realtime import metrics
 from swe_realtime.errors import EventRejected, FieldError
 from swe_realtime.events import NAMESPACE, agent, ai, issue, pr, project, workflow
 from swe_realtime.events._types import from_wire
 from swe_realtime.events.catalogue import CATALOGUE
 from swe_realtime.events.envelope import Envelope
-from swe_realtime.redis_manager import RedisUnavailable
 
 P = ParamSpec("P")
 D = TypeVar("D", bound=BaseModel)
@@ -40,8 +43,9 @@ class Receipt:
     rooms: tuple[str, ...]
 
 
-class Emitter(Protocol):
-    """What the broadcaster emits through: python-socketio's server (or a manager)."""
+class EventSink(Protocol):
+    """Where the broadcaster hands a validated event: the gateway's history (positions, then
+    delivery), python-socketio's server, or the rooms' streams in Redis."""
 
     async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None: ...
 
@@ -97,8 +101,8 @@ def _typed(
 class Broadcaster:
     """Sends catalogue events to their rooms; one typed ``broadcast_*`` method per event."""
 
-    def __init__(self, emitter: Emitter) -> None:
-        self._emitter = emitter
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
 
     async def publish(self, event: Envelope[Any]) -> Receipt:
         """Send a validated event to the union of its rooms and say where it went."""
@@ -107,12 +111,7 @@ class Broadcaster:
             raise EventRejected([FieldError(("type",), "is not a publishable event")])
         rooms = tuple(str(room) for room in entry.route.rooms(event.data))
         payload = event.model_dump(mode="json")
-        try:
-            await self._emitter.emit(event.event_name(), payload, room=list(rooms), namespace=NAMESPACE)
-        except RedisUnavailable:
-            metrics.EVENTS_REFUSED.labels("redis_unavailable").inc()
-            raise
-        metrics.EVENTS_PUBLISHED.labels(event.event_type()).inc()
+        await self._sink.emit(event.event_name(), payload, room=list(rooms), namespace=NAMESPACE)
         return Receipt(event.id, event.event_type(), rooms)
 
     async def publish_many(self, events: Sequence[Envelope[Any]]) -> list[Receipt]:
@@ -147,7 +146,21 @@ def install_broadcaster(broadcaster: Broadcaster) -> None:
 
 
 def get_broadcaster() -> Broadcaster:
-    """The broadcaster of the gateway created in this process."""
+    """The broadcaster of the gateway created in this process; in a process without one, a
+    broadcaster publishing through Redis (REDIS_URL, REDIS_CHANNEL, HISTORY_SIZE, HISTORY_TTL:
+    the same values as the gateways')."""
+    global _installed
     if _installed is None:
-        raise RuntimeError("no gateway in this process: create_app() installs the broadcaster")
+        # Imported here: the emitter builds on this module.
+        from swe_realtime.emitter import redis_broadcaster
+        from swe_realtime.settings import history_settings, redis_settings
+
+        redis = redis_settings(os.environ)
+        if redis is None:
+            raise RuntimeError(
+                "no gateway in this process and REDIS_URL is not set: set REDIS_URL (and"
+                " REDIS_CHANNEL, HISTORY_SIZE, HISTORY_TTL as the gateways have them) to publish"
+                " through Redis, or call create_app() first"
+            )
+        _installed = redis_broadcaster(redis.url, redis.channel, history_settings(os.environ))
     return _installed

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from swe_realtime.redis_manager import REDIS_OPTIONS, RedisHealth
+from swe_realtime.redis_connection import connect
+from swe_realtime.redis_manager import RedisHealth
 from swe_realtime.settings import RedisSettings
 
 HEARTBEAT = 2.0
@@ -62,7 +63,7 @@ class ClusterStats:
         self.instance_id = instance_id
         self._health = health
         self._local = local
-        self._redis: Redis = Redis.from_url(settings.url, **REDIS_OPTIONS, socket_timeout=2)
+        self._redis: Redis = connect(settings.url, default_service=settings.channel, socket_timeout=2)
         self._prefix = f"{settings.channel}:instance:"
         self._task: asyncio.Task[None] | None = None
 

@@ -1,9 +1,13 @@
 """Emitting from a process that has no socket server (a worker, a cron job, another service).
 
-``redis_broadcaster(url)`` gives the same Broadcaster the gateway uses, with the same
-models and validation, over a write-only AsyncRedisManager: every gateway instance
-subscribed to the channel delivers the event to its own connections. Unlike inside the
-gateway, a Redis failure raises RedisUnavailable: nothing else would deliver the event.
+``redis_broadcaster(url)`` gives the same Broadcaster the gateway uses, with the same models
+and validation, publishing through the rooms' Redis streams exactly as the gateway does
+(server/streams.py): the event gets its positions, is kept for recovery, and every gateway
+instance delivers it to its own connections. A Redis failure raises RedisUnavailable:
+nothing else would deliver the event.
+
+It needs only pydantic and redis (``pip install swe-realtime``, without the ``gateway``
+extra).
 
     broadcaster = redis_broadcaster("redis://redis:6379/0")
     await broadcaster.broadcast_workflow_progress(workflow_id=..., status="running", progress=40)
@@ -11,11 +15,47 @@ gateway, a Redis failure raises RedisUnavailable: nothing else would deliver the
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from swe_realtime.broadcaster import Broadcaster
-from swe_realtime.redis_manager import GatewayRedisManager, RedisHealth
-from swe_realtime.settings import DEFAULT_REDIS_CHANNEL
+from swe_realtime.errors import RedisUnavailable
+from swe_realtime.redis_connection import PUBLISH_TIMEOUT, connect, safe_url
+from swe_realtime.settings import DEFAULT_REDIS_CHANNEL, HistorySettings
+from swe_realtime.streams import RoomStreams
 
 
-def redis_broadcaster(url: str, channel: str = DEFAULT_REDIS_CHANNEL) -> Broadcaster:
+class RedisEmitter:
+    """The broadcaster's sink in a process without a gateway: the rooms' streams in Redis.
+
+    ``history`` must match the gateways' HISTORY_SIZE and HISTORY_TTL, as ``channel`` must
+    match their REDIS_CHANNEL.
+    """
+
+    def __init__(
+        self, url: str, channel: str = DEFAULT_REDIS_CHANNEL, history: HistorySettings | None = None
+    ) -> None:
+        self._url = safe_url(url)
+        self._redis = connect(url, default_service=channel)
+        self._streams = RoomStreams(channel, history or HistorySettings())
+
+    async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
+        try:
+            await asyncio.wait_for(
+                self._streams.publish(self._redis, event, data, room, namespace), PUBLISH_TIMEOUT
+            )
+        except Exception as exc:  # redis, OS and timeout errors alike: not stored, not sent
+            raise RedisUnavailable(
+                f"Redis at {self._url} is unreachable: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def aclose(self) -> None:
+        """Close the connections to Redis."""
+        await self._redis.aclose()
+
+
+def redis_broadcaster(
+    url: str, channel: str = DEFAULT_REDIS_CHANNEL, history: HistorySettings | None = None
+) -> Broadcaster:
     """A broadcaster that publishes to the gateways on ``channel`` (REDIS_CHANNEL there)."""
-    return Broadcaster(GatewayRedisManager(url, channel, RedisHealth(url), write_only=True))
+    return Broadcaster(RedisEmitter(url, channel, history))

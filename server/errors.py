@@ -54,6 +54,10 @@ class SettingsError(GatewayError, ValueError):
     """The configuration cannot be used; the message is one line naming the mistake."""
 
 
+class RedisUnavailable(GatewayError, ConnectionError):
+    """Redis could not be reached: the event was not stored or sent."""
+
+
 class ClientError(GatewayError):
     """A mistake of the caller: it carries the code and message the caller is shown."""
 

@@ -13,10 +13,15 @@ and reasons from enumerations; nothing a client sends becomes a label as it is.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from time import time
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from swe_realtime.broadcaster import EventSink
 
 REGISTRY = CollectorRegistry()
 PREFIX = "swe_realtime"
@@ -115,6 +120,17 @@ PUBLISH_TO_EMIT_SECONDS = Histogram(
 )
 
 
+@dataclass(frozen=True)
+class _Gauges:
+    connections: Callable[[], float]
+    rooms: Callable[[], float]
+    redis_up: Callable[[], float] | None
+
+
+_gateways: list[_Gauges] = []
+"""The state of every gateway built in this process (usually one), read when scraped."""
+
+
 def install(
     instance_id: str,
     version: str,
@@ -122,12 +138,27 @@ def install(
     rooms: Callable[[], float],
     redis_up: Callable[[], float] | None,
 ) -> None:
-    """Name the instance and attach the state gauges to the running gateway."""
+    """Name the instance and attach the state gauges to a gateway; with several gateways in
+    one process the gauges add theirs up (Redis: up only while up for all)."""
     INFO.labels(instance_id=instance_id, version=version).set(1)
-    CONNECTIONS.set_function(connections)
-    ROOMS.set_function(rooms)
+    _gateways.append(_Gauges(connections, rooms, redis_up))
+    CONNECTIONS.set_function(lambda: sum(gateway.connections() for gateway in _gateways))
+    ROOMS.set_function(lambda: sum(gateway.rooms() for gateway in _gateways))
     if redis_up is not None:
-        REDIS_UP.set_function(redis_up)
+        REDIS_UP.set_function(
+            lambda: min(gateway.redis_up() for gateway in _gateways if gateway.redis_up is not None)
+        )
+
+
+class CountedSink:
+    """An event sink that counts the events handed to it, by type."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
+        await self._sink.emit(event, data, room=room, namespace=namespace)
+        EVENTS_PUBLISHED.labels(event).inc()
 
 
 def delivered(event: str, payload: object, recipients: int) -> None:

@@ -32,7 +32,8 @@ from swe_realtime import metrics
 from swe_realtime.events.envelope import StreamPosition
 from swe_realtime.fanout import Gated, encode
 from swe_realtime.gate import Gate
-from swe_realtime.history import Entry, History, Window
+from swe_realtime.history import History, Window
+from swe_realtime.streams import Entry
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,8 @@ attempt, and it gives callers no way to know. Here an outage is one WARNING when
 and one line when it ends (with the number of messages the other instances missed), the
 state is readable (``RedisHealth``, behind ``/ready``), a publish never waits more than
 PUBLISH_TIMEOUT, and the subscriber reconnects with a backoff capped at MAX_BACKOFF.
-A write-only manager (an emitter process without a socket server) raises RedisUnavailable
-instead, so that its caller knows the event went nowhere. Local delivery uses the task-free
-fan-out of server/fanout.py, as the in-memory manager does.
+Local delivery uses the task-free fan-out of server/fanout.py, as the in-memory manager does;
+the Redis client comes from server/redis_connection.py, as an emitter process's does.
 """
 
 from __future__ import annotations
@@ -18,48 +17,25 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import socketio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.asyncio import Redis
 
 from swe_realtime import metrics
-from swe_realtime.errors import GatewayError
 from swe_realtime.fanout import emit_to_participants
 from swe_realtime.gate import Gate
+from swe_realtime.redis_connection import PUBLISH_TIMEOUT, connect, safe_url
 
-PUBLISH_TIMEOUT = 2.0
 MAX_BACKOFF = 5.0
-REDIS_OPTIONS: dict[str, Any] = {
-    "socket_connect_timeout": 2,
-    "health_check_interval": 10,
-    # After Redis restarts, the pool's old connections fail once ("Connection closed by
-    # server"); one immediate retry on a fresh connection keeps that from reading as an outage.
-    "retry": Retry(NoBackoff(), 1),
-    "retry_on_error": [RedisConnectionError],
-}
 
 _log = logging.getLogger("swe_realtime.redis")
-
-
-class RedisUnavailable(GatewayError, ConnectionError):
-    """Redis could not be reached; the event was not sent."""
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 class RedisHealth:
     """Whether Redis answers, as seen by every user of it in this process; logs transitions."""
 
     def __init__(self, url: str) -> None:
-        self.url = _safe_url(url)
+        self.url = safe_url(url)
         self.reachable = False
         self.unpublished = 0
         """Messages that did not reach the other instances, over this process's life."""
@@ -91,11 +67,24 @@ class RedisHealth:
 
 class GatewayRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     connected: bool
+    redis: Redis
 
-    def __init__(self, url: str, channel: str, health: RedisHealth, *, write_only: bool = False) -> None:
-        super().__init__(url, channel=channel, write_only=write_only, redis_options=dict(REDIS_OPTIONS))
+    def __init__(self, url: str, channel: str, health: RedisHealth) -> None:
+        super().__init__(url, channel=channel)
         self.health = health
         self.gates: dict[str, Gate] = {}
+
+    def _redis_connect(self) -> None:
+        """python-socketio's connect, with the client of server/redis_connection.py."""
+        self.redis = connect(self.redis_url, default_service=self.channel)
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+
+    def client(self) -> Redis:
+        """The current client, made anew after a failure (as python-socketio does)."""
+        if not self.connected:
+            self._redis_connect()
+        return self.redis
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         """Deliver to this instance's connections without a task per recipient (server/fanout.py)."""
@@ -115,23 +104,20 @@ class GatewayRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
 
     async def _publish(self, data: Any) -> None:
         try:
-            if not self.connected:
-                self._redis_connect()
-            await asyncio.wait_for(self.redis.publish(self.channel, self.json.dumps(data)), PUBLISH_TIMEOUT)
+            await asyncio.wait_for(
+                self.client().publish(self.channel, self.json.dumps(data)), PUBLISH_TIMEOUT
+            )
         except Exception as exc:  # redis, OS and timeout errors alike mean "not published"
             self.publish_failed(exc)
             return
         self.health.succeeded()
 
     def publish_failed(self, error: Exception) -> None:
-        """Count and report a message the other instances did not get; a write-only manager
-        raises RedisUnavailable, as no one else would deliver it."""
+        """Count and report a message the other instances did not get."""
         self.connected = False
         self.health.unpublished += 1
         metrics.UNPUBLISHED.inc()
         self.health.failed(error)
-        if self.write_only:
-            raise RedisUnavailable(f"Redis at {self.health.url} is unreachable: {error}") from error
 
     async def _redis_listen_with_retries(self) -> AsyncIterator[Any]:
         backoff = 0.5

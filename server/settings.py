@@ -13,12 +13,13 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from typing import TYPE_CHECKING, TypeAlias
 
 from swe_realtime.errors import SettingsError
+
+if TYPE_CHECKING:  # imported where a key is read: emitters read settings without cryptography
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
@@ -32,7 +33,7 @@ SHIPPED_CONTRACTS = (
 """The generated documents served at /docs: inside an installed wheel, or a checkout's contracts/."""
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel"})
 
-PublicKey = RSAPublicKey | EllipticCurvePublicKey
+PublicKey: TypeAlias = "RSAPublicKey | EllipticCurvePublicKey"
 
 
 @dataclass(frozen=True)
@@ -134,11 +135,8 @@ class Settings:
                 connects_per_ip_per_minute=_int(environ, "CONNECTS_PER_IP_PER_MINUTE", 60, minimum=1),
                 queued_packets=_int(environ, "MAX_QUEUED_PACKETS", 1000, minimum=10),
             ),
-            redis=_redis(environ),
-            history=HistorySettings(
-                size=_int(environ, "HISTORY_SIZE", 1000, minimum=0, maximum=100_000),
-                ttl=_int(environ, "HISTORY_TTL", 600, minimum=1, maximum=7 * 24 * 3600),
-            ),
+            redis=redis_settings(environ),
+            history=history_settings(environ),
             metrics_token=environ.get("METRICS_TOKEN") or None,
             log_format=_choice(environ, "LOG_FORMAT", ("text", "json")),
             tls=tls_settings(environ.get("SSL_CERT") or None, environ.get("SSL_KEY") or None),
@@ -149,7 +147,8 @@ class Settings:
         )
 
 
-def _redis(environ: Mapping[str, str]) -> RedisSettings | None:
+def redis_settings(environ: Mapping[str, str]) -> RedisSettings | None:
+    """REDIS_URL and REDIS_CHANNEL (the gateway's, and an emitter process's)."""
     url = environ.get("REDIS_URL") or None
     if url is None:
         return None
@@ -160,6 +159,14 @@ def _redis(environ: Mapping[str, str]) -> RedisSettings | None:
     if not all(c.isalnum() or c in "-_.:" for c in channel):
         raise SettingsError(f"REDIS_CHANNEL: {channel!r} may hold letters, digits and -_.: only")
     return RedisSettings(url, channel)
+
+
+def history_settings(environ: Mapping[str, str]) -> HistorySettings:
+    """HISTORY_SIZE and HISTORY_TTL (the gateway's, and an emitter process's)."""
+    return HistorySettings(
+        size=_int(environ, "HISTORY_SIZE", 1000, minimum=0, maximum=100_000),
+        ttl=_int(environ, "HISTORY_TTL", 600, minimum=1, maximum=7 * 24 * 3600),
+    )
 
 
 def tls_settings(cert: str | None, key: str | None) -> TlsSettings | None:
@@ -192,6 +199,8 @@ def _jwt_settings(environ: Mapping[str, str], *, dev: bool) -> JwtSettings:
     audience = environ.get("JWT_AUDIENCE") or None
     raw_algorithms = environ.get("JWT_ALGORITHMS", "")
     if pem is not None:
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
         key = _public_key(pem)
         family = RSA_ALGORITHMS if isinstance(key, RSAPublicKey) else EC_ALGORITHMS
         default = "RS256" if isinstance(key, RSAPublicKey) else "ES256"
@@ -210,6 +219,10 @@ def _jwt_settings(environ: Mapping[str, str], *, dev: bool) -> JwtSettings:
 
 
 def _public_key(pem: str) -> PublicKey:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     # Environment files often carry a PEM on one line with literal "\n" separators.
     text = pem.replace("\\n", "\n").strip()
     try:

@@ -11,8 +11,7 @@ import sys
 import uuid
 
 from swe_realtime.emitter import redis_broadcaster
-from swe_realtime.errors import EventRejected
-from swe_realtime.redis_manager import RedisUnavailable
+from swe_realtime.errors import EventRejected, RedisUnavailable
 
 
 async def main(url: str, channel: str, project: str, progress: int) -> None:

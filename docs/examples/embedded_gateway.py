@@ -11,10 +11,9 @@ import sys
 from dataclasses import replace
 from uuid import UUID
 
-import uvicorn
-
 from swe_realtime.app import create_app
 from swe_realtime.broadcaster import get_broadcaster
+from swe_realtime.serve import gateway_server
 from swe_realtime.settings import Settings
 
 
@@ -36,9 +35,11 @@ async def send_project_updates(project_id: UUID) -> None:
 async def main(port: int, project_id: UUID) -> None:
     settings = replace(Settings.from_env(os.environ), port=port)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app.asgi, port=port, log_level="warning"))
+    # The same hardened server as `swe-realtime serve` (slim WebSocket protocol, frame bound,
+    # draining shutdown), on this event loop.
+    server = gateway_server(app, settings, log_level="warning")
     serving = asyncio.create_task(server.serve())
-    await asyncio.sleep(1)  # let it start
+    await app.wait_started()
     await send_project_updates(project_id)
     server.should_exit = True
     await serving
