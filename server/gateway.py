@@ -3,10 +3,9 @@
 Commands: ``subscribe``, ``unsubscribe``, ``recover``, ``ping``, ``refresh_token`` and, for
 agents, ``agent.status``. A client that reconnects passes its last positions in
 ``auth.positions`` (or later, per room, with ``recover``) and gets what it missed first
-(server/recovery.py).
-Agents (tokens with the ``agent`` role, ``sub`` = agent id) also make presence events: the
-gateway announces ``agent.connected`` when an agent's first connection opens and
-``agent.disconnected`` when its last one closes (counted on this instance).
+(server/recovery.py). The live connections are kept by the registry (server/registry.py),
+agents' ``agent.connected`` / ``agent.disconnected`` announced by presence
+(server/presence.py).
 
 Every command handler takes ``*args`` and validates them itself: python-socketio calls a
 handler with whatever arguments the client sent, and a fixed signature would turn a client's
@@ -17,13 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
-from uuid import UUID
 
 import socketio
 from pydantic import BaseModel, ValidationError
@@ -60,23 +56,16 @@ from swe_realtime.events import (
     RoomAck,
     RoomCommand,
     StreamPosition,
-    utc_now,
 )
 from swe_realtime.events._types import from_wire
-from swe_realtime.events.agent import (
-    AgentConnected,
-    AgentConnectedData,
-    AgentDisconnected,
-    AgentDisconnectedData,
-    AgentStatusChanged,
-    AgentStatusChangedData,
-    AgentStatusReport,
-)
+from swe_realtime.events.agent import AgentStatusChanged, AgentStatusChangedData, AgentStatusReport
 from swe_realtime.fanout import encode
 from swe_realtime.gate import Gate
 from swe_realtime.history import Window
 from swe_realtime.limits import SlidingWindow, TokenBucket
+from swe_realtime.presence import Presence
 from swe_realtime.recovery import Recovery, Request
+from swe_realtime.registry import Connection, Registry
 from swe_realtime.rooms import GLOBAL, AccessPolicy, Room, parse_room
 from swe_realtime.settings import Limits
 
@@ -92,22 +81,8 @@ M = TypeVar("M", bound=BaseModel)
 C = TypeVar("C", bound=RoomCommand)
 
 
-@dataclass(slots=True)
-class Connection:
-    """What the gateway remembers about one live connection."""
-
-    principal: Principal
-    remote: str
-    bucket: TokenBucket
-    rooms: set[str] = field(default_factory=set)
-    """The named rooms it is in. Kept here: python-socketio finds a sid's rooms by scanning
-    every room of the namespace, which made each subscribe O(rooms)."""
-    expiry: asyncio.TimerHandle | None = None
-    """Fires at the token's ``exp``; replaced when the client refreshes its token."""
-
-
 class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
-    """Handlers of the ``/ws`` namespace and the registry of its live connections."""
+    """Handlers of the ``/ws`` namespace."""
 
     def __init__(
         self,
@@ -115,6 +90,8 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         policy: AccessPolicy,
         broadcaster: Broadcaster,
         recovery: Recovery,
+        registry: Registry,
+        presence: Presence,
         max_connections: int,
         limits: Limits,
     ) -> None:
@@ -123,12 +100,11 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         self._policy = policy
         self._broadcaster = broadcaster
         self._recovery = recovery
+        self._registry = registry
+        self._presence = presence
         self._max_connections = max_connections
         self._limits = limits
         self._connect_attempts = SlidingWindow(limits.connects_per_ip_per_minute)
-        self.connections: dict[str, Connection] = {}
-        self._user_connections: Counter[UUID] = Counter()
-        self._agent_connections: Counter[UUID] = Counter()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -137,11 +113,12 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         try:
             if not self._connect_attempts.allow(remote.rpartition(":")[0]):
                 raise RateLimited("Too many connection attempts from this address; wait a minute")
-            if len(self.connections) >= self._max_connections:
+            if len(self._registry) >= self._max_connections:
                 raise ConnectionLimit()
             principal = self._verifier.verify(_token(auth, environ))
-            if self._user_connections[principal.user_id] >= self._limits.connections_per_user:
-                raise ConnectionLimit("Too many connections for this user")
+            rate = self._limits.commands_per_second
+            connection = Connection(principal, remote, TokenBucket(rate, 2 * rate))
+            await self._registry.add(sid, connection)
         except ClientError as exc:
             audit.refused(code=exc.code, reason=exc.message, remote=remote)
             metrics.CONNECTIONS_REFUSED.labels(exc.code).inc()
@@ -152,10 +129,6 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
                 exc.message, refusal.model_dump(mode="json")
             ) from None
         metrics.CONNECTIONS_OPENED.inc()
-        rate = self._limits.commands_per_second
-        connection = Connection(principal, remote, TokenBucket(rate, 2 * rate))
-        self.connections[sid] = connection
-        self._user_connections[principal.user_id] += 1
         self._expire_at_exp(sid, connection)
         positions = auth.get("positions") if isinstance(auth, dict) else None
         # Resuming: hold live events from before the first join until the replay is out.
@@ -170,13 +143,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         )
         # The CONNECT packet is sent after this handler returns; the welcome must follow it.
         self.server.start_background_task(self._welcome, sid, principal, positions, held)
-        if Role.AGENT in principal.roles:
-            self._agent_connections[principal.user_id] += 1
-            if self._agent_connections[principal.user_id] == 1:
-                event = AgentConnected(
-                    data=AgentConnectedData(agent_id=principal.user_id, connected_at=utc_now())
-                )
-                await self._broadcaster.publish(event)
+        await self._presence.opened(principal)
 
     async def _welcome(self, sid: str, principal: Principal, positions: object, held: Gate | None) -> None:
         """Send connection_established; when resuming, with each room's recovery answer, and
@@ -240,7 +207,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         )
 
     async def _expire(self, sid: str, principal: Principal) -> None:
-        connection = self.connections.get(sid)
+        connection = self._registry.get(sid)
         if connection is None or connection.principal is not principal:
             return  # gone already, or refreshed meanwhile
         expired = AuthFailed("Token has expired")
@@ -255,34 +222,20 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.disconnect(sid)
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
-        connection = self.connections.pop(sid, None)
+        connection = await self._registry.remove(sid)
         if connection is None:
             return
         if connection.expiry is not None:
             connection.expiry.cancel()
         metrics.DISCONNECTS.labels(str(reason)).inc()
         self._recovery.forget(sid)
-        self._user_connections[connection.principal.user_id] -= 1
-        if self._user_connections[connection.principal.user_id] <= 0:
-            del self._user_connections[connection.principal.user_id]
         audit.disconnected(
             user_id=connection.principal.user_id,
             connection_id=sid,
             remote=connection.remote,
             reason=str(reason),
         )
-        agent_id = connection.principal.user_id
-        if Role.AGENT in connection.principal.roles:
-            self._agent_connections[agent_id] -= 1
-            if self._agent_connections[agent_id] == 0:
-                del self._agent_connections[agent_id]
-                data = AgentDisconnectedData(agent_id=agent_id, disconnected_at=utc_now(), reason=str(reason))
-                await self._broadcaster.publish(AgentDisconnected(data=data))
-
-    def snapshot(self) -> dict[str, Any]:
-        """Live connections and the member count of every named room, on this instance."""
-        members = Counter(name for connection in self.connections.values() for name in connection.rooms)
-        return {"connections": len(self.connections), "rooms": dict(sorted(members.items()))}
+        await self._presence.closed(connection.principal, str(reason))
 
     # -- commands --------------------------------------------------------------------------
 
@@ -305,7 +258,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         return ack
 
     async def _answer(self, event: str, *args: Any) -> Ack:
-        connection = self.connections.get(args[0]) if args else None
+        connection = self._registry.get(args[0]) if args else None
         if connection is not None and not connection.bucket.take():
             return _error_ack(RateLimited(f"More than {self._limits.commands_per_second} commands a second"))
         if event in CLIENT_COMMANDS:
@@ -344,7 +297,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     async def on_agent_status(self, sid: str, *args: object) -> Ack:
         """An agent reports its status; it is broadcast as ``agent.status_changed``."""
         try:
-            connection = self.connections.get(sid)
+            connection = self._registry.get(sid)
             if connection is None or Role.AGENT not in connection.principal.roles:
                 raise PermissionDenied("Only agents may report an agent status")
             if len(args) != 1:
@@ -362,7 +315,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     async def on_refresh_token(self, sid: str, *args: object) -> Ack:
         """Swap in a newer token of the same subject; leave the rooms it no longer allows."""
         try:
-            connection = self.connections.get(sid)
+            connection = self._registry.get(sid)
             if connection is None:
                 raise AuthFailed()
             principal = self._verifier.verify(_payload(args, RefreshTokenCommand, "a string 'token'").token)
@@ -382,7 +335,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _admit(self, sid: str, room: Room, pending: int = 0) -> Room:
         """``room`` if this connection may join it (``pending`` more joins on the way)."""
-        connection = self.connections.get(sid)
+        connection = self._registry.get(sid)
         if connection is None or not await self._policy.may_subscribe(connection.principal, room):
             raise RoomAccessDenied()
         limit = self._limits.rooms_per_connection
@@ -397,7 +350,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         return plan.windows[0][1]
 
     async def _join_sid(self, sid: str, name: str) -> None:
-        connection = self.connections.get(sid)
+        connection = self._registry.get(sid)
         if connection is not None:
             await self._join(connection, sid, name)
 
@@ -406,7 +359,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         await self.enter_room(sid, name)
 
     async def _leave(self, sid: str, name: str) -> None:
-        connection = self.connections.get(sid)
+        connection = self._registry.get(sid)
         if connection is not None:
             connection.rooms.discard(name)
         self._recovery.forget(sid, name)
