@@ -7,9 +7,13 @@ agents, ``agent.status``. A client that reconnects passes its last positions in
 agents' ``agent.connected`` / ``agent.disconnected`` announced by presence
 (server/presence.py).
 
-Every command handler takes ``*args`` and validates them itself: python-socketio calls a
-handler with whatever arguments the client sent, and a fixed signature would turn a client's
-extra or missing argument into a server-side TypeError.
+The event path: python-socketio calls ``trigger_event``; ``connect`` and ``disconnect`` go to
+``on_connect`` / ``on_disconnect`` (our AsyncServer drops client packets with those names),
+and every other name is looked up in the command table built in ``__init__``, one entry per
+CLIENT_COMMANDS name, never by method name. Every command handler takes ``*args`` and
+validates them itself: python-socketio calls a handler with whatever arguments the client
+sent, and a fixed signature would turn a client's extra or missing argument into a
+server-side TypeError.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs
 
 import socketio
@@ -81,6 +85,12 @@ M = TypeVar("M", bound=BaseModel)
 C = TypeVar("C", bound=RoomCommand)
 
 
+class Handler(Protocol):
+    """A command handler: the sender's sid, then whatever arguments the client sent."""
+
+    def __call__(self, sid: str, /, *args: object) -> Awaitable[Ack]: ...
+
+
 class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     """Handlers of the ``/ws`` namespace."""
 
@@ -105,6 +115,21 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         self._max_connections = max_connections
         self._limits = limits
         self._connect_attempts = SlidingWindow(limits.connects_per_ip_per_minute)
+        self.commands: Mapping[str, Handler] = {
+            "subscribe": self._subscribe,
+            "unsubscribe": self._unsubscribe,
+            "recover": self._recover,
+            "ping": self._ping,
+            "refresh_token": self._refresh_token,
+            "agent.status": self._agent_status,
+        }
+        """The client commands, by event name: the one way a client's event reaches code."""
+        if self.commands.keys() != CLIENT_COMMANDS.keys():
+            raise RuntimeError(
+                f"The command table must have one handler per CLIENT_COMMANDS entry: "
+                f"missing {sorted(CLIENT_COMMANDS.keys() - self.commands.keys())}, "
+                f"unknown {sorted(self.commands.keys() - CLIENT_COMMANDS.keys())}"
+            )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -240,14 +265,14 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     # -- commands --------------------------------------------------------------------------
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        """Dispatch lifecycle events and CLIENT_COMMANDS (``agent.status`` -> ``on_agent_status``).
+        """Run ``on_connect`` / ``on_disconnect``, or the command table's handler of ``event``.
 
         Any other event gets an INVALID_REQUEST ack.
         """
         if event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
         started = time.perf_counter()
-        command = event if event in CLIENT_COMMANDS else "unknown"
+        command = event if event in self.commands else "unknown"
         ack = await self._answer(event, *args)
         metrics.COMMANDS.labels(command, ack.get("status", "")).inc()
         metrics.COMMAND_SECONDS.labels(command).observe(time.perf_counter() - started)
@@ -261,27 +286,27 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         connection = self._registry.get(args[0]) if args else None
         if connection is not None and not connection.bucket.take():
             return _error_ack(RateLimited(f"More than {self._limits.commands_per_second} commands a second"))
-        if event in CLIENT_COMMANDS:
-            ack: Ack = await getattr(self, "on_" + event.replace(".", "_"))(*args)
-            return ack
+        handler = self.commands.get(event)
+        if handler is not None:
+            return await handler(*args)
         shown = event if len(event) <= MAX_EVENT_NAME_CHARS else event[:MAX_EVENT_NAME_CHARS] + "..."
         return _error_ack(InvalidRequest(f"Unknown event {shown!r}"))
 
-    async def on_subscribe(self, sid: str, *args: object) -> Ack:
+    async def _subscribe(self, sid: str, *args: object) -> Ack:
         async def subscribe(_: RoomCommand, room: Room) -> RoomAck:
             window = await self._enter(sid, Request(str(await self._admit(sid, room)), None))
             return RoomAck(room=str(room), position=window.position)
 
         return await _room_command(args, RoomCommand, "a string 'room'", subscribe)
 
-    async def on_unsubscribe(self, sid: str, *args: object) -> Ack:
+    async def _unsubscribe(self, sid: str, *args: object) -> Ack:
         async def unsubscribe(_: RoomCommand, room: Room) -> RoomAck:
             await self._leave(sid, str(room))
             return RoomAck(room=str(room))
 
         return await _room_command(args, RoomCommand, "a string 'room'", unsubscribe)
 
-    async def on_recover(self, sid: str, *args: object) -> Ack:
+    async def _recover(self, sid: str, *args: object) -> Ack:
         """Subscribe to a room and replay what came after the client's position."""
 
         async def recover(command: RecoverCommand, room: Room) -> RecoverAck:
@@ -291,10 +316,10 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         shape = "a string 'room' and a 'position' {epoch, offset}"
         return await _room_command(args, RecoverCommand, shape, recover)
 
-    async def on_ping(self, sid: str, *args: object) -> Ack:
+    async def _ping(self, sid: str, *args: object) -> Ack:
         return PongAck().model_dump(mode="json")
 
-    async def on_agent_status(self, sid: str, *args: object) -> Ack:
+    async def _agent_status(self, sid: str, *args: object) -> Ack:
         """An agent reports its status; it is broadcast as ``agent.status_changed``."""
         try:
             connection = self._registry.get(sid)
@@ -312,7 +337,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             return _error_ack(exc)
         return EventAck(id=receipt.id).model_dump(mode="json")
 
-    async def on_refresh_token(self, sid: str, *args: object) -> Ack:
+    async def _refresh_token(self, sid: str, *args: object) -> Ack:
         """Swap in a newer token of the same subject; leave the rooms it no longer allows."""
         try:
             connection = self._registry.get(sid)
