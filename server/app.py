@@ -21,11 +21,14 @@ import socketio
 from sanic import Sanic
 
 from swe_realtime import __version__, metrics
+from swe_realtime._compat.engineio import EngineLogger
+from swe_realtime._compat.fanout import FanoutManager
+from swe_realtime._compat.socketio import AsyncServer
+from swe_realtime._compat.socketio_redis import GatewayRedisManager
 from swe_realtime.auth import TokenVerifier
 from swe_realtime.broadcaster import Broadcaster, install_broadcaster
 from swe_realtime.cluster import ClusterStats, LocalStats, Stats
 from swe_realtime.events import NAMESPACE
-from swe_realtime.fanout import FanoutManager
 from swe_realtime.gateway import Gateway
 from swe_realtime.history import make_history
 from swe_realtime.http import (
@@ -39,11 +42,10 @@ from swe_realtime.http import (
 from swe_realtime.http.body_limit import BodyLimit
 from swe_realtime.presence import Presence
 from swe_realtime.recovery import Recovery
-from swe_realtime.redis_manager import GatewayRedisManager, RedisHealth
+from swe_realtime.redis_health import RedisHealth
 from swe_realtime.registry import Registry
 from swe_realtime.rooms import AccessPolicy, ClaimsAccessPolicy
 from swe_realtime.settings import Settings
-from swe_realtime.sio import AsyncServer, EngineLogger
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _APP_NUMBERS = itertools.count(1)

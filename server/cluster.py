@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 
 from swe_realtime.redis_connection import connect
-from swe_realtime.redis_manager import RedisHealth
+from swe_realtime.redis_health import RedisHealth
 from swe_realtime.settings import RedisSettings
 
 HEARTBEAT = 2.0

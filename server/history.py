@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Protocol
 
+from swe_realtime._compat.fanout import emit_to_participants
+from swe_realtime._compat.socketio_redis import GatewayRedisManager
 from swe_realtime.events.commands import RecoveryFailure
 from swe_realtime.events.envelope import StreamPosition
-from swe_realtime.fanout import emit_to_participants
 from swe_realtime.redis_connection import PUBLISH_TIMEOUT
-from swe_realtime.redis_manager import GatewayRedisManager
 from swe_realtime.settings import HistorySettings
 from swe_realtime.streams import Entry, RoomStreams, new_epoch
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from swe_realtime import metrics
+from swe_realtime._compat.fanout import Gated, encode
 from swe_realtime.events.envelope import StreamPosition
-from swe_realtime.fanout import Gated, encode
 from swe_realtime.gate import Gate
 from swe_realtime.history import History, Window
 from swe_realtime.streams import Entry
@@ -129,14 +129,9 @@ class Recovery:
         """Sends frames to ``sid`` straight to its Engine.IO queue: past the gate (this is the
         gate's own output) and past the slow-consumer bound (a replay is bounded by
         HISTORY_SIZE per room, and is not the client falling behind)."""
-        eio_sid = self._server.manager.eio_sid_from_sid(sid, self._namespace)
 
         async def send(frames: list[Any]) -> None:
-            socket = self._server.eio.sockets.get(eio_sid)
-            if socket is None or socket.closed:
-                return
-            for frame in frames:
-                await socket.send(frame)
+            await self._server.send_now(sid, self._namespace, frames)
 
         return send
 

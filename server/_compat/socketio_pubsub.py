@@ -14,6 +14,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from swe_realtime._compat import Upstream
+
+UPSTREAM = (
+    Upstream(
+        "python-socketio",
+        "socketio.async_pubsub_manager:AsyncPubSubManager.emit",
+        {"5.16.1": "6cc46e0ff9b6d7cf", "5.18.1": "6cc46e0ff9b6d7cf"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_pubsub_manager:AsyncPubSubManager._handle_emit",
+        {"5.16.1": "4284671be955f644", "5.18.1": "4284671be955f644"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_pubsub_manager:AsyncPubSubManager._thread",
+        {"5.16.1": "fa8d075729aac64d", "5.18.1": "fa8d075729aac64d"},
+    ),
+)
+
 SOURCE_HOST = "swe-realtime-publisher"
 """The ``host_id`` of messages no manager sent: every instance, the publishing one included,
 delivers them from the channel."""

@@ -1,5 +1,8 @@
 """python-socketio's AsyncServer, hardened where a client could hurt it or fill the error log.
 
+Read against python-socketio 5.16.1 to 5.18.1 and python-engineio 4.12.2 to 4.15.1 (the
+UPSTREAM table below); the Engine.IO server's own patches are in engineio.py.
+
 1. Event names. python-socketio hands a client's EVENT packet to the handlers whatever its
    first element is: a number or an object makes the namespace dispatcher raise TypeError
    (logged as a server error), and the names ``connect`` and ``disconnect`` run the
@@ -19,75 +22,64 @@
    buffer up to ten billion announced attachments per packet. A second CONNECT for a
    namespace the session already joined is refused too: python-socketio would register a
    second sid and leak the first when the session ends.
-4. Log levels. python-engineio reports a client's protocol mistakes (a foreign origin, an
-   unknown session id, a bad transport) at ERROR the first time, and an undecodable polling
-   POST body at ERROR with a traceback every time. They are the client's errors, not the
-   server's: we log them at WARNING (the once-only ones at INFO after the first), keeping
-   ERROR for faults an operator must act on.
-5. Slow consumers. A client that stops reading lets its outbound queue grow without bound
+4. Slow consumers. A client that stops reading lets its outbound queue grow without bound
    (uvicorn applies back-pressure, so packets wait in python-engineio's queue). At
    ``max_queued_packets`` unread packets the session is closed and counted instead.
-6. Polling batches. socket.io-client sends everything it has queued in one POST, bounded by
-   bytes (the ``maxPayload`` of the handshake), not by count; python-engineio drops a whole
-   POST of more than 16 packets. The count is raised to MAX_PACKETS_PER_POST; the byte bound
-   (MAX_PAYLOAD_BYTES) still holds. python-engineio keeps this count on its Payload class,
-   so it is set for the process: the gateway runs one engine per process.
+5. Sends past the gate. A replay goes straight to the session's Engine.IO socket
+   (:meth:`AsyncServer.send_now`): past the recovery gate (it is the gate's own output) and
+   past the slow-consumer bound (a replay is bounded by HISTORY_SIZE per room).
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Any
 
-import engineio
-import engineio.payload
 import socketio
 
-from swe_realtime import audit, metrics, slim
+from swe_realtime import audit, metrics
+from swe_realtime._compat import Upstream
+from swe_realtime._compat.engineio import EngineServer
 
 LIFECYCLE_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
 BINARY_PACKET_TYPES = ("5", "6")
-MAX_PACKETS_PER_POST = 1024
 
-
-class EngineLogger(logging.LoggerAdapter[logging.Logger]):
-    """python-engineio's logger, with undecodable client input demoted from ERROR to WARNING."""
-
-    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        if not self.isEnabledFor(level):  # engineio logs every packet at INFO: stay cheap
-            return
-        failure = sys.exception()
-        if level >= logging.ERROR and isinstance(failure, ValueError):
-            level, msg, args = logging.WARNING, "%s: %.120s", (msg, failure)
-            kwargs["exc_info"] = False
-        super().log(level, msg, *args, **kwargs)
-
-
-class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        engineio.payload.Payload.max_decode_packets = MAX_PACKETS_PER_POST
-        # The driver's table is shared by the module: replace the entry in a copy.
-        self._async: dict[str, Any] = {**self._async, "translate_request": slim.translate_request}
-
-    def create_queue(self, *args: Any, **kwargs: Any) -> slim.SingleConsumerQueue[Any]:
-        """Each session's send queue, read by its writer task alone (see slim.py)."""
-        return slim.SingleConsumerQueue()
-
-    SERVER_FAULTS = frozenset({"no-websocket"})
-    """The one message key python-engineio logs once that is about the server, not a client."""
-
-    def _log_error_once(self, message: str, message_key: str) -> None:
-        if message_key in self.SERVER_FAULTS:
-            super()._log_error_once(message, message_key)
-            return
-        level = logging.INFO if message_key in self.log_message_keys else logging.WARNING
-        self.log_message_keys.add(message_key)
-        self.logger.log(level, message)
+UPSTREAM = (
+    Upstream(
+        "python-socketio",
+        "socketio.async_server:AsyncServer._send_eio_packet",
+        {"5.16.1": "64cf72a2ab7d75b1", "5.18.1": "64cf72a2ab7d75b1"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_server:AsyncServer._handle_eio_message",
+        {"5.16.1": "f90b9d8986a9e678", "5.18.1": "bef50fc0e1635921"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_server:AsyncServer._handle_connect",
+        {"5.16.1": "bbed679f5bf2389e", "5.18.1": "c97c480cf777de36"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_server:AsyncServer._handle_event",
+        {"5.16.1": "65178105ef8b593d", "5.18.1": "65178105ef8b593d"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_server:AsyncServer._handle_eio_disconnect",
+        {"5.16.1": "9344593148b66fd9", "5.18.1": "9344593148b66fd9"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.base_server:BaseServer._engineio_server_class",
+        {"5.16.1": "8cc5cd097b72f79e", "5.18.1": "8cc5cd097b72f79e"},
+    ),
+)
 
 
 class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server with the patches listed above."""
+
     def __init__(self, *args: Any, max_queued_packets: int = 1000, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_queued_packets = max_queued_packets
@@ -125,6 +117,14 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         """
         for eio_sid in list(self.eio.sockets):
             await self._close_session(eio_sid)
+
+    async def send_now(self, sid: str, namespace: str, frames: list[Any]) -> None:
+        """Queue encoded frames for ``sid`` on its Engine.IO socket, as they are."""
+        socket = self.eio.sockets.get(self.manager.eio_sid_from_sid(sid, namespace))
+        if socket is None or socket.closed:
+            return
+        for frame in frames:
+            await socket.send(frame)
 
     async def _close_session(self, eio_sid: str) -> None:
         """Close an Engine.IO session without waiting for its queue to drain.

@@ -6,6 +6,11 @@ python-engineio queue, which never waits, so the tasks buy nothing but their own
 which dominated fan-out profiles (task creation and scheduling per delivery). Here the
 packet is still encoded once and handed to each recipient in a plain loop. Emits that
 expect acknowledgements keep the library's path.
+
+Read against python-socketio 5.16.1 to 5.18.1 (the UPSTREAM table below): this replaces
+``AsyncManager.emit`` for emits without a callback, reads the participants as
+``BaseManager.get_participants`` yields them, encodes as the server's ``packet_class`` does,
+and hands packets over with the server's ``_send_eio_packet`` (the slow-consumer check).
 """
 
 from __future__ import annotations
@@ -18,7 +23,36 @@ from engineio import packet as eio_packet
 from socketio import packet
 
 from swe_realtime import metrics
+from swe_realtime._compat import Upstream
 from swe_realtime.gate import Gate
+
+UPSTREAM = (
+    Upstream(
+        "python-socketio",
+        "socketio.async_manager:AsyncManager.emit",
+        {"5.16.1": "01ccd5b82b4f955e", "5.18.1": "01ccd5b82b4f955e"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.base_manager:BaseManager.get_participants",
+        {"5.16.1": "7d78ad681c95de5b", "5.18.1": "7d78ad681c95de5b"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_server:AsyncServer._send_eio_packet",
+        {"5.16.1": "64cf72a2ab7d75b1", "5.18.1": "64cf72a2ab7d75b1"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.packet:Packet.__init__",
+        {"5.16.1": "5fe2fa797e082c1d", "5.18.1": "5fe2fa797e082c1d"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.packet:Packet.encode",
+        {"5.16.1": "513c45be75181da2", "5.18.1": "513c45be75181da2"},
+    ),
+)
 
 
 def encode(server: Any, event: str, data: Any, namespace: str) -> list[Any]:

@@ -1,5 +1,7 @@
 """python-socketio's AsyncRedisManager, made to live through Redis outages.
 
+Read against python-socketio 5.16.1 to 5.18.1 (the UPSTREAM table below).
+
 The stock manager already delivers an event to this instance's own connections before it
 publishes it for the others, so local delivery goes on without Redis. What it does badly
 during an outage is speak: two ERROR lines per event published and one per reconnection
@@ -14,7 +16,6 @@ the Redis client comes from server/redis_connection.py, as an emitter process's 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,50 +23,61 @@ import socketio
 from redis.asyncio import Redis
 
 from swe_realtime import metrics
-from swe_realtime.fanout import emit_to_participants
+from swe_realtime._compat import Upstream
+from swe_realtime._compat.fanout import emit_to_participants
 from swe_realtime.gate import Gate
-from swe_realtime.redis_connection import PUBLISH_TIMEOUT, connect, safe_url
+from swe_realtime.redis_connection import PUBLISH_TIMEOUT, connect
+from swe_realtime.redis_health import RedisHealth
 
 MAX_BACKOFF = 5.0
 
-_log = logging.getLogger("swe_realtime.redis")
-
-
-class RedisHealth:
-    """Whether Redis answers, as seen by every user of it in this process; logs transitions."""
-
-    def __init__(self, url: str) -> None:
-        self.url = safe_url(url)
-        self.reachable = False
-        self.unpublished = 0
-        """Messages that did not reach the other instances, over this process's life."""
-        self._outage_reported = False
-
-    def failed(self, error: BaseException) -> None:
-        if not self._outage_reported:
-            _log.warning(
-                "Redis at %s is unreachable (%s: %s): cross-instance delivery stops until it is back;"
-                " this instance keeps serving its own connections",
-                self.url,
-                type(error).__name__,
-                error,
-            )
-            self._outage_reported = True
-        self.reachable = False
-
-    def succeeded(self) -> None:
-        if self._outage_reported:
-            metrics.REDIS_RECONNECTS.inc()
-            _log.warning(
-                "Redis at %s is reachable again; %d message(s) so far did not reach other instances",
-                self.url,
-                self.unpublished,
-            )
-            self._outage_reported = False
-        self.reachable = True
+UPSTREAM = (
+    Upstream(
+        "python-socketio",
+        "socketio.async_redis_manager:AsyncRedisManager.__init__",
+        {"5.16.1": "3360cfacd7923313", "5.18.1": "3360cfacd7923313"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_redis_manager:AsyncRedisManager._redis_connect",
+        {"5.16.1": "0eeb88f082c2329b", "5.18.1": "da4530c936323c25"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_redis_manager:AsyncRedisManager._publish",
+        {"5.16.1": "cd1d7a85d9d88f7b", "5.18.1": "033e4da7cc8768b4"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_redis_manager:AsyncRedisManager._redis_listen_with_retries",
+        {"5.16.1": "8aa5bcb14e5001e0", "5.18.1": "ad347f253fd3423a"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_redis_manager:AsyncRedisManager._listen",
+        {"5.16.1": "3e74fdd1084b4e13", "5.18.1": "3e74fdd1084b4e13"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_pubsub_manager:AsyncPubSubManager.__init__",
+        {"5.16.1": "81c6a9f1e359749a", "5.18.1": "81c6a9f1e359749a"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_pubsub_manager:AsyncPubSubManager._handle_emit",
+        {"5.16.1": "4284671be955f644", "5.18.1": "4284671be955f644"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_pubsub_manager:AsyncPubSubManager._thread",
+        {"5.16.1": "fa8d075729aac64d", "5.18.1": "fa8d075729aac64d"},
+    ),
+)
 
 
 class GatewayRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """python-socketio's Redis manager with the patches listed above."""
+
     connected: bool
     redis: Redis
 

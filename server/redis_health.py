@@ -1,0 +1,48 @@
+"""Whether Redis answers, as every user of it in this process sees it (behind ``/ready``).
+
+An outage is one WARNING when it starts and one line when it ends, with the number of
+messages the other instances missed meanwhile, not a line per failed call.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from swe_realtime import metrics
+from swe_realtime.redis_connection import safe_url
+
+_log = logging.getLogger("swe_realtime.redis")
+
+
+class RedisHealth:
+    """Whether Redis answers, as seen by every user of it in this process; logs transitions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = safe_url(url)
+        self.reachable = False
+        self.unpublished = 0
+        """Messages that did not reach the other instances, over this process's life."""
+        self._outage_reported = False
+
+    def failed(self, error: BaseException) -> None:
+        if not self._outage_reported:
+            _log.warning(
+                "Redis at %s is unreachable (%s: %s): cross-instance delivery stops until it is back;"
+                " this instance keeps serving its own connections",
+                self.url,
+                type(error).__name__,
+                error,
+            )
+            self._outage_reported = True
+        self.reachable = False
+
+    def succeeded(self) -> None:
+        if self._outage_reported:
+            metrics.REDIS_RECONNECTS.inc()
+            _log.warning(
+                "Redis at %s is reachable again; %d message(s) so far did not reach other instances",
+                self.url,
+                self.unpublished,
+            )
+            self._outage_reported = False
+        self.reachable = True
