@@ -65,7 +65,7 @@ async def _published(channel: str, publish: Any) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(message["data"])
         return result
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         await redis.aclose()
 
 
