@@ -29,6 +29,7 @@ import socketio
 from pydantic import BaseModel, ValidationError
 
 from swe_realtime import audit, metrics
+from swe_realtime._compat.fanout import encode
 from swe_realtime.auth import Principal, Role, TokenVerifier
 from swe_realtime.broadcaster import Broadcaster, field_errors
 from swe_realtime.errors import (
@@ -63,7 +64,6 @@ from swe_realtime.events import (
 )
 from swe_realtime.events._types import from_wire
 from swe_realtime.events.agent import AgentStatusChanged, AgentStatusChangedData, AgentStatusReport
-from swe_realtime.fanout import encode
 from swe_realtime.gate import Gate
 from swe_realtime.history import Window
 from swe_realtime.limits import SlidingWindow, TokenBucket
