@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from sanic import Sanic
 
-from tests.support import LOAD_TEST_LIMITS, SECRET, SHARED_REDIS, Client, RedisProcess, ServerProcess
+from swe_realtime.app import create_app
+from swe_realtime.settings import Settings
+from tests.support import (
+    LOAD_TEST_LIMITS,
+    SECRET,
+    SHARED_REDIS,
+    Client,
+    InProcessAPI,
+    RedisProcess,
+    ServerProcess,
+)
+
+with warnings.catch_warnings():
+    # sanic-testing 24.6 imports websockets.legacy (deprecated since websockets 14) for its
+    # WebSocket test client, which these tests do not use; imported once here, it warns nowhere.
+    warnings.filterwarnings("ignore", "websockets.legacy is deprecated", DeprecationWarning)
+    importlib.import_module("sanic_testing")
+
+REDIS_FIXTURES = frozenset({"cluster", "private_redis"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start gateways on Redis are marked redis even where a module forgot to say
+    so, for ``-m "not redis"`` to hold on a machine without Redis."""
+    for item in items:
+        if REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.redis)
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +51,9 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
 
 @pytest.fixture
 def server(shared_server: ServerProcess) -> Iterator[ServerProcess]:
-    """The shared gateway; fails the test if the gateway logged an error while it ran."""
-    offset = len(shared_server.log())
+    """The shared gateway; fails the test if the gateway logged an error while it ran (only
+    the lines written during this test count: the log is shared by the whole session)."""
+    offset = shared_server.log_size()
     yield shared_server
     assert shared_server.process.poll() is None, "the gateway died"
     assert shared_server.errors_since(offset) == []
@@ -31,7 +61,8 @@ def server(shared_server: ServerProcess) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start a private gateway with its own environment; stopped (and checked) at teardown."""
+    """Start a private gateway with its own environment; stopped (and checked) at teardown.
+    Its log is its own, written during this test only."""
     started: list[ServerProcess] = []
 
     def start(env: dict[str, str] | None = None, *args: str, https: bool = False) -> ServerProcess:
@@ -45,6 +76,24 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         clean = process.stop()
         assert clean or process.crashed, process.log()
         assert errors == []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sanic_test_mode() -> Iterator[None]:
+    """Sanic's test mode, for the whole test process: this process builds create_app more than
+    once (``in_process``, test_broadcaster), and outside test mode Sanic refuses a second app of
+    one name and rewrites its own methods ("touchup") from the rewritten ones, which fails."""
+    Sanic.test_mode = True
+    yield
+    Sanic.test_mode = False
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch) -> InProcessAPI:
+    """``create_app`` in this process, its HTTP routes called without a socket (sanic-testing).
+    sanic-testing replaces ``Sanic.__call__`` for good: it is put back at teardown."""
+    monkeypatch.setattr(Sanic, "__call__", Sanic.__call__)
+    return InProcessAPI(create_app(Settings.from_env({"JWT_SECRET": SECRET})).sanic)
 
 
 @pytest.fixture

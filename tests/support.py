@@ -1,11 +1,19 @@
-"""Test support: a real gateway process on a free port, real clients, token crafting."""
+"""The one helpers module of the tests: a real gateway process on a free port, real clients,
+token crafting, publishing over HTTP, collecting what a client receives, and ``eventually``.
+
+Test modules import from here (and fixtures come from conftest.py); no test module imports
+from another. tests/emit.py and tests/crowd.py are not helpers: they are scripts that tests
+run as processes of their own.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import io
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -14,14 +22,21 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from uuid import UUID, uuid4
 
 import aiohttp
 import jwt
+import redis.asyncio
 import socketio
+
+from swe_realtime.events.catalogue import CATALOGUE
+from swe_realtime.rooms import Room, RoomKind
+
+if TYPE_CHECKING:
+    from sanic import Sanic
 
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
 LOAD_TEST_LIMITS = {
@@ -34,6 +49,66 @@ CLI = Path(sys.executable).with_name("swe-realtime")
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 """The machine's Redis: tests use channels (and so keys) of their own on it, never flush it."""
 ERROR_MARKERS = (" ERROR ", " CRITICAL ", "Traceback (most recent call last)")
+
+T = TypeVar("T")
+
+
+@overload
+async def eventually(
+    condition: Callable[[], Awaitable[T | None]],
+    timeout: float = ...,
+    *,
+    interval: float = ...,
+    message: str | None = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    condition: Callable[[], T | None],
+    timeout: float = ...,
+    *,
+    interval: float = ...,
+    message: str | None = ...,
+) -> T: ...
+
+
+async def eventually(
+    condition: Callable[[], Any], timeout: float = 10.0, *, interval: float = 0.05, message: str | None = None
+) -> Any:
+    """Poll ``condition`` (a plain or an async callable) until it returns something truthy, and
+    return that; fail with ``message`` (or the last value seen) after ``timeout`` seconds.
+
+    This is how a test waits for something to happen: on what it can observe, never a sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(message or f"not true within {timeout} s; last value: {result!r}")
+        await asyncio.sleep(interval)  # the poll interval, not a wait for anything in particular
+
+
+def eventually_sync(
+    condition: Callable[[], T | None],
+    timeout: float = 10.0,
+    *,
+    interval: float = 0.05,
+    message: str | None = None,
+) -> T:
+    """``eventually`` for code that is not async (process start-up in plain fixtures)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(message or f"not true within {timeout} s; last value: {result!r}")
+        time.sleep(interval)  # the poll interval, not a wait for anything in particular
 
 
 async def api(
@@ -62,10 +137,62 @@ async def api(
 
 
 async def stats(server: ServerProcess) -> dict[str, Any]:
-    status, body = await api(server, "GET", "/api/v1/websocket/stats", make_token(roles=["admin"]))
+    status, body = await api(server, "GET", "/api/v1/websocket/stats", ADMIN)
     assert status == 200, body
     result: dict[str, Any] = body
     return result
+
+
+async def wait_ready(server: ServerProcess, expected: int, timeout: float = 15) -> None:
+    """Until ``/ready`` answers ``expected`` (200 ready, 503 not: e.g. Redis is away)."""
+
+    async def answers() -> bool:
+        return (await api(server, "GET", "/ready"))[0] == expected
+
+    await eventually(answers, timeout, interval=0.2, message=f"/ready never answered {expected}")
+
+
+async def redis_subscribers(url: str, channel: str) -> int:
+    """How many connections are subscribed to ``channel`` on the Redis at ``url``."""
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        [(_, count)] = await client.pubsub_numsub(channel)
+        return int(count)
+    finally:
+        await client.aclose()
+
+
+class InProcessAPI:
+    """The gateway's HTTP routes called in this process through sanic-testing's ASGI client:
+    for request/response checks that need no socket (validation, error bodies, access rules).
+
+    It reaches the Sanic app itself, behind the ASGI middleware of ``create_app``: what that
+    middleware does (the 413 of BodyLimit, Socket.IO) is tested against a real server.
+    """
+
+    def __init__(self, sanic: Sanic[Any, Any]) -> None:
+        self._client: Any = sanic.asgi_client  # sanic-testing ships no type information
+
+    async def __call__(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """Like ``api``: (status, parsed JSON body or None); ``headers`` are sent as they are."""
+        headers = dict(headers or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if raw is not None:
+            headers["Content-Type"] = "application/json"
+        _, response = await self._client.request(
+            method, path, headers=headers, json=body if raw is None else None, content=raw
+        )
+        return response.status, response.json
 
 
 _UNVERIFIED = ssl._create_unverified_context()  # only to poll /health of a test's own server
@@ -100,24 +227,45 @@ class ServerProcess:
         self._wait_healthy()
 
     def _wait_healthy(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=1, context=_UNVERIFIED) as response:
-                    if response.status == 200:
-                        return
+                    return bool(response.status == 200)
             except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"gateway did not become healthy:\n{self.log()}")
+                return False
+
+        try:
+            eventually_sync(healthy, timeout)
+        except AssertionError:
+            raise RuntimeError(f"gateway did not become healthy:\n{self.log()}") from None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def log_size(self) -> int:
+        """Where the log ends now: pass it to ``log_since`` for what a test alone caused."""
+        return self.log_path.stat().st_size
+
+    def log_since(self, offset: int) -> str:
+        """What was logged after ``offset`` (a ``log_size()``): this test's lines only."""
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
     def errors_since(self, offset: int) -> list[str]:
-        """Lines logged at ERROR or worse (or tracebacks) after ``offset`` characters."""
-        return [line for line in self.log()[offset:].splitlines() if any(m in line for m in ERROR_MARKERS)]
+        """Lines logged at ERROR or worse (or tracebacks) after ``offset`` (a ``log_size()``)."""
+        return [line for line in self.log_since(offset).splitlines() if any(m in line for m in ERROR_MARKERS)]
+
+    async def logged(self, pattern: str, offset: int, timeout: float = 5.0) -> str:
+        """The first log line after ``offset`` that matches ``pattern``, once it is written."""
+
+        def match() -> str | None:
+            found = re.search(pattern, self.log_since(offset))
+            return found.group(0) if found else None
+
+        return await eventually(match, timeout, message=f"no log line matching {pattern!r}")
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no clean shutdown is expected afterwards."""
@@ -174,6 +322,11 @@ def make_token(
     return jwt.encode(body, secret, algorithm=algorithm)
 
 
+SERVICE = make_token(roles=["service"], ttl=24 * 3600)
+"""A backend service's token: it may publish events and read the stats."""
+ADMIN = make_token(roles=["admin"], ttl=24 * 3600)
+
+
 class Client:
     """A python-socketio AsyncClient on ``/ws`` that records every event it receives."""
 
@@ -222,6 +375,95 @@ class Client:
             await http.close()
 
 
+# --- events: building, publishing, receiving ----------------------------------------------
+
+UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def fresh(value: Any, ids: dict[str, str] | None = None) -> Any:
+    """The example with every UUID replaced by a new one (the same old id -> the same new id)."""
+    ids = {} if ids is None else ids
+    if isinstance(value, dict):
+        return {key: fresh(item, ids) for key, item in value.items()}
+    if isinstance(value, list):
+        return [fresh(item, ids) for item in value]
+    if isinstance(value, str) and UUID_TEXT.match(value):
+        return ids.setdefault(value, str(uuid4()))
+    return value
+
+
+def example(event_type: str) -> dict[str, Any]:
+    """The catalogue's example of ``event_type``, with fresh ids."""
+    body: dict[str, Any] = fresh(CATALOGUE[event_type].event.example())
+    return body
+
+
+def progress_event(project: str | None, progress: int = 10) -> dict[str, Any]:
+    """A workflow.progress event for ``project`` (None: global), of a new workflow."""
+    body: dict[str, Any] = CATALOGUE["workflow.progress"].event.example()
+    body["data"] = {**body["data"], "workflow_id": str(uuid4()), "project_id": project, "progress": progress}
+    return body
+
+
+async def publish(server: ServerProcess, body: Any) -> dict[str, Any]:
+    """POST one event as a service; it must be accepted. Returns the receipt."""
+    status, receipt = await api(server, "POST", "/api/v1/events", SERVICE, body)
+    assert status == 202, receipt
+    result: dict[str, Any] = receipt
+    return result
+
+
+async def publish_marker(server: ServerProcess, not_type: str) -> str:
+    """Publish a global event of another type; once a client has it, earlier events arrived too."""
+    marker_type = "ai.analysis_complete" if not_type != "ai.analysis_complete" else "workflow.progress"
+    body = example(marker_type)
+    body["data"]["project_id"] = None
+    await publish(server, body)
+    return marker_type
+
+
+async def listener(server: ServerProcess, clients: Callable[[], Client], room: Room) -> Client:
+    """A client that is in ``room`` (and its own user room and global), and nowhere else."""
+    if room.kind is RoomKind.USER:
+        client = await clients().connect(server.url, make_token(room.id))
+        await client.next("connection_established")
+        return client
+    projects = [room.id] if room.kind is RoomKind.PROJECT else []
+    client = await clients().connect(server.url, make_token(projects=projects))
+    await client.next("connection_established")
+    assert (await client.call("subscribe", {"room": str(room)}))["status"] == "success"
+    return client
+
+
+async def member(
+    base_url: str, clients: Callable[[], Client], project: str, transport: str = "websocket"
+) -> Client:
+    """A client of gateway ``base_url`` (or a proxy in front of it) in ``project``'s room."""
+    client = await clients().connect(base_url, make_token(projects=[project]), transport=transport)
+    await client.next("connection_established")
+    assert (await client.call("subscribe", {"room": f"project:{project}"}))["status"] == "success"
+    return client
+
+
+async def drained(client: Client, marker_type: str, event_type: str) -> int:
+    """Wait for the marker, then count the ``event_type`` events the client holds."""
+    await client.next(marker_type)
+    return client.events[event_type].qsize()
+
+
+async def received(client: Client, count: int, settle: float = 0.5, field: str = "progress") -> list[int]:
+    """The ``field`` values (as numbers) of the workflow.progress events the client got:
+    ``count`` of them, then nothing more within ``settle`` seconds.
+
+    Where the events come through other instances, no marker event can prove that nothing
+    more is on its way (another path may be slower), so this waits out a window instead.
+    """
+    got = [int((await client.next("workflow.progress", timeout=10))["data"][field]) for _ in range(count)]
+    await asyncio.sleep(settle)  # not a wait for something: a window in which nothing may arrive
+    assert client.events["workflow.progress"].qsize() == 0, "an event arrived twice"
+    return got
+
+
 class RedisProcess:
     """A private redis-server, so that a test may stop and restart it."""
 
@@ -249,13 +491,12 @@ class RedisProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while (
-            subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout
-            != b"PONG\n"
-        ):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
+
+        def answers() -> bool:
+            ping = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True)
+            return ping.stdout == b"PONG\n"
+
+        eventually_sync(answers, message="redis-server did not start")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
