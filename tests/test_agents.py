@@ -9,8 +9,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from swe_realtime.rooms import Room, RoomKind
-from tests.support import Client, ServerProcess, make_token
-from tests.test_events import drained, listener, publish_marker
+from tests.support import Client, ServerProcess, drained, listener, make_token, publish_marker
 
 STATUS = {
     "agent_name": "Reviewer",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -14,8 +13,18 @@ from uuid import uuid4
 import pytest
 import yaml
 
-from tests.support import SECRET, SHARED_REDIS, Client, ServerProcess, free_port
-from tests.test_cluster import member, progress_event, publish, received
+from tests.support import (
+    SECRET,
+    SHARED_REDIS,
+    Client,
+    ServerProcess,
+    eventually_sync,
+    free_port,
+    member,
+    progress_event,
+    publish,
+    received,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,15 +90,18 @@ def nginx_in_front(
     checked = subprocess.run([nginx, "-t", *common, "-g", globals_], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     process = subprocess.Popen([nginx, *common, "-g", globals_])
-    deadline = time.monotonic() + 10
-    while subprocess.run(["curl", "-sf", f"http://127.0.0.1:{port}/health"], capture_output=True).returncode:
-        assert time.monotonic() < deadline, "nginx did not come up"
-        time.sleep(0.1)
+
+    def up() -> bool:
+        health = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{port}/health"], capture_output=True)
+        return health.returncode == 0
+
+    eventually_sync(up, interval=0.1, message="nginx did not come up")
     yield f"http://127.0.0.1:{port}", gateways
     process.terminate()
     process.wait(10)
 
 
+@pytest.mark.redis
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 async def test_clients_through_nginx(
     nginx_in_front: tuple[str, list[ServerProcess]], clients: Callable[[], Client], transport: str

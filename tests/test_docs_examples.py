@@ -9,9 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from uuid import uuid4
 
+import pytest
+
 from swe_realtime.rooms import Room, RoomKind
-from tests.support import SECRET, Client, ServerProcess, free_port, make_token
-from tests.test_events import SERVICE, listener
+from tests.support import SECRET, SERVICE, Client, ServerProcess, free_port, listener, make_token
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 
@@ -32,6 +33,7 @@ async def test_publish_http_example(server: ServerProcess, clients: Callable[[],
     assert (await watcher.next("workflow.progress"))["data"]["progress"] == 45
 
 
+@pytest.mark.slow
 async def test_embedded_gateway_example(clients: Callable[[], Client]) -> None:
     port, project = free_port(), uuid4()
     process = await asyncio.create_subprocess_exec(

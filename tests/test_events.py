@@ -11,58 +11,9 @@ import pytest
 
 from swe_realtime.events.catalogue import CATALOGUE
 from swe_realtime.rooms import GLOBAL, Room, RoomKind
-from tests.support import Client, ServerProcess, api, make_token
+from tests.support import Client, ServerProcess, drained, fresh, listener, make_token, publish, publish_marker
 
-SERVICE = make_token(roles=["service"], ttl=24 * 3600)
-UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-
-
-def fresh(value: Any, ids: dict[str, str] | None = None) -> Any:
-    """The example with every UUID replaced by a new one (the same old id -> the same new id)."""
-    ids = {} if ids is None else ids
-    if isinstance(value, dict):
-        return {key: fresh(item, ids) for key, item in value.items()}
-    if isinstance(value, list):
-        return [fresh(item, ids) for item in value]
-    if isinstance(value, str) and UUID_TEXT.match(value):
-        return ids.setdefault(value, str(uuid.uuid4()))
-    return value
-
-
-async def listener(server: ServerProcess, clients: Callable[[], Client], room: Room) -> Client:
-    """A client that is in ``room`` (and its own user room and global), and nowhere else."""
-    if room.kind is RoomKind.USER:
-        client = await clients().connect(server.url, make_token(room.id))
-        await client.next("connection_established")
-        return client
-    projects = [room.id] if room.kind is RoomKind.PROJECT else []
-    client = await clients().connect(server.url, make_token(projects=projects))
-    await client.next("connection_established")
-    assert (await client.call("subscribe", {"room": str(room)}))["status"] == "success"
-    return client
-
-
-async def publish(server: ServerProcess, body: dict[str, Any]) -> dict[str, Any]:
-    status, receipt = await api(server, "POST", "/api/v1/events", SERVICE, body)
-    assert status == 202, receipt
-    result: dict[str, Any] = receipt
-    return result
-
-
-async def publish_marker(server: ServerProcess, not_type: str) -> str:
-    """Publish a global event of another type; once a client has it, earlier events arrived too."""
-    marker_type = "ai.analysis_complete" if not_type != "ai.analysis_complete" else "workflow.progress"
-    body = fresh(CATALOGUE[marker_type].event.example())
-    body["data"]["project_id"] = None
-    await publish(server, body)
-    return marker_type
-
-
-async def drained(client: Client, marker_type: str, event_type: str) -> int:
-    """Wait for the marker, then count the ``event_type`` events the client holds."""
-    await client.next(marker_type)
-    return client.events[event_type].qsize()
 
 
 def assert_delivered(received: dict[str, Any], published: dict[str, Any], receipt: dict[str, Any]) -> None:
