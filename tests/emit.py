@@ -1,5 +1,7 @@
 """A backend process with no socket server, emitting one event through Redis.
 
+A script, not a helper module: test_cluster runs it as a separate process, so that the
+emitter is shown to work without a gateway in its process (no test module imports it).
 Usage: python -m tests.emit REDIS_URL CHANNEL PROJECT_ID|- PROGRESS
 Prints the rooms the event went to, or why it did not go.
 """

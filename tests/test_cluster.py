@@ -16,53 +16,30 @@ from uuid import uuid4
 
 import pytest
 
-from swe_realtime.events.catalogue import CATALOGUE
 from tests.support import (
     SECRET,
+    SERVICE,
     SHARED_REDIS,
     Client,
     RedisProcess,
     ServerProcess,
     api,
+    eventually,
     free_port,
     make_token,
+    member,
+    progress_event,
+    publish,
+    received,
+    redis_subscribers,
+    wait_ready,
 )
 
-SERVICE = make_token(roles=["service", "admin"], ttl=3600)
 NODE = Path(__file__).with_name("node")
 
 
-def progress_event(project: str | None, progress: int = 10) -> dict[str, Any]:
-    body: dict[str, Any] = CATALOGUE["workflow.progress"].event.example()
-    body["data"] = {**body["data"], "workflow_id": str(uuid4()), "project_id": project, "progress": progress}
-    return body
-
-
-async def member(
-    base_url: str, clients: Callable[[], Client], project: str, transport: str = "websocket"
-) -> Client:
-    client = await clients().connect(base_url, make_token(projects=[project]), transport=transport)
-    await client.next("connection_established")
-    assert (await client.call("subscribe", {"room": f"project:{project}"}))["status"] == "success"
-    return client
-
-
-async def publish(server: ServerProcess, body: Any) -> dict[str, Any]:
-    status, receipt = await api(server, "POST", "/api/v1/events", SERVICE, body)
-    assert status == 202, receipt
-    result: dict[str, Any] = receipt
-    return result
-
-
-async def received(client: Client, count: int, settle: float = 0.5, field: str = "progress") -> list[int]:
-    """The ``field`` values (as numbers) of the workflow.progress events the client got:
-    ``count`` of them, then nothing more within ``settle`` seconds."""
-    got = [int((await client.next("workflow.progress", timeout=10))["data"][field]) for _ in range(count)]
-    await asyncio.sleep(settle)
-    assert client.events["workflow.progress"].qsize() == 0, "an event arrived twice"
-    return got
-
-
+@pytest.mark.redis
+@pytest.mark.slow
 async def test_events_cross_instances_exactly_once(
     cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
 ) -> None:
@@ -82,6 +59,7 @@ async def test_events_cross_instances_exactly_once(
         assert sorted(await received(client, 3)) == [0, 1, 2]
 
 
+@pytest.mark.redis
 async def test_write_only_emitter_process(
     cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
 ) -> None:
@@ -95,6 +73,7 @@ async def test_write_only_emitter_process(
 
 
 async def emit(url: str, channel: str, project: str, progress: int) -> str:
+    """Run tests/emit.py, a backend process without a socket server; what it printed."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -116,6 +95,8 @@ async def test_write_only_emitter_validates_and_reports_redis_down() -> None:
     assert await emit(nowhere, "nowhere", "-", 1) == "unavailable"
 
 
+@pytest.mark.redis
+@pytest.mark.slow
 async def test_stats_sum_instances_and_drop_dead_ones(
     cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
 ) -> None:
@@ -131,11 +112,12 @@ async def test_stats_sum_instances_and_drop_dead_ones(
         result: dict[str, Any] = body
         return result
 
-    deadline = time.monotonic() + 10
-    body = await stats()
-    while body["rooms"].get(f"project:{project}") != 5 and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)  # the second instance's heartbeat lands within two seconds
+    async def all_counted() -> dict[str, Any] | None:
         body = await stats()
+        return body if body["rooms"].get(f"project:{project}") == 5 else None
+
+    # The second instance's heartbeat lands within two seconds.
+    body = await eventually(all_counted, 10, interval=0.2, message="the stats never counted 5 members")
     assert body["rooms"][f"project:{project}"] == 5
     assert set(body["instances"]) == {"gw0", "gw1"}
     assert body["instances"]["gw0"]["connections"] == 2
@@ -144,26 +126,23 @@ async def test_stats_sum_instances_and_drop_dead_ones(
     assert body["partial"] is False
 
     second.kill()
-    deadline = time.monotonic() + 12
-    while "gw1" in (await stats())["instances"]:
-        assert time.monotonic() < deadline, "a dead instance stayed in the stats"
-        await asyncio.sleep(0.5)
+
+    async def dead_one_gone() -> bool:
+        return "gw1" not in (await stats())["instances"]
+
+    await eventually(dead_one_gone, 12, interval=0.5, message="a dead instance stayed in the stats")
     body = await stats()
     assert body["connections"] == 2
     assert body["rooms"][f"project:{project}"] == 2
 
 
-async def wait_ready(server: ServerProcess, expected: int, seconds: float = 15) -> None:
-    deadline = time.monotonic() + seconds
-    while (await api(server, "GET", "/ready"))[0] != expected:
-        assert time.monotonic() < deadline, f"/ready never answered {expected}"
-        await asyncio.sleep(0.2)
-
-
+@pytest.mark.redis
+@pytest.mark.slow
 async def test_redis_outage_and_recovery(
     cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client], private_redis: RedisProcess
 ) -> None:
-    first, second = cluster(2, redis_url=private_redis.url)
+    channel = f"test-{uuid4().hex[:12]}"
+    first, second = cluster(2, redis_url=private_redis.url, channel=channel)
     for gateway in (first, second):
         await wait_ready(gateway, 200)
     project = str(uuid4())
@@ -183,7 +162,11 @@ async def test_redis_outage_and_recovery(
     private_redis.start()
     await wait_ready(first, 200)
     await wait_ready(second, 200)
-    await asyncio.sleep(0.5)  # the subscriber re-subscribes right after its probe succeeds
+
+    async def both_subscribed() -> bool:  # each subscriber re-subscribes after its own backoff
+        return await redis_subscribers(private_redis.url, channel) == 2
+
+    await eventually(both_subscribed, 15, message="the gateways did not re-subscribe to Redis")
     await publish(first, progress_event(project, 50))
     assert await received(local, 1) == [50]
     assert await received(remote, 1) == [50]
@@ -195,6 +178,7 @@ async def test_redis_outage_and_recovery(
     assert int(reached[0]) >= 5
 
 
+@pytest.mark.node
 async def test_sigterm_drains_clients_so_they_reconnect(
     start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
 ) -> None:
@@ -271,6 +255,7 @@ def self_signed(tmp: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+@pytest.mark.node
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 async def test_tls_serves_wss_to_socket_io_client(
     start_server: Callable[..., ServerProcess], tmp_path: Path, transport: str
@@ -296,6 +281,7 @@ async def test_tls_serves_wss_to_socket_io_client(
     assert line == {"event": "established", "user": str(user)}
 
 
+@pytest.mark.redis
 async def test_workers_share_one_port(
     start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
 ) -> None:
@@ -305,10 +291,11 @@ async def test_workers_share_one_port(
     )
     project = str(uuid4())
     members = [await member(gateway.url, clients, project) for _ in range(8)]
-    deadline = time.monotonic() + 10
-    while len((await api(gateway, "GET", "/api/v1/websocket/stats", SERVICE))[1]["instances"]) < 2:
-        assert time.monotonic() < deadline, "the second worker never reported"
-        await asyncio.sleep(0.2)
+
+    async def both_workers_report() -> bool:
+        return len((await api(gateway, "GET", "/api/v1/websocket/stats", SERVICE))[1]["instances"]) >= 2
+
+    await eventually(both_workers_report, 10, interval=0.2, message="the second worker never reported")
     await publish(gateway, progress_event(project, 33))
     for client in members:
         assert await received(client, 1, settle=0.1) == [33]

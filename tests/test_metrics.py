@@ -7,6 +7,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import aiohttp
@@ -14,19 +15,28 @@ import pytest
 import socketio
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import SECRET, Client, RedisProcess, ServerProcess, api, make_token
-from tests.test_cluster import progress_event
+from tests.support import (
+    ADMIN,
+    SECRET,
+    SERVICE,
+    Client,
+    RedisProcess,
+    ServerProcess,
+    api,
+    eventually,
+    make_token,
+    progress_event,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = ROOT / "tests" / "node"
 ARTIFACTS = ROOT / "tests" / "artifacts"
-ADMIN = make_token(roles=["admin"])
-SERVICE = make_token(roles=["service"])
 
 
-async def scrape(
-    server: ServerProcess, token: str = ADMIN
-) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def scrape(server: ServerProcess, token: str = ADMIN) -> Samples:
     """Every sample of /metrics: (name, sorted labels) -> value."""
     async with (
         aiohttp.ClientSession() as session,
@@ -42,7 +52,7 @@ async def scrape(
     }
 
 
-def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
@@ -91,35 +101,30 @@ async def test_each_metric_moves_with_its_cause(server: ServerProcess, clients: 
     assert moved("swe_realtime_command_seconds_count", command="subscribe") >= 1
     await client.close()
 
-    def disconnects(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+    def disconnects(samples: Samples) -> float:
         return sum(v for (name, _), v in samples.items() if name == "swe_realtime_disconnects_total")
 
-    for _ in range(50):
-        if disconnects(await scrape(server)) > disconnects(before):
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the disconnect was not counted")
+    async def disconnect_counted() -> bool:
+        return disconnects(await scrape(server)) > disconnects(before)
+
+    await eventually(disconnect_counted, 5, interval=0.1, message="the disconnect was not counted")
 
 
+@pytest.mark.redis
 async def test_redis_state_and_reconnects(
     cluster: Callable[..., list[ServerProcess]], private_redis: RedisProcess
 ) -> None:
     [gateway] = cluster(1, private_redis.url)
     assert value(await scrape(gateway), "swe_realtime_redis_up") == 1
-    private_redis.stop()
-    for _ in range(100):
-        if value(await scrape(gateway), "swe_realtime_redis_up") == 0:
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("redis_up stayed 1 with Redis stopped")
-    private_redis.start()
-    for _ in range(150):
+
+    async def redis_up(expected: float) -> Samples | None:
         samples = await scrape(gateway)
-        if value(samples, "swe_realtime_redis_up") == 1:
-            break
-        await asyncio.sleep(0.1)
+        return samples if value(samples, "swe_realtime_redis_up") == expected else None
+
+    private_redis.stop()
+    await eventually(lambda: redis_up(0), 10, interval=0.1, message="redis_up stayed 1 with Redis stopped")
+    private_redis.start()
+    samples = await eventually(lambda: redis_up(1), 15, interval=0.1, message="redis_up stayed 0")
     assert value(samples, "swe_realtime_redis_reconnects_total") >= 1
 
 
@@ -131,14 +136,21 @@ async def test_json_logs_carry_the_audit_fields(
     client = await clients().connect(gateway.url, make_token(user))
     await client.next("connection_established")
     await client.close()
-    await asyncio.sleep(0.5)
-    records = [json.loads(line) for line in gateway.log().splitlines() if line.strip()]
-    connect = next(r for r in records if r["logger"] == "swe_realtime.audit" and r["message"] == "connect")
+
+    def audited_connect() -> dict[str, Any] | None:
+        records = [json.loads(line) for line in gateway.log().splitlines() if line.strip()]
+        return next(
+            (r for r in records if r["logger"] == "swe_realtime.audit" and r["message"] == "connect"), None
+        )
+
+    connect = await eventually(audited_connect, 5, message="no audit record of the connect")
     assert connect["user"] == str(user)
     assert connect["transport"] == "websocket"
     assert {"time", "level", "connection", "remote"} <= connect.keys()
 
 
+@pytest.mark.node
+@pytest.mark.browser
 async def test_inspector_page_shows_an_event_published_after_it_opened(
     start_server: Callable[..., ServerProcess],
 ) -> None:
@@ -194,6 +206,7 @@ async def test_inspector_files_are_served_with_a_strict_policy(server: ServerPro
             assert (await response.json())["dev"] is False
 
 
+@pytest.mark.node
 def test_vendored_socket_io_client_is_the_npm_package_s() -> None:
     vendored = ROOT / "server" / "inspector" / "vendor" / "socket.io.min.js"
     assert (

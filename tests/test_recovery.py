@@ -14,11 +14,22 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from swe_realtime.events.catalogue import CATALOGUE
-from tests.support import SECRET, Client, RedisProcess, ServerProcess, api, make_token
-from tests.test_cluster import progress_event, received
+import pytest
 
-SERVICE = make_token(roles=["service"], ttl=3600)
+from swe_realtime.events.catalogue import CATALOGUE
+from tests.support import (
+    SECRET,
+    SERVICE,
+    Client,
+    RedisProcess,
+    ServerProcess,
+    api,
+    eventually,
+    make_token,
+    progress_event,
+    received,
+    wait_ready,
+)
 
 
 def numbered(project: str, number: int) -> dict[str, Any]:
@@ -27,7 +38,7 @@ def numbered(project: str, number: int) -> dict[str, Any]:
     return body
 
 
-async def publish(server: ServerProcess, project: str, numbers: range) -> None:
+async def publish_numbered(server: ServerProcess, project: str, numbers: range) -> None:
     """Publish the numbered events in batches of 100, in order."""
     for start in range(numbers.start, numbers.stop, 100):
         batch = [numbered(project, n) for n in range(start, min(start + 100, numbers.stop))]
@@ -67,14 +78,14 @@ async def test_reconnect_replays_missed_events_in_order_once_then_live(
     await first.next("connection_established")
     ack = await first.call("subscribe", {"room": room})
     assert ack["position"]["offset"] == 0  # a new room: nothing before
-    await publish(server, project, range(0, 3))
+    await publish_numbered(server, project, range(0, 3))
     seen = [await first.next("workflow.progress") for _ in range(3)]
     assert [int(e["data"]["current_step"]) for e in seen] == [0, 1, 2]
     assert [last_position(e, room)["offset"] for e in seen] == [1, 2, 3]
     position = last_position(seen[-1], room)
     await first.close()
 
-    await publish(server, project, range(3, 203))  # 200 events while away
+    await publish_numbered(server, project, range(3, 203))  # 200 events while away
     second = await watcher(server.url, clients, project, positions={room: position})
     welcome = await second.next("connection_established")
     [answer] = welcome["data"]["recovery"]
@@ -87,7 +98,7 @@ async def test_reconnect_replays_missed_events_in_order_once_then_live(
         "position": {"epoch": position["epoch"], "offset": 203},
     }
     assert await numbers(second, 200, settle=0.2) == list(range(3, 203))
-    await publish(server, project, range(203, 206))
+    await publish_numbered(server, project, range(203, 206))
     assert await numbers(second, 3) == [203, 204, 205]
 
 
@@ -99,14 +110,20 @@ async def test_replay_and_live_publishing_race_without_gap_or_duplicate(
     room = f"project:{project}"
     position = await away_from(server.url, clients, project)
 
+    published = 0
+
     async def publish_one_by_one() -> None:
+        nonlocal published
         for number in range(300):
             status, _ = await api(server, "POST", "/api/v1/events", SERVICE, numbered(project, number))
             assert status == 202
+            published += 1
 
     publishing = asyncio.create_task(publish_one_by_one())
-    await asyncio.sleep(0.3)  # some published before the reconnect, the rest during and after
+    # Some published before the reconnect, the rest during and after.
+    await eventually(lambda: published >= 30, message="the publisher did not get going")
     second = await watcher(server.url, clients, project, positions={room: position})
+    assert published < 300, "all was published before the reconnect: no race was tested"
     await publishing
     assert await numbers(second, 300) == list(range(300))
 
@@ -117,7 +134,7 @@ async def test_recover_command_joins_a_room_later(
     project = str(uuid4())
     room = f"project:{project}"
     position = await away_from(server.url, clients, project)
-    await publish(server, project, range(0, 5))
+    await publish_numbered(server, project, range(0, 5))
 
     second = await watcher(server.url, clients, project)
     await second.next("connection_established")
@@ -135,7 +152,7 @@ async def test_trimmed_history_says_not_recovered(
     project = str(uuid4())
     room = f"project:{project}"
     position = await away_from(gateway.url, clients, project)
-    await publish(gateway, project, range(0, 20))
+    await publish_numbered(gateway, project, range(0, 20))
 
     second = await watcher(gateway.url, clients, project, positions={room: position})
     [answer] = (await second.next("connection_established"))["data"]["recovery"]
@@ -143,7 +160,7 @@ async def test_trimmed_history_says_not_recovered(
     assert answer["reason"] == "history_trimmed"
     assert answer["replayed"] == 0
     assert answer["position"]["offset"] == 20  # the client refetches, then goes on from here
-    await publish(gateway, project, range(20, 22))
+    await publish_numbered(gateway, project, range(20, 22))
     assert await numbers(second, 2) == [20, 21]
 
 
@@ -155,7 +172,7 @@ async def test_history_off_sends_no_positions(
     client = await watcher(gateway.url, clients, project)
     ack = await client.call("subscribe", {"room": f"project:{project}"})
     assert ack["position"] is None
-    await publish(gateway, project, range(0, 1))
+    await publish_numbered(gateway, project, range(0, 1))
     assert (await client.next("workflow.progress"))["positions"] == {}
     answer = await client.call(
         "recover", {"room": f"project:{project}", "position": {"epoch": "x", "offset": 1}}
@@ -171,8 +188,8 @@ async def test_bad_positions_are_answered_never_replayed(
     room = f"project:{project}"
     first = await watcher(server.url, clients, project)
     position = (await first.call("subscribe", {"room": room}))["position"]
-    await publish(server, project, range(0, 3))
-    await publish(server, other, range(0, 3))  # a room the client may not enter
+    await publish_numbered(server, project, range(0, 3))
+    await publish_numbered(server, other, range(0, 3))  # a room the client may not enter
     client = await watcher(server.url, clients, project)
     await client.next("connection_established")
 
@@ -224,6 +241,7 @@ async def test_bad_positions_are_answered_never_replayed(
         assert welcome["data"]["recovery"] in ([], [answer]), junk
 
 
+@pytest.mark.redis
 async def test_two_instances_recover_on_the_other_one(
     cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
 ) -> None:
@@ -232,20 +250,21 @@ async def test_two_instances_recover_on_the_other_one(
     room = f"project:{project}"
     first = await watcher(gateways[0].url, clients, project)
     await first.call("subscribe", {"room": room})
-    await publish(gateways[1], project, range(0, 1))
+    await publish_numbered(gateways[1], project, range(0, 1))
     position = last_position(await first.next("workflow.progress"), room)
     await first.close()
 
-    await publish(gateways[0], project, range(1, 101))
-    await publish(gateways[1], project, range(101, 201))
+    await publish_numbered(gateways[0], project, range(1, 101))
+    await publish_numbered(gateways[1], project, range(101, 201))
     second = await watcher(gateways[1].url, clients, project, positions={room: position})
     [answer] = (await second.next("connection_established"))["data"]["recovery"]
     assert (answer["recovered"], answer["replayed"]) == (True, 200)
     assert await numbers(second, 200, settle=0.2) == list(range(1, 201))
-    await publish(gateways[0], project, range(201, 203))
+    await publish_numbered(gateways[0], project, range(201, 203))
     assert await numbers(second, 2) == [201, 202]
 
 
+@pytest.mark.redis
 async def test_redis_restart_gives_a_new_epoch(
     cluster: Callable[..., list[ServerProcess]], private_redis: RedisProcess, clients: Callable[[], Client]
 ) -> None:
@@ -254,24 +273,21 @@ async def test_redis_restart_gives_a_new_epoch(
     room = f"project:{project}"
     first = await watcher(gateway.url, clients, project)
     await first.call("subscribe", {"room": room})
-    await publish(gateway, project, range(0, 2))
+    await publish_numbered(gateway, project, range(0, 2))
     position = last_position((await first.next("workflow.progress")), room)
     await first.close()
 
     private_redis.stop()
     private_redis.start()  # no persistence: every history is gone
-    for _ in range(100):  # until the gateway is back on Redis
-        status, _ = await api(gateway, "GET", "/ready")
-        if status == 200:
-            break
-        await asyncio.sleep(0.1)
-    await publish(gateway, project, range(2, 3))
+    await wait_ready(gateway, 200)  # the gateway is back on Redis
+    await publish_numbered(gateway, project, range(2, 3))
     second = await watcher(gateway.url, clients, project, positions={room: position})
     [answer] = (await second.next("connection_established"))["data"]["recovery"]
     assert (answer["recovered"], answer["reason"]) == (False, "epoch_changed")
     assert answer["position"]["epoch"] != position["epoch"]
 
 
+@pytest.mark.node
 async def test_resume_helper_with_socket_io_client_reconnection(server: ServerProcess) -> None:
     """contracts/typescript/resume.js in node: the transport drops, 100 events go out meanwhile,
     socket.io-client reconnects by itself and the helper's positions bring them all back."""
