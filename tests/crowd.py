@@ -1,7 +1,9 @@
 """A crowd of clients in a process of its own, so a test can SIGKILL them all mid-stream.
 
-Usage: python -m tests.crowd URL TOKEN COUNT MODE
-MODE "flood": every client sends commands without pause until the process is killed.
+A script, not a helper module: test_resilience runs it as a separate process (no test module
+imports it). Usage: python -m tests.crowd URL TOKEN COUNT MODE
+MODE "flood": every client sends commands without pause until the process is killed; the
+  process prints "flowing" once every client has had answers back.
 MODE "leave": all clients connect (a quarter over polling), then disconnect at once.
 """
 
@@ -9,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 import socketio
 
 BATCH = 50
+FLOWING_ACKS = 5
+"""Answers each client gets back before the crowd counts as flowing."""
 
 
 async def connect(url: str, token: str, index: int) -> socketio.AsyncClient:
@@ -22,11 +27,19 @@ async def connect(url: str, token: str, index: int) -> socketio.AsyncClient:
     return client
 
 
-async def flood(client: socketio.AsyncClient) -> None:
+async def flood(client: socketio.AsyncClient, flowing: Callable[[], None]) -> None:
+    acks = 0
+
+    def acked(*_: object) -> None:
+        nonlocal acks
+        acks += 1
+        if acks == FLOWING_ACKS:
+            flowing()
+
     while True:
-        await client.emit("ping", {}, namespace="/ws", callback=lambda *_: None)
+        await client.emit("ping", {}, namespace="/ws", callback=acked)
         await client.emit("subscribe", {"room": "global"}, namespace="/ws")
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn, so that every client of the crowd gets to send
 
 
 async def main(url: str, token: str, count: int, mode: str) -> None:
@@ -36,7 +49,15 @@ async def main(url: str, token: str, count: int, mode: str) -> None:
         clients += await asyncio.gather(*(connect(url, token, i) for i in indices))
     print("ready", flush=True)
     if mode == "flood":
-        await asyncio.gather(*(flood(c) for c in clients))
+        slow = len(clients)
+
+        def flowing() -> None:
+            nonlocal slow
+            slow -= 1
+            if slow == 0:
+                print("flowing", flush=True)
+
+        await asyncio.gather(*(flood(c, flowing) for c in clients))
     else:
         await asyncio.gather(*(c.disconnect() for c in clients))
         print("left", flush=True)

@@ -17,7 +17,7 @@ from swe_realtime.errors import EventRejected
 from swe_realtime.events.connection import ConnectionEstablished, ConnectionEstablishedData
 from swe_realtime.events.workflow import WorkflowProgress, WorkflowProgressData, WorkflowStatus
 from swe_realtime.settings import Settings
-from tests.support import SECRET, Client, free_port, make_token
+from tests.support import SECRET, Client, eventually, free_port, make_token
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -32,8 +32,7 @@ async def gateway_url() -> AsyncIterator[str]:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for "started"
-        await asyncio.sleep(0.01)
+    await eventually(lambda: server.started, message="uvicorn did not start")  # it has no event for it
     yield f"http://127.0.0.1:{settings.port}"
     server.should_exit = True
     await task

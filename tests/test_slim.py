@@ -39,7 +39,7 @@ async def test_a_timed_out_wait_loses_nothing() -> None:
 async def test_none_wakes_the_consumer_as_the_end_of_stream() -> None:
     queue: SingleConsumerQueue[str | None] = SingleConsumerQueue()
     consumer = asyncio.ensure_future(queue.get())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn, not a wait: the consumer is waiting when None comes
     queue.put_nowait(None)
     assert await consumer is None
 
@@ -52,7 +52,7 @@ async def test_join_waits_until_every_item_is_done() -> None:
     joined = asyncio.ensure_future(queue.join())
     await queue.get()
     queue.task_done()
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn, not a wait: what is tested is that join is still not done
     assert not joined.done()
     queue.get_nowait()
     queue.task_done()
@@ -63,14 +63,14 @@ async def test_flag_wakes_every_waiter_and_blocks_when_cleared() -> None:
     flag = Flag()
     assert not flag.is_set()
     waiters = [asyncio.ensure_future(flag.wait()) for _ in range(3)]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn, not a wait: the waiters are blocked before the flag is set
     assert not any(w.done() for w in waiters)
     flag.set()
     assert await asyncio.gather(*waiters) == [True, True, True]
     assert await flag.wait()  # set: returns at once
     flag.clear()
     blocked = asyncio.ensure_future(flag.wait())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # not a wait for something: a window in which the waiter must stay blocked
     assert not blocked.done()
     flag.set()
     await asyncio.wait_for(blocked, 1)
