@@ -1,4 +1,8 @@
-"""HTTP endpoints: health, readiness, and the stats endpoint's access rules and shape."""
+"""HTTP endpoints: health, readiness, and the stats endpoint's access rules and shape.
+
+Access rules are request/response checks, made in this process (``in_process``); health,
+readiness and the stats' figures are read from a real server with real connections.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from uuid import uuid4
 import aiohttp
 import pytest
 
-from tests.support import Client, ServerProcess, make_token
+from tests.support import Client, InProcessAPI, ServerProcess, make_token
 
 STATS = "/api/v1/websocket/stats"
 
@@ -39,15 +43,17 @@ async def test_health_and_ready(server: ServerProcess) -> None:
         ({"Authorization": f"Bearer {make_token(roles=['admin'], ttl=-10)}"}, "AUTH_FAILED"),
     ],
 )
-async def test_stats_needs_a_valid_token(server: ServerProcess, headers: dict[str, str], code: str) -> None:
-    status, body = await get(server, STATS, **headers)
+async def test_stats_needs_a_valid_token(
+    in_process: InProcessAPI, headers: dict[str, str], code: str
+) -> None:
+    status, body = await in_process("GET", STATS, headers=headers)
     assert status == 401
     assert body["error_code"] == code
 
 
 @pytest.mark.parametrize("roles", [[], ["agent"]])
-async def test_stats_forbidden_to_plain_users(server: ServerProcess, roles: list[str]) -> None:
-    status, body = await get(server, STATS, make_token(roles=roles))
+async def test_stats_forbidden_to_plain_users(in_process: InProcessAPI, roles: list[str]) -> None:
+    status, body = await in_process("GET", STATS, make_token(roles=roles))
     assert status == 403
     assert body["error_code"] == "PERMISSION_DENIED"
 

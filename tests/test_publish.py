@@ -1,4 +1,9 @@
-"""POST /api/v1/events and /batch: who may publish, and how bad events are refused."""
+"""POST /api/v1/events and /batch: who may publish, and how bad events are refused.
+
+Request/response checks (status codes, error bodies) call the routes in this process
+(``in_process``, sanic-testing); what needs the wire stays against the real server: delivery
+to clients, the body limit of the ASGI stack (413), chunked bodies, fuzzing the live server.
+"""
 
 from __future__ import annotations
 
@@ -15,26 +20,34 @@ from hypothesis import strategies as st
 
 from swe_realtime.events.catalogue import CATALOGUE
 from swe_realtime.rooms import GLOBAL, Room, RoomKind
-from tests.support import Client, ServerProcess, api, make_token
-from tests.test_events import SERVICE, drained, fresh, listener, publish, publish_marker
+from tests.support import (
+    SERVICE,
+    Client,
+    InProcessAPI,
+    ServerProcess,
+    api,
+    drained,
+    example,
+    listener,
+    make_token,
+    publish,
+    publish_marker,
+)
 
 EVENTS = "/api/v1/events"
 BATCH = "/api/v1/events/batch"
 
 
-def example(event_type: str = "pr.created") -> dict[str, Any]:
-    body: dict[str, Any] = fresh(CATALOGUE[event_type].event.example())
-    return body
-
-
-@pytest.mark.parametrize(("token", "status"), [(None, 401), ("garbage", 401)])
-async def test_publish_needs_a_valid_token(server: ServerProcess, token: str | None, status: int) -> None:
-    assert (await api(server, "POST", EVENTS, token, example()))[0] == status
+@pytest.mark.parametrize(("token", "code"), [(None, "AUTH_MISSING"), ("garbage", "AUTH_FAILED")])
+async def test_publish_needs_a_valid_token(in_process: InProcessAPI, token: str | None, code: str) -> None:
+    status, body = await in_process("POST", EVENTS, token, example("pr.created"))
+    assert status == 401
+    assert body["error_code"] == code
 
 
 @pytest.mark.parametrize("roles", [[], ["admin"], ["agent"]])
-async def test_publish_is_for_services_only(server: ServerProcess, roles: list[str]) -> None:
-    status, body = await api(server, "POST", EVENTS, make_token(roles=roles), example())
+async def test_publish_is_for_services_only(in_process: InProcessAPI, roles: list[str]) -> None:
+    status, body = await in_process("POST", EVENTS, make_token(roles=roles), example("pr.created"))
     assert status == 403
     assert body["error_code"] == "PERMISSION_DENIED"
 
@@ -44,13 +57,13 @@ def rejected_fields(body: dict[str, Any]) -> dict[str, str]:
     return {".".join(map(str, error["loc"])): error["message"] for error in body["errors"]}
 
 
-async def test_invalid_event_names_every_bad_field(server: ServerProcess) -> None:
+async def test_invalid_event_names_every_bad_field(in_process: InProcessAPI) -> None:
     event = example("issue.updated")
     event["data"].update(priority="urgent", status="done", assigned_to="bob", title="")
     del event["data"]["updated_at"]
     event["data"]["colour"] = "red"
 
-    status, body = await api(server, "POST", EVENTS, SERVICE, event)
+    status, body = await in_process("POST", EVENTS, SERVICE, event)
 
     assert status == 422
     fields = rejected_fields(body)
@@ -77,26 +90,27 @@ async def test_invalid_event_names_every_bad_field(server: ServerProcess) -> Non
         ({"extra": 1}, "extra"),
     ],
 )
-async def test_envelope_errors(server: ServerProcess, change: dict[str, Any], field: str) -> None:
-    event = example() | change
-    status, body = await api(server, "POST", EVENTS, SERVICE, event)
+async def test_envelope_errors(in_process: InProcessAPI, change: dict[str, Any], field: str) -> None:
+    event = example("pr.created") | change
+    status, body = await in_process("POST", EVENTS, SERVICE, event)
     assert status == 422
     assert field in rejected_fields(body)
 
 
 @pytest.mark.parametrize("body", [[], "pr.created", 42, None])
-async def test_body_must_be_an_event_object(server: ServerProcess, body: Any) -> None:
-    status, answer = await api(server, "POST", EVENTS, SERVICE, body)
+async def test_body_must_be_an_event_object(in_process: InProcessAPI, body: Any) -> None:
+    status, answer = await in_process("POST", EVENTS, SERVICE, body)
     assert status == 422
     assert answer["error_code"] == "INVALID_EVENT"
 
 
-async def test_malformed_json_is_a_client_error(server: ServerProcess) -> None:
-    status, _ = await api(server, "POST", EVENTS, SERVICE, raw=b'{"type": "pr.created", ')
+async def test_malformed_json_is_a_client_error(in_process: InProcessAPI) -> None:
+    status, _ = await in_process("POST", EVENTS, SERVICE, raw=b'{"type": "pr.created", ')
     assert status == 400
 
 
 async def test_body_over_the_payload_limit_is_413(server: ServerProcess) -> None:
+    """On the wire: the limit is the ASGI middleware's, in front of the Sanic app."""
     event = example("workflow.failed")
     event["data"]["error"] = "x" * 1_100_000
     status, _ = await api(server, "POST", EVENTS, SERVICE, raw=json.dumps(event).encode())
@@ -135,14 +149,14 @@ async def test_batch_with_one_bad_event_sends_nothing(
 
 
 @pytest.mark.parametrize("size", [0, 101])
-async def test_batch_size_bounds(server: ServerProcess, size: int) -> None:
-    status, body = await api(server, "POST", BATCH, SERVICE, [example() for _ in range(size)])
+async def test_batch_size_bounds(in_process: InProcessAPI, size: int) -> None:
+    status, body = await in_process("POST", BATCH, SERVICE, [example("pr.created") for _ in range(size)])
     assert status == 422
     assert body["error_code"] == "INVALID_EVENT"
 
 
-async def test_batch_of_the_maximum_size(server: ServerProcess) -> None:
-    status, body = await api(server, "POST", BATCH, SERVICE, [example() for _ in range(100)])
+async def test_batch_of_the_maximum_size(in_process: InProcessAPI) -> None:
+    status, body = await in_process("POST", BATCH, SERVICE, [example("pr.created") for _ in range(100)])
     assert status == 202
     assert len(body["receipts"]) == 100
 
@@ -205,16 +219,16 @@ async def test_chunked_body_over_the_limit_is_413(server: ServerProcess) -> None
     [(45, True), (45.0, True), (45.5, False), (True, False), ("45", False), (None, False)],
     ids=repr,
 )
-async def test_json_types_are_taken_literally(server: ServerProcess, value: Any, accepted: bool) -> None:
+async def test_json_types_are_taken_literally(in_process: InProcessAPI, value: Any, accepted: bool) -> None:
     """What the published schema says is what is accepted: no true-as-1, no "45"-as-45."""
     event = example("workflow.progress")
     event["data"]["progress"] = value
-    status, _ = await api(server, "POST", EVENTS, SERVICE, event)
+    status, _ = await in_process("POST", EVENTS, SERVICE, event)
     assert status == (202 if accepted else 422)
 
 
 @pytest.mark.parametrize("field", ["progress", "metadata"])
-async def test_nan_and_infinity_never_reach_clients(server: ServerProcess, field: str) -> None:
+async def test_nan_and_infinity_never_reach_clients(in_process: InProcessAPI, field: str) -> None:
     if field == "progress":
         event = example("workflow.progress")
         body = json.dumps(event).replace('"progress": 45', '"progress": NaN')
@@ -222,5 +236,5 @@ async def test_nan_and_infinity_never_reach_clients(server: ServerProcess, field
         event = example("ai.suggestion")
         body = json.dumps(event).replace('"complexity_score": 12', '"complexity_score": Infinity')
     assert "NaN" in body or "Infinity" in body
-    status, _ = await api(server, "POST", EVENTS, SERVICE, raw=body.encode())
+    status, _ = await in_process("POST", EVENTS, SERVICE, raw=body.encode())
     assert status in (400, 422)
