@@ -7,9 +7,11 @@ serve *args:
     uv run --frozen swe-realtime serve --dev {{ args }}
 
 # Install everything the tests need, check lint, types and generated files, run every test.
+# Arguments go to pytest as given: `just test -m "not browser"`, `-m "not slow and not node"`.
+[positional-arguments]
 test *args: lint node
     uv run --frozen python -m codegen --check
-    uv run --frozen pytest {{ args }}
+    uv run --frozen pytest "$@"
 
 # Formatting, lint and strict typing.
 lint: sync

@@ -33,6 +33,7 @@ def node(*args: str, cwd: Path = NODE) -> subprocess.CompletedProcess[str]:
     return subprocess.run([executable, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.node
 def test_asyncapi_passes_the_official_parser() -> None:
     result = node("validate_asyncapi.mjs", str(CONTRACTS / "asyncapi.yaml"))
     assert result.returncode == 0, result.stderr
@@ -68,6 +69,7 @@ def test_typescript_package_is_npm_ready() -> None:
     assert package["version"] == json.loads((CONTRACTS / "asyncapi.json").read_text())["info"]["version"]
 
 
+@pytest.mark.node
 def test_spec_client_compiles_strictly() -> None:
     result = tsc(TS / "tsconfig.json")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -109,6 +111,7 @@ def wrong_clients() -> Iterator[Path]:
     shutil.rmtree(cases)
 
 
+@pytest.mark.node
 def test_wrong_clients_do_not_compile(wrong_clients: Path) -> None:
     result = tsc(wrong_clients / "tsconfig.json")
     assert result.returncode != 0
@@ -164,6 +167,7 @@ async def test_gateway_serves_the_generated_documents(server: ServerProcess) -> 
                 assert await response.read() == (CONTRACTS / name).read_bytes()
 
 
+@pytest.mark.browser
 def test_docs_page_lists_the_events_in_chromium(server: ServerProcess, tmp_path: Path) -> None:
     chromium = shutil.which("chromium")
     assert chromium, "chromium is required: `just test` installs it (apt package chromium)"
@@ -216,6 +220,7 @@ def docs_hook() -> Iterator[Path]:
     shutil.rmtree(folder)
 
 
+@pytest.mark.node
 def test_documented_react_hook_compiles(docs_hook: Path) -> None:
     result = tsc(docs_hook / "tsconfig.json")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -13,6 +13,8 @@ import pytest
 
 from tests.support import ServerProcess, make_token, subscribed
 
+pytestmark = pytest.mark.node
+
 NODE_DIR = Path(__file__).with_name("node")
 
 
