@@ -13,6 +13,22 @@ test *args: lint node
     uv run --frozen python -m codegen --check
     uv run --frozen pytest "$@"
 
+# The tests that touch patched library internals (server/_compat/), against the oldest
+# versions pyproject.toml allows, in .venv-lowest (CI runs it after `just test`). The test
+# tools keep their locked versions; an old python-engineio client's deprecated aiohttp call
+# is not the gateway's concern.
+test-lowest: node
+    uv venv -q --allow-existing .venv-lowest
+    uv export -q --frozen --only-group dev --no-emit-project --no-hashes -o .venv-lowest/dev.txt
+    uv pip compile -q pyproject.toml --extra gateway --resolution lowest-direct -o .venv-lowest/lowest.txt
+    uv pip install -q --python .venv-lowest -r .venv-lowest/dev.txt
+    uv pip install -q --python .venv-lowest -r .venv-lowest/lowest.txt
+    uv pip install -q --python .venv-lowest --no-deps -e .
+    .venv-lowest/bin/python -m pytest -p no:cacheprovider \
+        -W "ignore:parameter 'timeout' of type 'float' is deprecated:DeprecationWarning" \
+        tests/test_compat.py tests/test_memory.py tests/test_slim.py tests/test_resilience.py \
+        tests/test_abuse.py tests/test_connect.py tests/test_recovery.py tests/test_cluster.py
+
 # Formatting, lint and strict typing.
 lint: sync
     uv run --frozen ruff format --check .

@@ -1,11 +1,16 @@
 """uvicorn's sans-I/O WebSocket protocol with smaller per-connection objects (see slim.py).
 
-Read against uvicorn 0.35.0 to 0.54.0 (the UPSTREAM table below). ``WebSocketsSansIOProtocol``
+Read against uvicorn 0.52.1 to 0.54.0 (the UPSTREAM table below). ``WebSocketsSansIOProtocol``
 keeps its received messages in ``self.queue`` (an ``asyncio.Queue`` read by ``receive``
 alone), pauses writes on ``self.writable`` (``asyncio.Event``: ``set``, ``clear``, ``wait``,
 ``is_set``), and keeps the handshake's ``request`` and ``response`` for the connection's
 life. Here the queue is a :class:`SingleConsumerQueue`, the flag a :class:`Flag`, and the
 handshake objects are let go once the WebSocket is accepted.
+
+0.52.1 is the floor for more than this file: before it the protocol had no
+``pause_writing``, so writes never waited, a client that stopped reading was never noticed
+(the transport's buffer grew instead of python-engineio's queue) and MAX_QUEUED_PACKETS did
+nothing (tests/test_abuse.py::test_slow_consumer_is_dropped fails on 0.51).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ UPSTREAM = (
     Upstream(
         "uvicorn",
         "uvicorn.protocols.websockets.websockets_sansio_impl:WebSocketsSansIOProtocol",
-        {"0.35.0": "aff3f4cf5eb27992", "0.54.0": "0bbcec98938432f7"},
+        {"0.52.1": "fb74fea74c0370db", "0.54.0": "0bbcec98938432f7"},
     ),
 )
 
