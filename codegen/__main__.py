@@ -1,7 +1,8 @@
 """``python -m codegen``: write contracts/, check it is current, or check compatibility.
 
-python -m codegen                          write every generated file
-python -m codegen --check                  exit 1, with a diff, if contracts/ is stale
+python -m codegen                          write every generated file (contracts/, and the
+                                           typed broadcast methods in server/broadcasts_gen.py)
+python -m codegen --check                  exit 1, with a diff, if a generated file is stale
 python -m codegen --breaking-against REF   compare the AsyncAPI document with the one at a
                                            git ref (or in a file); exit 1 on a breaking change
 """
@@ -20,7 +21,7 @@ from typing import Any
 import yaml
 
 from codegen.breaking import compare
-from codegen.render import render
+from codegen.render import render, render_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "contracts"
@@ -43,12 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = render()
     if args.breaking_against:
         return _breaking(args.breaking_against, json.loads(_asyncapi(files)))
+    outputs = [(args.out, files), (ROOT, render_sources())]
     if args.check:
-        return _check(files, args.out)
-    for path, text in files.items():
-        target = args.out / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        return max(_check(generated, out) for out, generated in outputs)
+    for out, generated in outputs:
+        for path, text in generated.items():
+            target = out / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
     return 0
 
 

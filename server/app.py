@@ -31,15 +31,13 @@ from swe_realtime.cluster import ClusterStats, LocalStats, Stats
 from swe_realtime.events import NAMESPACE
 from swe_realtime.gateway import Gateway
 from swe_realtime.history import make_history
-from swe_realtime.http import (
-    docs_blueprint,
-    health_blueprint,
-    inspector_blueprint,
-    metrics_blueprint,
-    publish_blueprint,
-    stats_blueprint,
-)
 from swe_realtime.http.body_limit import BodyLimit
+from swe_realtime.http.docs import docs_blueprint
+from swe_realtime.http.health import health_blueprint
+from swe_realtime.http.inspector import inspector_blueprint
+from swe_realtime.http.metrics import metrics_blueprint
+from swe_realtime.http.publish import publish_blueprint
+from swe_realtime.http.stats import stats_blueprint
 from swe_realtime.presence import Presence
 from swe_realtime.recovery import Recovery
 from swe_realtime.redis_health import RedisHealth

@@ -15,32 +15,20 @@ process-wide object of the gateway.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
-from uuid import UUID
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from swe_realtime.errors import EventRejected, FieldError
-from swe_realtime.events import NAMESPACE, agent, ai, issue, pr, project, workflow
+from swe_realtime.broadcasts_gen import BroadcastMethods
+from swe_realtime.errors import EventRejected, FieldError, field_errors
+from swe_realtime.events import NAMESPACE
 from swe_realtime.events._types import from_wire
 from swe_realtime.events.catalogue import CATALOGUE
 from swe_realtime.events.envelope import Envelope
-
-P = ParamSpec("P")
-D = TypeVar("D", bound=BaseModel)
+from swe_realtime.typed_broadcast import Receipt
 
 _OBJECT = TypeAdapter(dict[str, Any])
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """What was sent: the event's id and type, and the rooms it went to."""
-
-    id: UUID
-    type: str
-    rooms: tuple[str, ...]
 
 
 class EventSink(Protocol):
@@ -48,10 +36,6 @@ class EventSink(Protocol):
     delivery), python-socketio's server, or the rooms' streams in Redis."""
 
     async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None: ...
-
-
-def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
-    return [FieldError(prefix + tuple(e["loc"]), e["msg"]) for e in error.errors(include_url=False)]
 
 
 def parse_event(body: object, prefix: tuple[str | int, ...] = ()) -> Envelope[Any]:
@@ -82,24 +66,9 @@ def parse_event(body: object, prefix: tuple[str | int, ...] = ()) -> Envelope[An
         raise EventRejected(field_errors(exc, prefix)) from None
 
 
-def _typed(
-    event: type[Envelope[D]], data: Callable[P, D]
-) -> Callable[Concatenate[Broadcaster, P], Coroutine[Any, Any, Receipt]]:
-    """A broadcaster method taking ``data``'s fields as keyword arguments (typed by mypy)."""
-
-    async def broadcast(self: Broadcaster, /, *args: P.args, **kwargs: P.kwargs) -> Receipt:
-        try:
-            built = event.model_validate({"data": data(*args, **kwargs)})
-        except ValidationError as exc:
-            raise EventRejected(field_errors(exc, ("data",))) from None
-        return await self.publish(built)
-
-    broadcast.__doc__ = f"Validate and send a {event.event_type()} event; keyword arguments are its data."
-    return broadcast
-
-
-class Broadcaster:
-    """Sends catalogue events to their rooms; one typed ``broadcast_*`` method per event."""
+class Broadcaster(BroadcastMethods):
+    """Sends catalogue events to their rooms; one typed ``broadcast_*`` method per event
+    (generated from the catalogue into broadcasts_gen.py by ``just codegen``)."""
 
     def __init__(self, sink: EventSink) -> None:
         self._sink = sink
@@ -116,24 +85,6 @@ class Broadcaster:
 
     async def publish_many(self, events: Sequence[Envelope[Any]]) -> list[Receipt]:
         return [await self.publish(event) for event in events]
-
-    broadcast_project_updated = _typed(project.ProjectUpdated, project.ProjectUpdatedData)
-    broadcast_project_deleted = _typed(project.ProjectDeleted, project.ProjectDeletedData)
-    broadcast_agent_status_changed = _typed(agent.AgentStatusChanged, agent.AgentStatusChangedData)
-    broadcast_agent_connected = _typed(agent.AgentConnected, agent.AgentConnectedData)
-    broadcast_agent_disconnected = _typed(agent.AgentDisconnected, agent.AgentDisconnectedData)
-    broadcast_workflow_progress = _typed(workflow.WorkflowProgress, workflow.WorkflowProgressData)
-    broadcast_workflow_started = _typed(workflow.WorkflowStarted, workflow.WorkflowStartedData)
-    broadcast_workflow_completed = _typed(workflow.WorkflowCompleted, workflow.WorkflowCompletedData)
-    broadcast_workflow_failed = _typed(workflow.WorkflowFailed, workflow.WorkflowFailedData)
-    broadcast_pr_created = _typed(pr.PrCreated, pr.PrCreatedData)
-    broadcast_pr_updated = _typed(pr.PrUpdated, pr.PrUpdatedData)
-    broadcast_pr_closed = _typed(pr.PrClosed, pr.PrClosedData)
-    broadcast_issue_created = _typed(issue.IssueCreated, issue.IssueCreatedData)
-    broadcast_issue_updated = _typed(issue.IssueUpdated, issue.IssueUpdatedData)
-    broadcast_issue_closed = _typed(issue.IssueClosed, issue.IssueClosedData)
-    broadcast_ai_suggestion = _typed(ai.AiSuggestion, ai.AiSuggestionData)
-    broadcast_ai_analysis_complete = _typed(ai.AiAnalysisComplete, ai.AiAnalysisCompleteData)
 
 
 _installed: Broadcaster | None = None

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pydantic import ValidationError
+
 
 class ErrorCode(StrEnum):
     """Error codes sent to clients in refusals, acks and HTTP error bodies."""
@@ -124,3 +126,7 @@ class EventRejected(ClientError, ValueError):
         self.errors = errors
         details = "; ".join(f"{'.'.join(map(str, e.loc)) or '(event)'}: {e.message}" for e in errors)
         super().__init__(f"{self.code.default_message}: {details}")
+
+
+def field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldError]:
+    return [FieldError(prefix + tuple(e["loc"]), e["msg"]) for e in error.errors(include_url=False)]

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 from swe_realtime import audit, metrics
 from swe_realtime._compat.fanout import encode
 from swe_realtime.auth import Principal, Role, TokenVerifier
-from swe_realtime.broadcaster import Broadcaster, field_errors
+from swe_realtime.broadcaster import Broadcaster
 from swe_realtime.errors import (
     AuthFailed,
     ClientError,
@@ -43,6 +43,7 @@ from swe_realtime.errors import (
     RateLimited,
     RoomAccessDenied,
     RoomLimit,
+    field_errors,
 )
 from swe_realtime.events import (
     CLIENT_COMMANDS,

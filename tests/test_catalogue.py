@@ -50,7 +50,9 @@ def test_every_event_has_a_valid_example(event: Any) -> None:
 
 
 def test_catalogue_covers_the_api_document() -> None:
-    assert set(CATALOGUE) == {
+    """Every event of the API document is in the catalogue (it may hold more: adding an event
+    is its model and its catalogue row, nothing here)."""
+    assert set(CATALOGUE) >= {
         "project.updated",
         "project.deleted",
         "agent.status_changed",

@@ -1,7 +1,8 @@
 """The catalogue: for every publishable event, its model and the rooms it goes to.
 
 One table, read by the broadcaster (to route), the HTTP endpoint (to validate by ``type``)
-and codegen (to document channels). Adding an event is one model and one row here.
+and codegen (to document channels, and to write the Broadcaster's typed ``broadcast_*``
+methods). Adding an event is one model and one row here, then ``just codegen``.
 """
 
 from __future__ import annotations

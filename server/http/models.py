@@ -7,8 +7,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from swe_realtime.broadcaster import Receipt
 from swe_realtime.errors import ErrorCode, EventRejected
+from swe_realtime.typed_broadcast import Receipt
 
 MAX_BATCH = 100
 """The most events one batch request may carry."""

@@ -15,11 +15,12 @@ from sanic.response import JSONResponse, json
 
 from swe_realtime import metrics
 from swe_realtime.auth import Role, TokenVerifier
-from swe_realtime.broadcaster import Broadcaster, Receipt, parse_event
+from swe_realtime.broadcaster import Broadcaster, parse_event
 from swe_realtime.errors import EventRejected, FieldError
 from swe_realtime.events.envelope import Envelope
 from swe_realtime.http._auth import authorize
 from swe_realtime.http.models import MAX_BATCH, BatchReceiptBody, ReceiptBody, RejectedBody
+from swe_realtime.typed_broadcast import Receipt
 
 
 def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blueprint:
