@@ -209,8 +209,15 @@ class ServerProcess:
     """``swe-realtime serve`` in a subprocess, its output captured in a file."""
 
     def __init__(
-        self, log_path: Path, env: Mapping[str, str] | None = None, *args: str, https: bool = False
+        self,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        *args: str,
+        https: bool = False,
+        cli: Path = CLI,
+        cwd: Path | None = None,
     ) -> None:
+        """``cli``: another installation's ``swe-realtime``, run in ``cwd``."""
         self.port = free_port()
         self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -219,12 +226,17 @@ class ServerProcess:
         full_env.update(env if env is not None else {"JWT_SECRET": SECRET})
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [str(CLI), "serve", "--port", str(self.port), *args],
+            [str(cli), "serve", "--port", str(self.port), *args],
             env=full_env,
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self._wait_healthy()
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()  # a gateway that never came up leaves no process and no open log behind
+            raise
 
     def _wait_healthy(self, timeout: float = 20.0) -> None:
         def healthy() -> bool:
