@@ -8,7 +8,7 @@ COPY server ./server
 # The generated contracts ship inside the package (served at /docs, /asyncapi.yaml, /openapi.json).
 COPY contracts ./contracts
 # The locked dependencies, then the gateway itself, into a virtual environment to copy.
-RUN uv venv /opt/venv && VIRTUAL_ENV=/opt/venv uv sync --frozen --no-dev --active --no-editable
+RUN uv venv /opt/venv && VIRTUAL_ENV=/opt/venv uv sync --frozen --no-dev --extra gateway --active --no-editable
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /app gateway

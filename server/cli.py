@@ -9,12 +9,19 @@ import sys
 from collections.abc import Sequence
 from uuid import UUID
 
-from swe_realtime.auth import Role, mint_token
 from swe_realtime.errors import SettingsError
 from swe_realtime.events._examples import PROJECT_ID, USER_ID
-from swe_realtime.logs import configure_logging
-from swe_realtime.serve import serve
 from swe_realtime.settings import Settings, tls_settings
+
+try:
+    from swe_realtime.auth import Role, mint_token
+    from swe_realtime.logs import configure_logging
+    from swe_realtime.serve import serve
+except ModuleNotFoundError as missing:  # the base install: models and emitter, no server
+    raise SystemExit(
+        f"swe-realtime: the gateway is not installed ({missing.name} is missing):"
+        " pip install 'swe-realtime[gateway]'"
+    ) from None
 
 DEMO_USER = UUID(USER_ID)  # the ids of the API document's examples
 DEMO_PROJECT = UUID(PROJECT_ID)

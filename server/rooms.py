@@ -13,11 +13,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from uuid import UUID
 
-from swe_realtime.auth import Principal
 from swe_realtime.errors import InvalidRoom
+
+if TYPE_CHECKING:  # the grammar is read by the event models, which emitters import without PyJWT
+    from swe_realtime.auth import Principal
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
