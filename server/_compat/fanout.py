@@ -10,7 +10,8 @@ expect acknowledgements keep the library's path.
 Read against python-socketio 5.16.1 to 5.18.1 (the UPSTREAM table below): this replaces
 ``AsyncManager.emit`` for emits without a callback, reads the participants as
 ``BaseManager.get_participants`` yields them, encodes as the server's ``packet_class`` does,
-and hands packets over with the server's ``_send_eio_packet`` (the slow-consumer check).
+and hands packets over with our server's ``_send_eio_packet`` (socketio.py: the
+slow-consumer check).
 """
 
 from __future__ import annotations
@@ -36,11 +37,6 @@ UPSTREAM = (
         "python-socketio",
         "socketio.base_manager:BaseManager.get_participants",
         {"5.16.1": "7d78ad681c95de5b", "5.18.1": "7d78ad681c95de5b"},
-    ),
-    Upstream(
-        "python-socketio",
-        "socketio.async_server:AsyncServer._send_eio_packet",
-        {"5.16.1": "64cf72a2ab7d75b1", "5.18.1": "64cf72a2ab7d75b1"},
     ),
     Upstream(
         "python-socketio",

@@ -67,11 +67,6 @@ UPSTREAM = (
         "socketio.async_pubsub_manager:AsyncPubSubManager._handle_emit",
         {"5.16.1": "4284671be955f644", "5.18.1": "4284671be955f644"},
     ),
-    Upstream(
-        "python-socketio",
-        "socketio.async_pubsub_manager:AsyncPubSubManager._thread",
-        {"5.16.1": "fa8d075729aac64d", "5.18.1": "fa8d075729aac64d"},
-    ),
 )
 
 
