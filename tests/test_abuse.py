@@ -180,7 +180,6 @@ async def test_limits(start_server: Callable[..., ServerProcess], clients: Calla
     assert await refused_with(server, clients(), make_token()) == "RATE_LIMITED"
 
 
-@pytest.mark.slow
 async def test_slow_consumer_is_dropped(
     start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
 ) -> None:

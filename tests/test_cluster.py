@@ -60,6 +60,7 @@ async def test_events_cross_instances_exactly_once(
 
 
 @pytest.mark.redis
+@pytest.mark.slow
 async def test_write_only_emitter_process(
     cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
 ) -> None:
@@ -282,6 +283,7 @@ async def test_tls_serves_wss_to_socket_io_client(
 
 
 @pytest.mark.redis
+@pytest.mark.slow
 async def test_workers_share_one_port(
     start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
 ) -> None:
