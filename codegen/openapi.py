@@ -89,6 +89,11 @@ def build_openapi() -> dict[str, Any]:
         "422": _response(
             "The event is invalid; every bad field is listed.", schemas.ref(RejectedBody, "serialization")
         ),
+        "503": _response(
+            "Redis could not be reached: the events not counted as sent in the message were neither"
+            " stored nor sent (SERVICE_UNAVAILABLE); retry them.",
+            error,
+        ),
     }
     status = schemas.ref(StatusBody, "serialization")
     text = {"description": "The document.", "content": {"application/yaml": {"schema": {"type": "object"}}}}

@@ -22,15 +22,15 @@ from sanic import Sanic
 
 from swe_realtime import __version__, metrics
 from swe_realtime._compat.engineio import EngineLogger
-from swe_realtime._compat.fanout import FanoutManager
+from swe_realtime._compat.fanout import ChannelManager, FanoutManager
 from swe_realtime._compat.socketio import AsyncServer
-from swe_realtime._compat.socketio_redis import GatewayRedisManager
 from swe_realtime.auth import TokenVerifier
 from swe_realtime.broadcaster import Broadcaster, install_broadcaster
 from swe_realtime.cluster import ClusterStats, LocalStats, Stats
+from swe_realtime.cluster_presence import ClusterPresence, ClusterRegistry, ClusterShares
 from swe_realtime.events import NAMESPACE
 from swe_realtime.gateway import Gateway
-from swe_realtime.history import make_history
+from swe_realtime.history import History, RedisHistory, make_history
 from swe_realtime.http.body_limit import BodyLimit
 from swe_realtime.http.docs import docs_blueprint
 from swe_realtime.http.health import health_blueprint
@@ -40,10 +40,13 @@ from swe_realtime.http.publish import publish_blueprint
 from swe_realtime.http.stats import stats_blueprint
 from swe_realtime.presence import Presence
 from swe_realtime.recovery import Recovery
+from swe_realtime.redis_connection import connect
 from swe_realtime.redis_health import RedisHealth
 from swe_realtime.registry import Registry
+from swe_realtime.room_channels import RoomChannels
 from swe_realtime.rooms import AccessPolicy, ClaimsAccessPolicy
 from swe_realtime.settings import Settings
+from swe_realtime.streams import RoomStreams
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _APP_NUMBERS = itertools.count(1)
@@ -60,6 +63,8 @@ class GatewayApp:
     gateway: Gateway
     broadcaster: Broadcaster
     redis: RedisHealth | None
+    channels: RoomChannels | None = None
+    """With Redis: this instance's room subscriptions (server/room_channels.py)."""
     started: bool = False
     draining: bool = False
     _started: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -69,8 +74,12 @@ class GatewayApp:
         await self._started.wait()
 
     def ready(self) -> bool:
-        """Serving, not draining, and (with Redis) able to reach the other instances."""
-        return self.started and not self.draining and (self.redis is None or self.redis.reachable)
+        """Serving, not draining, and (with Redis) subscribed and caught up: every event
+        accepted for this instance's rooms reaches it."""
+        reached = self.redis is None or (
+            self.redis.reachable and (self.channels is None or self.channels.ready)
+        )
+        return self.started and not self.draining and reached
 
     async def drain(self) -> None:
         """Stop looking ready and close every client session, so clients reconnect elsewhere."""
@@ -86,11 +95,10 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     """
     verifier = TokenVerifier(settings.jwt)
     redis = RedisHealth(settings.redis.url) if settings.redis else None
+    manager = ChannelManager() if settings.redis else FanoutManager()
     sio = AsyncServer(
         async_mode="asgi",
-        client_manager=GatewayRedisManager(settings.redis.url, settings.redis.channel, redis)
-        if settings.redis and redis
-        else FanoutManager(),
+        client_manager=manager,
         # Worker processes share one listening socket: a polling session's requests could
         # land on different workers, so with several workers only WebSocket is offered.
         transports=["websocket"] if settings.workers > 1 else None,
@@ -100,30 +108,51 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         logger=logging.getLogger("socketio.server"),
         engineio_logger=EngineLogger(logging.getLogger("engineio.server")),
     )
-    history = make_history(sio, settings.history)
+    channels: RoomChannels | None = None
+    history: History
+    if settings.redis and redis and isinstance(manager, ChannelManager):
+        client = connect(settings.redis.url, default_service=settings.redis.channel)
+        streams = RoomStreams(settings.redis.channel, settings.history)
+        channels = manager.channels = RoomChannels(client, streams, manager.deliver, redis)
+        history = RedisHistory(client, streams, redis, kept=settings.history.size > 0)
+    else:
+        history = make_history(sio, settings.history)
     broadcaster = Broadcaster(metrics.CountedSink(history))
     install_broadcaster(broadcaster)
-    registry = Registry(settings.limits.connections_per_user)
+    # With Redis, per-user limits and agent presence count every instance's connections.
+    shares = ClusterShares(settings.redis, settings.instance_id, broadcaster) if settings.redis else None
+    per_user = settings.limits.connections_per_user
+    registry = ClusterRegistry(per_user, shares) if shares else Registry(per_user)
     gateway = Gateway(
         verifier,
         policy or ClaimsAccessPolicy(),
         broadcaster,
         Recovery(sio, sio.manager, history, NAMESPACE),
         registry,
-        Presence(broadcaster),
+        ClusterPresence(broadcaster, shares) if shares else Presence(broadcaster),
         settings.max_connections,
         settings.limits,
     )
     sio.register_namespace(gateway)
     stats: Stats = (
-        ClusterStats(settings.redis, settings.instance_id, redis, registry.snapshot)
+        ClusterStats(
+            settings.redis, settings.instance_id, redis, registry.snapshot, [shares] if shares else []
+        )
         if settings.redis and redis
         else LocalStats(settings.instance_id, registry.snapshot)
     )
 
     sanic = Sanic(f"swe_realtime_{next(_APP_NUMBERS)}", configure_logging=False)
     asgi = socketio.ASGIApp(sio, other_asgi_app=BodyLimit(sanic, settings.max_payload_bytes))
-    app = GatewayApp(asgi=asgi, sanic=sanic, sio=sio, gateway=gateway, broadcaster=broadcaster, redis=redis)
+    app = GatewayApp(
+        asgi=asgi,
+        sanic=sanic,
+        sio=sio,
+        gateway=gateway,
+        broadcaster=broadcaster,
+        redis=redis,
+        channels=channels,
+    )
     sanic.blueprint(health_blueprint(app.ready))
     sanic.blueprint(stats_blueprint(verifier, stats))
     sanic.blueprint(metrics_blueprint(verifier, settings.metrics_token))
@@ -143,10 +172,14 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         app.started = True
         app._started.set()
         await stats.start()
+        if channels is not None:
+            channels.start(lambda: manager.local_rooms(NAMESPACE))
 
     @sanic.before_server_stop
     async def stopping(_: Sanic[Any, Any]) -> None:
         await stats.stop()
+        if channels is not None:
+            await channels.stop()
 
     return app
 

@@ -15,7 +15,6 @@ process-wide object of the gateway.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pydantic import TypeAdapter, ValidationError
@@ -83,8 +82,6 @@ class Broadcaster(BroadcastMethods):
         await self._sink.emit(event.event_name(), payload, room=list(rooms), namespace=NAMESPACE)
         return Receipt(event.id, event.event_type(), rooms)
 
-    async def publish_many(self, events: Sequence[Envelope[Any]]) -> list[Receipt]:
-        return [await self.publish(event) for event in events]
 
 
 _installed: Broadcaster | None = None

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
-
-from redis.asyncio import Redis
 
 from swe_realtime.redis_connection import connect
 from swe_realtime.redis_health import RedisHealth
 from swe_realtime.settings import RedisSettings
+from swe_realtime.streams import AnyRedis
 
 HEARTBEAT = 2.0
 TTL_SECONDS = 6
@@ -35,6 +34,21 @@ class Stats(Protocol):
     async def stop(self) -> None: ...
 
     async def snapshot(self) -> Snapshot: ...
+
+
+class Companion(Protocol):
+    """Work that lives as long as this instance's heartbeat (server/cluster_presence.py):
+    started with it, and stopped before the heartbeat's entry is withdrawn, so that the other
+    instances see this one alive for as long as it holds anything in Redis."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def heartbeat_key(channel: str, instance_id: str) -> str:
+    """Where ``instance_id`` heartbeats: while the key exists, the instance counts as alive."""
+    return f"{channel}:instance:{instance_id}"
 
 
 class LocalStats:
@@ -58,20 +72,30 @@ class ClusterStats:
     """Heartbeats this instance's counts into Redis and sums everyone's on request."""
 
     def __init__(
-        self, settings: RedisSettings, instance_id: str, health: RedisHealth, local: Callable[[], Snapshot]
+        self,
+        settings: RedisSettings,
+        instance_id: str,
+        health: RedisHealth,
+        local: Callable[[], Snapshot],
+        companions: Sequence[Companion] = (),
     ) -> None:
         self.instance_id = instance_id
         self._health = health
         self._local = local
-        self._redis: Redis = connect(settings.url, default_service=settings.channel, socket_timeout=2)
+        self._companions = tuple(companions)
+        self._redis: AnyRedis = connect(settings.url, default_service=settings.channel, socket_timeout=2)
         self._prefix = f"{settings.channel}:instance:"
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._beat())
+        for companion in self._companions:
+            await companion.start()
 
     async def stop(self) -> None:
-        """Stop beating and withdraw this instance's entry (best effort)."""
+        """Stop the companions, then beating, and withdraw this instance's entry (best effort)."""
+        for companion in self._companions:
+            await companion.stop()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -41,9 +41,7 @@ class RedisEmitter:
 
     async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
         try:
-            await asyncio.wait_for(
-                self._streams.publish(self._redis, event, data, room, namespace), PUBLISH_TIMEOUT
-            )
+            await asyncio.wait_for(self._streams.publish(self._redis, event, data, room), PUBLISH_TIMEOUT)
         except Exception as exc:  # redis, OS and timeout errors alike: not stored, not sent
             raise RedisUnavailable(
                 f"Redis at {self._url} is unreachable: {type(exc).__name__}: {exc}"

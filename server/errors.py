@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     INVALID_EVENT = "INVALID_EVENT"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     ROOM_LIMIT = "ROOM_LIMIT"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
     @property
     def default_message(self) -> str:
@@ -45,6 +46,7 @@ _DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.INVALID_EVENT: "The event does not match its model",
     ErrorCode.PAYLOAD_TOO_LARGE: "The request body is larger than MAX_PAYLOAD_BYTES",
     ErrorCode.ROOM_LIMIT: "This connection is in as many rooms as it may be",
+    ErrorCode.SERVICE_UNAVAILABLE: "Events cannot be stored and sent just now; retry later",
 }
 
 

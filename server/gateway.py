@@ -41,6 +41,7 @@ from swe_realtime.errors import (
     InvalidRequest,
     PermissionDenied,
     RateLimited,
+    RedisUnavailable,
     RoomAccessDenied,
     RoomLimit,
     field_errors,
@@ -336,6 +337,11 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             receipt = await self._broadcaster.publish(AgentStatusChanged(data=data))
         except ClientError as exc:
             return _error_ack(exc)
+        except RedisUnavailable:
+            unavailable = ErrorCode.SERVICE_UNAVAILABLE
+            return ErrorAck(
+                room=None, error_code=unavailable, message=unavailable.default_message
+            ).model_dump(mode="json")
         return EventAck(id=receipt.id).model_dump(mode="json")
 
     async def _refresh_token(self, sid: str, *args: object) -> Ack:

@@ -12,13 +12,9 @@ random token made when the room's history is created, changes whenever that hist
 (expired, Redis restarted or flushed). An offset is only ever compared within its epoch.
 
 With Redis the histories are the rooms' streams (server/streams.py), written by whoever
-publishes. Without Redis the same happens in memory, under a lock. Each event also gets a
-global sequence number, by which replays of several rooms are merged.
-
-A publish that cannot reach Redis is still delivered to this instance's connections
-(without positions), and the rooms it went to have their history reset once Redis is back:
-a client that missed it elsewhere then sees a new epoch and refetches, instead of a replay
-with a silent hole in it.
+publishes, and delivery goes through the rooms' channels (server/room_channels.py). Without
+Redis the same happens in memory, under a lock. A publish that Redis does not take fails: it
+is neither kept nor sent anywhere, so no instance's clients see an event the others miss.
 """
 
 from __future__ import annotations
@@ -31,13 +27,15 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Protocol
 
+from swe_realtime import metrics
 from swe_realtime._compat.fanout import emit_to_participants
-from swe_realtime._compat.socketio_redis import GatewayRedisManager
+from swe_realtime.errors import RedisUnavailable
 from swe_realtime.events.commands import RecoveryFailure
 from swe_realtime.events.envelope import StreamPosition
 from swe_realtime.redis_connection import PUBLISH_TIMEOUT
+from swe_realtime.redis_health import RedisHealth
 from swe_realtime.settings import HistorySettings
-from swe_realtime.streams import Entry, RoomStreams, new_epoch
+from swe_realtime.streams import AnyRedis, Entry, RoomStreams, new_epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,18 +107,18 @@ class MemoryHistory:
         self._size = settings.size
         self._ttl = float(settings.ttl)
         self._rooms: dict[str, _RoomLog] = {}
-        self._seq = 0
+        self._published = 0
         self._lock = asyncio.Lock()
 
     async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
         async with self._lock:  # offsets are handed out in the order events are delivered
             now = time.monotonic()
-            self._seq += 1
-            if self._seq % self.SWEEP_EVERY == 0:
+            self._published += 1
+            if self._published % self.SWEEP_EVERY == 0:
                 self._sweep(now)
             logs = [self._log(name, now) for name in room]
             positions = data["positions"] = {}
-            entry = Entry(self._seq, event, data)
+            entry = Entry(event, data, tuple(room))
             for name, log in zip(room, logs, strict=True):
                 log.top += 1
                 log.touched = now
@@ -153,47 +151,46 @@ class MemoryHistory:
 
 
 class RedisHistory:
-    """Histories in the rooms' Redis streams, shared by every instance on the channel."""
+    """Histories in the rooms' Redis streams (server/streams.py), shared by every instance.
 
-    def __init__(self, manager: GatewayRedisManager, settings: HistorySettings) -> None:
-        self._manager = manager
-        self._streams = RoomStreams(manager.channel, settings)
-        self._lost: set[str] = set()
-        """Rooms that got an event Redis did not record: reset when Redis is back."""
+    A publish that Redis does not take raises RedisUnavailable: an event that is neither
+    stored nor sent is the publisher's to know about (HTTP 503), never a silent success.
+    """
+
+    def __init__(self, redis: AnyRedis, streams: RoomStreams, health: RedisHealth, *, kept: bool) -> None:
+        self._redis = redis
+        self._streams = streams
+        self._health = health
+        self._kept = kept
 
     async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
         try:
-            redis = self._manager.client()
-            if self._lost:
-                await self._streams.forget(redis, self._lost)
-                self._lost.clear()
-            await asyncio.wait_for(
-                self._streams.publish(redis, event, data, room, namespace), PUBLISH_TIMEOUT
-            )
-        except Exception as exc:  # any failure means: not recorded, not published
-            self._manager.publish_failed(exc)
-            self._lost.update(room)
-            data["positions"] = {}
-            await emit_to_participants(self._manager, event, data, namespace, room, None)
-            return
-        self._manager.health.succeeded()
+            await asyncio.wait_for(self._streams.publish(self._redis, event, data, room), PUBLISH_TIMEOUT)
+        except Exception as exc:  # redis, OS and timeout errors alike: not stored, not sent
+            self._health.unpublished += 1
+            metrics.UNPUBLISHED.inc()
+            self._health.failed(exc)
+            raise RedisUnavailable(
+                f"Redis at {self._health.url} is unreachable: {type(exc).__name__}"
+            ) from exc
+        self._health.succeeded()
 
     async def window(self, room: str, after: StreamPosition | None) -> Window:
+        if not self._kept:
+            return Window(None, failure=RecoveryFailure.HISTORY_OFF)
         try:
             state = await asyncio.wait_for(
-                self._streams.read(self._manager.client(), room, None if after is None else after.offset),
+                self._streams.read(self._redis, room, None if after is None else after.offset),
                 PUBLISH_TIMEOUT,
             )
         except Exception as exc:  # the room is joined all the same; the client is told
-            self._manager.health.failed(exc)
+            self._health.failed(exc)
             return Window(None, failure=RecoveryFailure.HISTORY_UNAVAILABLE)
         return judge(state.epoch, state.top, state.first, after, state.entries)
 
 
 def make_history(server: Any, settings: HistorySettings) -> History:
-    """The history for a server: in Redis when its manager is, in memory otherwise."""
+    """The history of a gateway without Redis: in memory, or none (HISTORY_SIZE=0)."""
     if settings.size == 0:
         return NoHistory(server)
-    if isinstance(server.manager, GatewayRedisManager):
-        return RedisHistory(server.manager, settings)
     return MemoryHistory(server.manager, settings)

@@ -100,7 +100,7 @@ REDIS_RECONNECTS = Counter(
 )
 UNPUBLISHED = Counter(
     f"{PREFIX}_redis_unpublished",
-    "Messages the other instances missed (Redis unreachable).",
+    "Events refused because Redis could not store and send them.",
     registry=REGISTRY,
 )
 

@@ -6,8 +6,9 @@ The race to beat: live events keep arriving while the history is read. So, per r
    are joined, then their histories are read (server/history.py): each room's position now,
    ``(epoch, top)``, and the events after the client's position.
 2. ``finish`` (sends, never yields to other deliveries in between): the replay goes out,
-   merged across rooms in publish order, each event once; each room's floor becomes its
-   ``top``; then the held live events follow, minus those at or below a floor.
+   each room's events in the room's order, rooms interleaved by timestamp, each event once;
+   each room's floor becomes its ``top``; then the held live events follow, minus those at
+   or below a floor.
 
 Nothing is missed: an event after ``top`` was appended after the read, so after the join,
 and reaches the connection live. Nothing comes twice: the gate drops the live copies of
@@ -23,6 +24,7 @@ it still arrives once, but out of place in that room.
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -85,12 +87,7 @@ class Recovery:
     async def finish(self, plan: Plan) -> None:
         """Send the replay, set the floors, release the held events (see the module's doc)."""
         gate, send = plan.gate, self.sender(plan.sid)
-        replay: dict[int, Entry] = {}
-        for _, window in plan.windows:
-            if window.failure is None:
-                replay.update((entry.seq, entry) for entry in window.entries)
-        for seq in sorted(replay):
-            entry = replay[seq]
+        for entry in _merged([window.entries for _, window in plan.windows if window.failure is None]):
             if gate.passes(entry.payload.get("positions")):
                 await send(encode(self._server, entry.event, entry.payload, self._namespace))
                 metrics.REPLAYED.inc()
@@ -134,6 +131,19 @@ class Recovery:
             await self._server.send_now(sid, self._namespace, frames)
 
         return send
+
+
+def _merged(rooms: Sequence[Sequence[Entry]]) -> list[Entry]:
+    """The replays of several rooms as one: each room's events in the room's order, rooms
+    interleaved by the events' timestamps, an event in several of the rooms once (as the copy
+    holding the most positions: the one of its latest room)."""
+    merged: dict[str, Entry] = {}
+    for entry in heapq.merge(*rooms, key=lambda entry: str(entry.payload.get("timestamp", ""))):
+        key = str(entry.payload.get("id"))
+        kept = merged.get(key)
+        if kept is None or len(entry.payload.get("positions", {})) > len(kept.payload.get("positions", {})):
+            merged[key] = entry
+    return list(merged.values())
 
 
 __all__ = ["Plan", "Recovery", "Request"]

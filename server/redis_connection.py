@@ -3,7 +3,9 @@
 It needs only redis-py: a backend process that emits events imports it without the socket
 server's libraries. ``redis://``, ``rediss://`` and ``unix://`` are redis-py's own URLs;
 ``redis+sentinel://[user:password@]host:port[,host:port]/db/service`` asks the sentinels
-for the master of ``service`` (the form python-socketio accepts too).
+for the master of ``service`` (the form python-socketio accepts too);
+``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster://`` with
+TLS) is a Redis Cluster, found from any of the nodes given.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
@@ -30,20 +33,26 @@ REDIS_OPTIONS: dict[str, Any] = {
 }
 
 
-def connect(url: str, *, default_service: str, **options: Any) -> Redis:
+CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
+
+
+def connect(url: str, *, default_service: str, **options: Any) -> Redis | RedisCluster:
     """A client for ``url`` (connections are made on first use). ``default_service`` names
     the sentinel service when the URL does not; ``options`` add to REDIS_OPTIONS."""
     options = {**REDIS_OPTIONS, **options}
     parts = urlsplit(url)
-    if parts.scheme != "redis+sentinel":
-        return Redis.from_url(url, **options)
     credentials = {
         key: value for key, value in (("username", parts.username), ("password", parts.password)) if value
     }
-    hosts = []
-    for host_port in parts.netloc.rpartition("@")[2].split(","):
-        host, _, port = host_port.rpartition(":")
-        hosts.append((host, int(port)))
+    if parts.scheme in CLUSTER_SCHEMES:
+        nodes = [ClusterNode(host, port) for host, port in _hosts(parts.netloc)]
+        # The cluster client takes its own retry policy; a connection error refreshes its map.
+        extra: dict[str, Any] = {k: v for k, v in options.items() if k not in ("retry", "retry_on_error")}
+        extra.update(credentials, ssl=parts.scheme == "rediss+cluster")
+        return RedisCluster(startup_nodes=nodes, **extra)
+    if parts.scheme != "redis+sentinel":
+        return Redis.from_url(url, **options)
+    hosts = _hosts(parts.netloc)
     db, _, service = parts.path.strip("/").partition("/")
     # redis-py's Sentinel is not annotated.
     sentinel = Sentinel(hosts, **options, **credentials, **({"db": int(db)} if db else {}))  # type: ignore[no-untyped-call]
@@ -51,8 +60,26 @@ def connect(url: str, *, default_service: str, **options: Any) -> Redis:
     return client
 
 
+def node_client(redis: Redis | RedisCluster, address: str) -> Redis:
+    """A client of one node: ``redis`` itself, or the cluster node named ``host:port``."""
+    if not isinstance(redis, RedisCluster):
+        return redis
+    node = redis.get_node(node_name=address)
+    if node is None:
+        raise ConnectionError(f"no Redis Cluster node {address}")
+    pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+    return Redis(connection_pool=pool)
+
+
+def _hosts(netloc: str) -> list[tuple[str, int]]:
+    hosts = []
+    for host_port in netloc.rpartition("@")[2].split(","):
+        host, _, port = host_port.rpartition(":")
+        hosts.append((host, int(port)))
+    return hosts
+
+
 def safe_url(url: str) -> str:
     """The URL without its password, for logs."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"

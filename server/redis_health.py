@@ -21,14 +21,14 @@ class RedisHealth:
         self.url = safe_url(url)
         self.reachable = False
         self.unpublished = 0
-        """Messages that did not reach the other instances, over this process's life."""
+        """Events refused because Redis could not take them, over this process's life."""
         self._outage_reported = False
 
     def failed(self, error: BaseException) -> None:
         if not self._outage_reported:
             _log.warning(
-                "Redis at %s is unreachable (%s: %s): cross-instance delivery stops until it is back;"
-                " this instance keeps serving its own connections",
+                "Redis at %s is unreachable (%s: %s): events are refused (503) and rooms wait for"
+                " their events until it is back; connections stay open",
                 self.url,
                 type(error).__name__,
                 error,
@@ -40,7 +40,7 @@ class RedisHealth:
         if self._outage_reported:
             metrics.REDIS_RECONNECTS.inc()
             _log.warning(
-                "Redis at %s is reachable again; %d message(s) so far did not reach other instances",
+                "Redis at %s is reachable again; %d event(s) so far were refused while it was away",
                 self.url,
                 self.unpublished,
             )

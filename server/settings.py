@@ -31,7 +31,7 @@ SHIPPED_CONTRACTS = (
     _PACKAGE / "contracts" if (_PACKAGE / "contracts").is_dir() else _PACKAGE.parent / "contracts"
 )
 """The generated documents served at /docs: inside an installed wheel, or a checkout's contracts/."""
-REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel"})
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster"})
 
 PublicKey: TypeAlias = "RSAPublicKey | EllipticCurvePublicKey"
 

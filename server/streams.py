@@ -1,15 +1,23 @@
-"""Rooms' event streams in Redis: the keys, the publish script and the read script.
+"""Rooms' event streams in Redis: the keys, the append script, the read script, the channels.
 
 One path for every publisher: the gateway (server/history.py) and processes without a socket
 server (server/emitter.py) publish through :class:`RoomStreams`, so an event has positions and
 is in its rooms' histories whoever sent it. It needs only redis-py.
 
-One Lua script per event assigns the offsets, appends the event to each room's stream
-(bounded by count and age) and publishes it to every instance, atomically: all instances
-receive a room's events in offset order, the order the streams hold. The channel message is
-python-socketio's (server/_compat/socketio_pubsub.py) with a host id no instance has, so
-every instance, the publishing one included, delivers it from the channel. Each event also
-gets a global sequence number, by which replays of several rooms are merged.
+Everything about a room lives in that room's hash slot (the keys and the shard channel share
+the ``{<prefix>:<room>}`` hash tag), so a publish touches only its rooms, no global key, and
+rooms spread over the masters of a Redis Cluster. Per room, one Lua script assigns the next
+offset, appends the event to the room's stream (bounded by count and age) and SPUBLISHes it on
+the room's shard channel, atomically: every instance serving the room receives the room's
+events in offset order, the order the stream holds.
+
+An event for several rooms is appended room by room, in the catalogue's room order; each
+copy carries the positions assigned so far (its own room and the ones before it). A
+connection in several of the rooms is sent the copy of the last of them it is in
+(server/room_channels.py), which carries all its positions. Across rooms there is no order:
+two events of two rooms may reach two instances in different orders.
+
+The channel message is this module's own: ``{"event", "rooms", "room", "payload"}``.
 """
 
 from __future__ import annotations
@@ -20,52 +28,47 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
-from swe_realtime._compat.socketio_pubsub import emit_message
 from swe_realtime.settings import HistorySettings
 
-_SLOT = "<payload>"
-"""Where the script puts the payload in the channel message it publishes."""
+AnyRedis = Redis | RedisCluster
+"""A client of one Redis or of a Redis Cluster: both run the scripts the same way."""
 
-# KEYS: the sequence key, then per room its meta hash and its stream.
-# ARGV: size, ttl (ms), channel, message head, payload head, message tail, a new epoch,
-#       the event's name, then per room its name as a JSON string.
+# KEYS: the room's meta hash and stream. ARGV: size, ttl (ms), the room's shard channel, a new
+# epoch, the room's name as JSON, the positions so far (JSON members, or ""), the payload up
+# to its positions, the message up to its payload, the message's end, the event's name, all
+# the event's rooms as JSON.
+# Returns the room's epoch and the event's offset.
 _APPEND = """
 local size, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
-local seq = redis.call('INCR', KEYS[1])
-local rooms = (#KEYS - 1) / 2
-local offsets, parts = {}, {}
-for i = 1, rooms do
-  local meta = KEYS[2 * i]
-  local epoch = redis.call('HGET', meta, 'epoch')
-  if not epoch then
-    epoch = ARGV[7]
-    redis.call('HSET', meta, 'epoch', epoch)
-  end
-  offsets[i] = redis.call('HINCRBY', meta, 'top', 1)
-  parts[i] = ARGV[8 + i] .. ':{"epoch":"' .. epoch .. '","offset":' .. offsets[i] .. '}'
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
-local payload = ARGV[5] .. '{' .. table.concat(parts, ',') .. '}}'
-for i = 1, rooms do
-  local meta, stream = KEYS[2 * i], KEYS[2 * i + 1]
-  local id = offsets[i] .. '-0'
-  redis.call('XADD', stream, 'MAXLEN', size, id, 't', now, 's', seq, 'e', ARGV[8], 'p', payload)
-  -- Age: drop what is older than the TTL from the front, a bounded look at a time.
-  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)
-  local keep = nil
-  for _, item in ipairs(oldest) do
-    if tonumber(item[2][2]) >= now - ttl then keep = item[1] break end
-  end
-  if not keep then keep = string.match(oldest[#oldest][1], '^(%d+)') .. '-1' end
-  if keep ~= oldest[1][1] then redis.call('XTRIM', stream, 'MINID', keep) end
-  redis.call('PEXPIRE', meta, ttl)
-  redis.call('PEXPIRE', stream, ttl)
+local offset = redis.call('HINCRBY', KEYS[1], 'top', 1)
+local positions = ARGV[6]
+if positions ~= '' then positions = positions .. ',' end
+positions = positions .. ARGV[5] .. ':{"epoch":"' .. epoch .. '","offset":' .. offset .. '}'
+local payload = ARGV[7] .. '{' .. positions .. '}}'
+redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0',
+  't', now, 'e', ARGV[10], 'r', ARGV[11], 'p', payload)
+-- Age: drop what is older than the TTL from the front, a bounded look at a time.
+local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 64)
+local keep = nil
+for _, item in ipairs(oldest) do
+  if tonumber(item[2][2]) >= now - ttl then keep = item[1] break end
 end
-redis.call('PUBLISH', ARGV[3], ARGV[4] .. payload .. ARGV[6])
-return seq
+if not keep then keep = string.match(oldest[#oldest][1], '^(%d+)') .. '-1' end
+if keep ~= oldest[1][1] then redis.call('XTRIM', KEYS[2], 'MINID', keep) end
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('SPUBLISH', ARGV[3], ARGV[8] .. payload .. ARGV[9])
+return {epoch, offset}
 """
 
 # KEYS: the room's meta hash and stream. ARGV: a new epoch, the client's offset (-1: none),
@@ -97,11 +100,12 @@ def new_epoch() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One event read back from a room's stream."""
+    """One event as kept in a room's history (``positions`` filled in)."""
 
-    seq: int
     event: str
     payload: dict[str, Any]
+    rooms: tuple[str, ...]
+    """All the rooms the event went to, in publishing order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,55 +119,78 @@ class StreamState:
     entries: tuple[Entry, ...]
 
 
-class RoomStreams:
-    """Publishes events into rooms' streams and reads them back, on a given Redis client.
+@dataclass(frozen=True, slots=True)
+class ChannelMessage:
+    """One event as a room's shard channel carries it."""
 
-    The client is passed per call: the gateway's changes when its connection to Redis is
-    remade, and the scripts are registered again for the new one.
+    event: str
+    rooms: list[str]
+    """All the event's rooms, in publishing order."""
+    room: str
+    """The room whose channel carried this copy."""
+    payload: dict[str, Any]
+
+    @classmethod
+    def parse(cls, raw: bytes) -> ChannelMessage:
+        fields = json.loads(raw)
+        return cls(fields["event"], fields["rooms"], fields["room"], fields["payload"])
+
+
+class RoomStreams:
+    """Publishes events into rooms' streams and channels, and reads them back.
+
+    The client is passed per call: the gateway's is remade when Redis comes back, and the
+    scripts are registered again for the new one.
     """
 
-    def __init__(self, channel: str, history: HistorySettings) -> None:
-        self.channel = channel
+    def __init__(self, prefix: str, history: HistorySettings) -> None:
+        self.prefix = prefix
         self._size = history.size
         self._ttl_ms = history.ttl * 1000
-        self._prefix = f"{channel}:history"
-        self._registered: tuple[Redis, AsyncScript, AsyncScript] | None = None
+        self._registered: tuple[AnyRedis, AsyncScript, AsyncScript] | None = None
 
     def keys(self, room: str) -> list[str]:
-        """The room's meta hash (epoch, newest offset) and its stream."""
-        return [f"{self._prefix}:{room}:meta", f"{self._prefix}:{room}:stream"]
+        """The room's meta hash (epoch, newest offset) and its stream, in the room's slot."""
+        return [f"{{{self.prefix}:{room}}}:meta", f"{{{self.prefix}:{room}}}:stream"]
+
+    def channel(self, room: str) -> str:
+        """The room's shard channel, in the room's slot."""
+        return f"{{{self.prefix}:{room}}}:events"
 
     async def publish(
-        self, redis: Redis, event: str, data: dict[str, Any], rooms: list[str], namespace: str
-    ) -> None:
-        """Append ``data`` to each room's stream with its positions, and publish it to every
-        instance. With history off (size 0) it is published as it is, without positions."""
-        if self._size == 0:
-            await redis.publish(
-                self.channel, _compact(emit_message(event, data, rooms=rooms, namespace=namespace))
-            )
-            return
+        self, redis: AnyRedis, event: str, data: dict[str, Any], rooms: list[str]
+    ) -> dict[str, Any]:
+        """Append ``data`` to each room's stream, room by room, and send each copy on the
+        room's channel; return the event's positions in all its rooms."""
         data.pop("positions", None)  # the script writes them, last
-        body = _compact(data)
-        head, _, tail = _compact(emit_message(event, _SLOT, rooms=rooms, namespace=namespace)).partition(
-            f'"{_SLOT}"'
-        )
-        keys = [f"{self._prefix}:seq"] + [key for name in rooms for key in self.keys(name)]
-        args: list[str | int] = [
-            self._size,
-            self._ttl_ms,
-            self.channel,
-            head,
-            body[:-1] + ',"positions":',
-            tail,
-            new_epoch(),
-            event,
-            *map(json.dumps, rooms),
-        ]
+        head = _compact(data)[:-1] + ',"positions":'
         append, _ = self._scripts(redis)
-        await append(keys=keys, args=args)
+        members: list[str] = []
+        positions: dict[str, Any] = {}
+        for room in rooms:
+            epoch, offset = await append(
+                keys=self.keys(room),
+                args=[
+                    self._size,
+                    self._ttl_ms,
+                    self.channel(room),
+                    new_epoch(),
+                    _compact(room),
+                    ",".join(members),
+                    head,
+                    _message_head(event, rooms, room),
+                    "}",
+                    event,
+                    _compact(rooms),
+                ],
+            )
+            epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
+            positions[room] = {"epoch": epoch, "offset": int(offset)}
+            members.append(f"{_compact(room)}:{_compact(positions[room])}")
+        data["positions"] = positions
+        return positions
 
-    async def read(self, redis: Redis, room: str, after: int | None) -> StreamState:
+    async def read(self, redis: AnyRedis, room: str, after: int | None) -> StreamState:
         """The room's stream now and, given an offset, the entries after it."""
         _, window = self._scripts(redis)
         epoch, top, first, raw = await window(
@@ -172,17 +199,19 @@ class RoomStreams:
         entries = []
         for _, fields in raw:
             values = dict(zip(fields[::2], fields[1::2], strict=True))
-            entries.append(Entry(int(values[b"s"]), values[b"e"].decode(), json.loads(values[b"p"])))
+            rooms = tuple(json.loads(values[b"r"]))
+            entries.append(Entry(values[b"e"].decode(), json.loads(values[b"p"]), rooms))
         return StreamState(epoch.decode(), int(top), int(first) or int(top) + 1, tuple(entries))
 
-    async def forget(self, redis: Redis, rooms: set[str]) -> None:
-        """Drop the rooms' histories: their next event starts a new epoch."""
-        await redis.delete(*[key for name in rooms for key in self.keys(name)])
-
-    def _scripts(self, redis: Redis) -> tuple[AsyncScript, AsyncScript]:
+    def _scripts(self, redis: AnyRedis) -> tuple[AsyncScript, AsyncScript]:
         if self._registered is None or self._registered[0] is not redis:
             self._registered = (redis, redis.register_script(_APPEND), redis.register_script(_WINDOW))
         return self._registered[1], self._registered[2]
+
+
+def _message_head(event: str, rooms: list[str], room: str) -> str:
+    """A :class:`ChannelMessage` up to its payload."""
+    return f'{{"event":{_compact(event)},"rooms":{_compact(rooms)},"room":{_compact(room)},"payload":'
 
 
 def _compact(value: Any) -> str:

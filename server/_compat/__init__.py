@@ -9,9 +9,8 @@ failure message prints it). The version bounds in pyproject.toml follow these ta
 
 - engineio.py: the Engine.IO server (send queue, request translation, log levels, batches)
 - socketio.py: the Socket.IO server (bad packets, polling goodbyes, slow consumers, drain)
-- fanout.py: delivery to a room without a task per recipient
-- socketio_redis.py: the Redis manager (quiet outages, one Redis client factory)
-- socketio_pubsub.py: python-socketio's cross-instance message, written by our publishers
+- fanout.py: delivery to a room without a task per recipient; the manager that subscribes
+  a room's channel on its first local member
 - uvicorn.py: the WebSocket protocol with smaller per-connection objects
 """
 

@@ -10,13 +10,14 @@ expect acknowledgements keep the library's path.
 Read against python-socketio 5.16.1 to 5.18.1 (the UPSTREAM table below): this replaces
 ``AsyncManager.emit`` for emits without a callback, reads the participants as
 ``BaseManager.get_participants`` yields them, encodes as the server's ``packet_class`` does,
-and hands packets over with our server's ``_send_eio_packet`` (socketio.py: the
+enters rooms through ``AsyncManager.enter_room`` (ChannelManager subscribes there), and
+hands packets over with our server's ``_send_eio_packet`` (socketio.py: the
 slow-consumer check).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Sequence
 from typing import Any, Protocol
 
 import socketio
@@ -25,13 +26,21 @@ from socketio import packet
 
 from swe_realtime import metrics
 from swe_realtime._compat import Upstream
+from swe_realtime.events import NAMESPACE
 from swe_realtime.gate import Gate
+from swe_realtime.room_channels import RoomChannels
+from swe_realtime.streams import ChannelMessage
 
 UPSTREAM = (
     Upstream(
         "python-socketio",
         "socketio.async_manager:AsyncManager.emit",
         {"5.16.1": "01ccd5b82b4f955e", "5.18.1": "01ccd5b82b4f955e"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_manager:AsyncManager.enter_room",
+        {"5.16.1": "fc2bbb63043d4da9", "5.18.1": "fc2bbb63043d4da9"},
     ),
     Upstream(
         "python-socketio",
@@ -62,12 +71,20 @@ def encode(server: Any, event: str, data: Any, namespace: str) -> list[Any]:
 
 
 async def emit_to_participants(
-    manager: Gated, event: str, data: Any, namespace: str, room: Any, skip_sid: Any
+    manager: Gated,
+    event: str,
+    data: Any,
+    namespace: str,
+    room: Any,
+    skip_sid: Any,
+    later_rooms: Sequence[str] = (),
 ) -> None:
     """Encode once, then queue the packet for every participant of ``room`` (a name or a list),
-    past the gate of each connection that is catching up on missed events."""
+    past the gate of each connection that is catching up on missed events. Participants also
+    in one of ``later_rooms`` are skipped: they get the copy of that room."""
     if namespace not in manager.rooms:
         return
+    later = [members for name in later_rooms if (members := manager.rooms[namespace].get(name))]
     skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
     frames = encode(manager.server, event, data, namespace)
     positions = data.get("positions") if isinstance(data, dict) else None
@@ -75,7 +92,7 @@ async def emit_to_participants(
     send = manager.server._send_eio_packet
     recipients = 0
     for sid, eio_sid in manager.get_participants(namespace, room):
-        if sid in skipped:
+        if sid in skipped or any(sid in members for members in later):
             continue
         if gates:
             gate = gates.get(sid)
@@ -124,3 +141,30 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
             )
             return
         await emit_to_participants(self, event, data, namespace, to or room, skip_sid)
+
+
+class ChannelManager(FanoutManager):
+    """The manager with Redis: a room's first local member subscribes this instance to the
+    room's channel (server/room_channels.py) before its join returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels: RoomChannels | None = None
+
+    async def enter_room(self, sid: str, namespace: str, room: str, eio_sid: str | None = None) -> None:
+        await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if self.channels is not None and room != sid:
+            await self.channels.want(room)
+
+    def local_rooms(self, namespace: str) -> Container[str]:
+        """The rooms with a member on this instance."""
+        rooms: dict[str, Any] = self.rooms.get(namespace, {})
+        return rooms
+
+    async def deliver(self, message: ChannelMessage) -> None:
+        """Fan a room's copy of an event out to the room's members here, except those in one
+        of the event's later rooms (they get that room's copy, which holds all their positions)."""
+        later = (
+            message.rooms[message.rooms.index(message.room) + 1 :] if message.room in message.rooms else []
+        )
+        await emit_to_participants(self, message.event, message.payload, NAMESPACE, message.room, None, later)

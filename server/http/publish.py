@@ -1,7 +1,8 @@
 """``POST /api/v1/events`` and ``/api/v1/events/batch``: how non-Python backends publish.
 
 Service tokens only. The body is an event without ``id`` and ``timestamp`` (the gateway sets
-them); the answer is 202 with the receipt, or 422 naming every bad field. A batch (a JSON
+them); the answer is 202 with the receipt, 422 naming every bad field, or 503 when the event
+could not be stored and sent (Redis unreachable): an accepted event is never a lost one. A batch (a JSON
 array of up to MAX_BATCH events) is validated whole before any of it is sent.
 """
 
@@ -16,9 +17,9 @@ from sanic.response import JSONResponse, json
 from swe_realtime import metrics
 from swe_realtime.auth import Role, TokenVerifier
 from swe_realtime.broadcaster import Broadcaster, parse_event
-from swe_realtime.errors import EventRejected, FieldError
+from swe_realtime.errors import ErrorCode, EventRejected, FieldError, RedisUnavailable
 from swe_realtime.events.envelope import Envelope
-from swe_realtime.http._auth import authorize
+from swe_realtime.http._auth import authorize, error_response
 from swe_realtime.http.models import MAX_BATCH, BatchReceiptBody, ReceiptBody, RejectedBody
 from swe_realtime.typed_broadcast import Receipt
 
@@ -39,7 +40,18 @@ def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blue
             metrics.EVENTS_REFUSED.labels("invalid").inc()
             metrics.VALIDATION_FAILURES.labels("publish").inc()
             return rejected(exc)
-        return await broadcaster.publish_many(events)
+        sent: list[Receipt] = []
+        try:
+            for event in events:
+                sent.append(await broadcaster.publish(event))
+        except RedisUnavailable:
+            metrics.EVENTS_REFUSED.labels("redis_unavailable").inc()
+            return error_response(
+                503,
+                ErrorCode.SERVICE_UNAVAILABLE,
+                f"{ErrorCode.SERVICE_UNAVAILABLE.default_message} ({len(sent)} of {len(events)} sent)",
+            )
+        return sent
 
     @bp.post("/")
     async def publish(request: Request) -> JSONResponse:

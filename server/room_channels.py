@@ -1,0 +1,249 @@
+"""Per-room channels: this instance hears the events of the rooms it has members in, no others.
+
+A room is subscribed (SSUBSCRIBE on its shard channel, server/streams.py) when it gets its
+first local member, and unsubscribed by a sweep after its last has gone. Subscriptions asked
+for in one turn of the event loop go out as one command per shard, so a connect storm is not
+a subscribe storm, and a join waits until its room's subscription is confirmed: from then on
+every event of the room reaches this instance.
+
+Each shard (the one Redis, or each master of a Redis Cluster) has one pub/sub connection and
+one reader task. The reader delivers a room's events in offset order and once: it remembers
+the last ``(epoch, offset)`` it delivered per room, drops what is at or below it, and when an
+offset skips ahead (the connection was lost, Redis restarted) it first reads the missed events
+from the room's stream. After a reconnection it resubscribes and catches every room up from
+its stream before it counts as ready again (``ready``, behind ``/ready``); nothing accepted is
+skipped. A room whose history was lost (a new epoch) can only be delivered from the new
+epoch's start: clients see the new epoch and refetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Container
+from dataclasses import dataclass, field
+
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+
+from swe_realtime.redis_connection import PUBLISH_TIMEOUT, node_client
+from swe_realtime.redis_health import RedisHealth
+from swe_realtime.streams import AnyRedis, ChannelMessage, RoomStreams
+
+SWEEP_SECONDS = 1.0
+"""How often rooms without local members are unsubscribed (in one command per shard)."""
+MAX_BACKOFF = 5.0
+
+Deliver = Callable[[ChannelMessage], Awaitable[None]]
+
+_log = logging.getLogger("swe_realtime.redis")
+
+
+@dataclass(slots=True)
+class _Shard:
+    """One pub/sub connection and the rooms subscribed through it."""
+
+    address: str
+    rooms: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+    """Subscribed (or asked for) rooms; a future done once the subscription is confirmed."""
+    unconfirmed: set[str] = field(default_factory=set)
+    """Rooms (re)subscribed whose confirmation and catch-up are still to come."""
+    pubsub: PubSub | None = None
+    reader: asyncio.Task[None] | None = None
+    connected: bool = False
+
+
+class RoomChannels:
+    """This instance's room subscriptions, and in-order, once-only delivery of their events."""
+
+    def __init__(self, redis: AnyRedis, streams: RoomStreams, deliver: Deliver, health: RedisHealth) -> None:
+        self._redis = redis
+        self._streams = streams
+        self._deliver = deliver
+        self._health = health
+        self._shards: dict[str, _Shard] = {}
+        self._channel_rooms: dict[str, str] = {}
+        self._last: dict[str, tuple[str, int]] = {}
+        """Per room, the ``(epoch, offset)`` last delivered on this instance."""
+        self._asked: dict[str, set[str]] = {}
+        """Per shard, rooms to subscribe at the end of this turn of the loop."""
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Every shard connected and caught up (true while nothing is subscribed)."""
+        return all(shard.connected and not shard.unconfirmed for shard in self._shards.values())
+
+    def subscribed(self) -> set[str]:
+        return {room for shard in self._shards.values() for room in shard.rooms}
+
+    async def want(self, room: str) -> None:
+        """Subscribe ``room`` if it is not; return once its events reach this instance (or
+        after PUBLISH_TIMEOUT while Redis is away: the reconnection will catch it up)."""
+        shard = await self._shard_of(room)
+        confirmed = shard.rooms.get(room)
+        if confirmed is None:
+            confirmed = shard.rooms[room] = asyncio.get_running_loop().create_future()
+            self._channel_rooms[self._streams.channel(room)] = room
+            batch = self._asked.setdefault(shard.address, set())
+            if not batch:
+                asyncio.get_running_loop().call_soon(self._flush, shard)
+            batch.add(room)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(confirmed), PUBLISH_TIMEOUT)
+
+    def start(self, members: Callable[[], Container[str]]) -> None:
+        """Begin sweeping: rooms not in ``members()`` (rooms with local members) are left."""
+        self._sweeper = asyncio.create_task(self._sweep_forever(members))
+
+    async def stop(self) -> None:
+        tasks = [task for task in (self._sweeper, *(s.reader for s in self._shards.values())) if task]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for shard in self._shards.values():
+            if shard.pubsub is not None:
+                await shard.pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    async def _shard_of(self, room: str) -> _Shard:
+        channel = self._streams.channel(room)
+        if isinstance(self._redis, RedisCluster):
+            if not self._redis.nodes_manager.slots_cache:
+                await self._redis.initialize()
+            node = self._redis.get_node_from_key(channel)
+            if node is None:
+                raise ConnectionError(f"no Redis Cluster node serves {channel}")
+            address = node.name
+        else:
+            address = "redis"
+        shard = self._shards.get(address)
+        if shard is None:
+            shard = self._shards[address] = _Shard(address)
+            shard.reader = asyncio.create_task(self._read_forever(shard))
+        return shard
+
+    def _flush(self, shard: _Shard) -> None:
+        rooms = self._asked.pop(shard.address, set())
+        if rooms and shard.pubsub is not None and shard.connected:
+            channels = [self._streams.channel(room) for room in rooms]
+            asyncio.create_task(self._command(shard, shard.pubsub.ssubscribe(*channels)))  # noqa: RUF006
+        # Not connected: the reader subscribes every room of the shard when it (re)connects.
+
+    async def _command(self, shard: _Shard, command: Awaitable[object]) -> None:
+        try:
+            await command
+        except Exception as exc:  # the reader notices the broken connection and reconnects
+            self._health.failed(exc)
+
+    async def _sweep_forever(self, members: Callable[[], Container[str]]) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            local = members()
+            for shard in self._shards.values():
+                gone = [room for room in shard.rooms if room not in local and shard.rooms[room].done()]
+                for room in gone:
+                    del shard.rooms[room]
+                    self._last.pop(room, None)
+                    self._channel_rooms.pop(self._streams.channel(room), None)
+                if gone and shard.pubsub is not None and shard.connected:
+                    channels = [self._streams.channel(room) for room in gone]
+                    await self._command(shard, shard.pubsub.sunsubscribe(*channels))
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def _read_forever(self, shard: _Shard) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                await self._connect(shard)
+                backoff = 0.5
+                while True:
+                    assert shard.pubsub is not None
+                    message = await shard.pubsub.get_message(timeout=None)
+                    if message is not None:
+                        await self._on_message(shard, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the connection is gone whatever the error: reconnect
+                shard.connected = False
+                self._health.failed(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _connect(self, shard: _Shard) -> None:
+        """A new pub/sub connection, subscribed to every room of the shard; each room is
+        caught up from its stream when its confirmation comes (``_on_message``)."""
+        if shard.pubsub is not None:
+            with contextlib.suppress(Exception):
+                await shard.pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
+        shard.pubsub = node_client(self._redis, shard.address).pubsub()
+        self._asked.pop(shard.address, None)
+        shard.unconfirmed = set(shard.rooms)
+        # A pub/sub connection is only made by a subscription: with no room left (all swept
+        # while disconnected), a placeholder channel of this shard keeps it open.
+        channels = [self._streams.channel(room) for room in shard.rooms] or [self._streams.channel("")]
+        await shard.pubsub.ssubscribe(*channels)
+        shard.connected = True
+
+    async def _on_message(self, shard: _Shard, message: dict[str, object]) -> None:
+        kind = message["type"]
+        if kind == "ssubscribe":
+            room = self._channel_rooms.get(_text(message["channel"]))
+            if room is not None and room in shard.rooms:
+                await self._confirmed(shard, room)
+        elif kind == "smessage":
+            data = message["data"]
+            assert isinstance(data, bytes)
+            await self._accept(ChannelMessage.parse(data))
+
+    async def _confirmed(self, shard: _Shard, room: str) -> None:
+        """The room's events now reach this instance: catch up what came since the last one
+        delivered, or, on a first subscription, start from the room's top (whoever joins reads
+        its position after this, so nothing up to the top is owed to anyone live)."""
+        if room in self._last:
+            await self._catch_up(room)
+        else:
+            state = await self._streams.read(self._redis, room, None)
+            self._last[room] = (state.epoch, state.top)
+        shard.unconfirmed.discard(room)
+        if not shard.unconfirmed:
+            self._health.succeeded()
+        future = shard.rooms[room]
+        if not future.done():
+            future.set_result(None)
+
+    async def _accept(self, message: ChannelMessage) -> None:
+        """Deliver ``message`` unless already delivered; first what it skipped over."""
+        position = message.payload.get("positions", {}).get(message.room)
+        if position is None:  # history off: nothing to order by
+            await self._deliver(message)
+            return
+        epoch, offset = position["epoch"], position["offset"]
+        last = self._last.get(message.room)
+        if last is not None and (last[0] != epoch or offset > last[1] + 1):
+            await self._catch_up(message.room)
+            last = self._last.get(message.room)
+        if last is not None and last[0] == epoch and offset <= last[1]:
+            return
+        self._last[message.room] = (epoch, offset)
+        await self._deliver(message)
+
+    async def _catch_up(self, room: str) -> None:
+        """Deliver the room's stored events after the last one delivered here. When the room's
+        history was lost meanwhile (a new epoch), what there is starts the new epoch."""
+        last_epoch, last_offset = self._last[room]
+        state = await self._streams.read(self._redis, room, last_offset)
+        if state.epoch != last_epoch:
+            state = await self._streams.read(self._redis, room, 0)
+        for entry in state.entries:
+            self._last[room] = (state.epoch, entry.payload["positions"][room]["offset"])
+            await self._deliver(ChannelMessage(entry.event, list(entry.rooms), room, entry.payload))
+        if not state.entries and state.epoch != last_epoch:
+            self._last[room] = (state.epoch, 0)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
