@@ -19,6 +19,7 @@ from tests.support import (
     SHARED_REDIS,
     Client,
     InProcessAPI,
+    RedisClusterProcess,
     RedisProcess,
     ServerProcess,
 )
@@ -29,7 +30,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "websockets.legacy is deprecated", DeprecationWarning)
     importlib.import_module("sanic_testing")
 
-REDIS_FIXTURES = frozenset({"cluster", "private_redis"})
+REDIS_FIXTURES = frozenset({"cluster", "private_redis", "redis_cluster"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -109,6 +110,15 @@ async def clients() -> AsyncIterator[Callable[[], Client]]:
     yield make
     for client in made:
         await client.close()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterProcess]:
+    """A private three-master Redis Cluster."""
+    cluster = RedisClusterProcess(tmp_path)
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import inspect
 import io
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -477,12 +478,14 @@ async def received(client: Client, count: int, settle: float = 0.5, field: str =
 
 
 class RedisProcess:
-    """A private redis-server, so that a test may stop and restart it."""
+    """A private redis-server, so that a test may stop and restart it (``options``: more
+    redis-server arguments, such as cluster mode)."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
+    def __init__(self, tmp: Path, *options: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._tmp = tmp
+        self._options = options
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -499,6 +502,7 @@ class RedisProcess:
                 "no",
                 "--dir",
                 str(self._tmp),
+                *self._options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -514,3 +518,74 @@ class RedisProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(10)
+
+
+class RedisClusterProcess:
+    """A private Redis Cluster of ``size`` masters (no replicas), each a RedisProcess."""
+
+    def __init__(self, tmp: Path, size: int = 3) -> None:
+        self.nodes = []
+        for index in range(size):
+            folder = tmp / f"node{index}"
+            folder.mkdir()
+            options = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+            self.nodes.append(RedisProcess(folder, *options, port=_cluster_port()))
+        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        create = subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert create.returncode == 0, create.stdout + create.stderr
+
+        def formed() -> bool:
+            return all(
+                "cluster_state:ok"
+                in subprocess.run(
+                    ["redis-cli", "-p", str(node.port), "cluster", "info"], capture_output=True, text=True
+                ).stdout
+                for node in self.nodes
+            )
+
+        eventually_sync(formed, timeout=20, message="the Redis Cluster did not form")
+
+    def keys_per_node(self, pattern: str) -> list[int]:
+        """How many keys matching ``pattern`` each master holds."""
+        counts = []
+        for node in self.nodes:
+            found = subprocess.run(
+                ["redis-cli", "-p", str(node.port), "--scan", "--pattern", pattern],
+                capture_output=True,
+                text=True,
+            )
+            counts.append(len(found.stdout.split()))
+        return counts
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 above) is free too, below the ephemeral range."""
+    for port in random.sample(range(20000, 30000), 200):
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no free port pair for a Redis Cluster node")

@@ -132,6 +132,7 @@ def test_light_install_holds_no_gateway(light_bin: Path, outside: Path) -> None:
     assert "pip install 'swe-realtime[gateway]'" in refusal.stderr
 
 
+@pytest.mark.redis
 async def test_light_install_emits_through_redis_to_a_gateway(
     light_bin: Path,
     outside: Path,
