@@ -83,7 +83,6 @@ class Broadcaster(BroadcastMethods):
         return Receipt(event.id, event.event_type(), rooms)
 
 
-
 _installed: Broadcaster | None = None
 
 
