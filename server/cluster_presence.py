@@ -14,7 +14,7 @@ Keys (``P`` is REDIS_CHANNEL, the key prefix of the gateway):
   id>``: the ids an instance has a share for, so that removing a dead instance's share reads
   one set instead of scanning the keyspace.
 - ``P:presence:instances``: the instances that hold a share (a handful of members).
-- ``P:presence:sweeping:<instance id>``: who is removing that instance's share (60 s lock).
+- ``P:presence:sweeping:<instance id>``: who is removing that instance's share (a 30 s lock).
 - ``P:instance:<instance id>``: the stats heartbeat of server/cluster.py (every 2 s, 6 s TTL),
   reused as the sign of life: nothing here writes a second heartbeat.
 
@@ -34,7 +34,8 @@ published for each agent whose total falls to 0, its index dropped). The grace k
 blip, after which every heartbeat is missing until the next beat, from sweeping live instances.
 So after a SIGKILL: heartbeat gone within 6 s, first seen missing within 3 s more, swept
 6-9 s later: the agents are announced disconnected 10-18 s after the crash, and the users'
-places are free again at the same time. A clean stop withdraws the share itself.
+places are free again at the same time. A clean stop withdraws the share itself. A tick
+costs an instance 2 commands plus one EXISTS per instance holding a share.
 
 A Redis failure at connect time fails open. The limit protects the gateway from one user
 hogging it; presence is informational. Refusing every connect during a Redis blip would turn
@@ -50,13 +51,16 @@ What is not guaranteed: a disconnect on one instance and a reconnect on another 
 same few milliseconds are each announced once, but the two events may arrive in either order
 (compare their timestamps). An instance that stalls for longer than the grace is swept while
 alive: its agents are announced disconnected, then connected again when it writes its share
-back. Two processes must not share an INSTANCE_ID (they would overwrite each other's share,
+back. After Redis lost its data (a restart without persistence), every instance writes its
+share back and its agents are announced connected again, although nobody heard they had
+gone. Two processes must not share an INSTANCE_ID (they would overwrite each other's share,
 as they already overwrite each other's stats).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -90,7 +94,7 @@ GRACE_SECONDS = 6.0
 """How long an instance's heartbeat must be seen missing before its share is swept."""
 OPERATION_TIMEOUT = 1.0
 """Longest a connect or disconnect waits on Redis before counting on this instance alone."""
-SWEEP_LOCK_SECONDS = 60
+SWEEP_LOCK_SECONDS = 30
 SWEEP_BATCH = 100
 """Ids of a dead instance handled concurrently (one script call each)."""
 
@@ -407,11 +411,20 @@ class ClusterShares:
         """Remove ``instance``'s share: its fields, its index, its registration. Each field is
         deleted by the script, which answers the totals: only the sweeper that deleted an
         agent's last share announces it, however many sweep at once."""
-        lock = f"{self._instances}:sweeping:{instance}"
-        if instance != self.instance_id and not await self.redis.set(
-            lock, self.instance_id, nx=True, ex=SWEEP_LOCK_SECONDS
-        ):
+        if instance == self.instance_id:
+            await self._remove_share(instance, reason)
+            return
+        lock = f"{self.channel}:presence:sweeping:{instance}"
+        if not await self.redis.set(lock, self.instance_id, nx=True, ex=SWEEP_LOCK_SECONDS):
             return  # another instance is sweeping it
+        try:
+            await self._remove_share(instance, reason)
+        finally:
+            with contextlib.suppress(Exception):  # else it expires: the sweep is tried again then
+                await self.redis.delete(lock)
+
+    async def _remove_share(self, instance: str, reason: str) -> None:
+        """The sweep itself: registration removed last, so a sweep cut short is redone."""
         swept = announced = 0
         for counts in (self.connections, self.agents):
             index = counts.index_key(instance)
@@ -428,8 +441,6 @@ class ClusterShares:
                         await self.announce(key, Change(True, int(before), int(after)), reason)
             await self.redis.delete(index)
         await self.redis.srem(self._instances, instance)
-        if instance != self.instance_id:
-            await self.redis.delete(lock)
         if swept:
             _log.info(
                 "removed the connection counts of instance %s (%s): %d user/agent share(s),"
@@ -449,6 +460,7 @@ class ClusterShares:
                     change = await counts.mirror(key, max(counts.local.get(key, 0), 0), 0)
                     if counts is self.agents:
                         await self.announce(key, change, STOPPED)
+            await self.redis.delete(counts.index_key(self.instance_id))
         await self.redis.srem(self._instances, self.instance_id)
 
 
