@@ -30,6 +30,7 @@ from tests.support import (
     SECRET,
     SHARED_REDIS,
     Client,
+    RedisClusterProcess,
     RedisProcess,
     ServerProcess,
     drained,
@@ -206,10 +207,12 @@ async def test_a_dead_instances_share_is_swept_once(
 # --- real gateways ---------------------------------------------------------------------------
 
 
-def gateways(start_server: Callable[..., ServerProcess], count: int, **env: str) -> list[ServerProcess]:
+def gateways(
+    start_server: Callable[..., ServerProcess], count: int, redis_url: str = SHARED_REDIS, **env: str
+) -> list[ServerProcess]:
     """``count`` gateways on one Redis channel of their own, named gw0, gw1, ..."""
     channel = f"test-{uuid4().hex[:12]}"
-    base = {"JWT_SECRET": SECRET, "REDIS_URL": SHARED_REDIS, "REDIS_CHANNEL": channel}
+    base = {"JWT_SECRET": SECRET, "REDIS_URL": redis_url, "REDIS_CHANNEL": channel}
     return [start_server(base | {"INSTANCE_ID": f"gw{index}"} | env) for index in range(count)]
 
 
@@ -363,3 +366,40 @@ async def test_redis_down_at_connect_fails_open_and_is_written_back(
     log = gateway.log()
     assert len(re.findall(r"WARNING swe_realtime\.cluster_presence: Redis did not answer", log)) == 1
     assert "Redis answers again" in log
+
+
+@pytest.mark.slow
+async def test_presence_and_limits_on_a_redis_cluster(
+    start_server: Callable[..., ServerProcess],
+    clients: Callable[[], Client],
+    redis_cluster: RedisClusterProcess,
+) -> None:
+    """Each script touches one user's (agent's) hash slot, so it all runs on Redis Cluster,
+    and the hashes spread over the masters."""
+    doomed, survivor = gateways(
+        start_server, 2, redis_cluster.url, MAX_CONNECTIONS_PER_USER="2", CONNECTS_PER_IP_PER_MINUTE="1000"
+    )
+    watcher = await connected(survivor, clients, make_token())
+    robot = uuid4()
+    token = make_token(robot, roles=["agent"])
+    await connected(doomed, clients, token)
+    on_survivor = await connected(survivor, clients, token)
+    assert (await watcher.next("agent.connected"))["data"]["agent_id"] == str(robot)
+    marker = await publish_marker(survivor, "agent.connected")
+    assert await drained(watcher, marker, "agent.connected") == 0
+
+    user = make_token(uuid4())
+    await connected(doomed, clients, user)
+    await connected(survivor, clients, user)
+    for gateway in (doomed, survivor):
+        assert await refused(gateway, clients, user) == "CONNECTION_LIMIT"
+    for index in range(30):
+        await connected((doomed, survivor)[index % 2], clients, make_token(uuid4()))
+    assert all(count > 0 for count in redis_cluster.keys_per_node("*:presence:connections:{*"))
+
+    await on_survivor.close()
+    await eventually(holding(survivor, "gw1", 17), message="gw1 kept the agent")
+    doomed.kill()
+    disconnected = await watcher.next("agent.disconnected", timeout=30)
+    assert disconnected["data"] == disconnected["data"] | {"agent_id": str(robot), "reason": LOST}
+    await connected(survivor, clients, user)
