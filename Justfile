@@ -53,6 +53,11 @@ bench *args: sync
 vendor: node
     cp tests/node/node_modules/socket.io-client/dist/socket.io.min.js server/inspector/vendor/
 
+# Scaling out: the cost of rooms an instance does not serve, publish throughput on one Redis
+# and on a three-master Redis Cluster; writes bench/results/scale_out.{md,json}.
+bench-scale-out: sync
+    uv run --frozen python -m bench.scale_out
+
 # Python environment from uv.lock.
 sync:
     uv sync --frozen

@@ -219,7 +219,7 @@ async def test_cluster_master_killed_refuses_publishes_until_it_is_back(
     async def refused() -> bool:
         return await probe() == 503
 
-    await eventually(refused, 20, message="publishing kept succeeding with a master down")
+    await eventually(refused, 30, interval=0.5, message="publishing kept succeeding with a master down")
     victim.start()
 
     async def back() -> bool:
@@ -227,5 +227,7 @@ async def test_cluster_master_killed_refuses_publishes_until_it_is_back(
 
     await eventually(back, 30, interval=0.5, message="publishing did not come back with the master")
     assert 503 in statuses
-    # What was accepted reaches the watcher once and in order; what was refused never does.
+    # Once ready again, the watcher's instance has caught up: what was accepted reached the
+    # watcher once and in order; what was refused never does.
+    await wait_ready(gateways[1], 200, timeout=30)
     assert await received(watcher, len(accepted), field="total_steps") == accepted
