@@ -52,6 +52,8 @@ class _Shard:
     pubsub: PubSub | None = None
     reader: asyncio.Task[None] | None = None
     connected: bool = False
+    failing: bool = False
+    """The connection broke and is not back yet: joins do not wait for confirmations."""
 
 
 class RoomChannels:
@@ -90,6 +92,8 @@ class RoomChannels:
             if not batch:
                 asyncio.get_running_loop().call_soon(self._flush, shard)
             batch.add(room)
+        if shard.failing:  # Redis is away: the reconnection subscribes and catches the room up
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(confirmed), PUBLISH_TIMEOUT)
 
@@ -169,6 +173,7 @@ class RoomChannels:
                 raise
             except Exception as exc:  # the connection is gone whatever the error: reconnect
                 shard.connected = False
+                shard.failing = True
                 self._health.failed(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -210,6 +215,7 @@ class RoomChannels:
             self._last[room] = (state.epoch, state.top)
         shard.unconfirmed.discard(room)
         if not shard.unconfirmed:
+            shard.failing = False
             self._health.succeeded()
         future = shard.rooms[room]
         if not future.done():

@@ -528,8 +528,8 @@ class RedisClusterProcess:
         for index in range(size):
             folder = tmp / f"node{index}"
             folder.mkdir()
-            options = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
             # A node down is noticed, and back up is believed, within seconds, not 15 s each.
+            options: tuple[str, ...] = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
             options += ("--cluster-node-timeout", "2000")
             self.nodes.append(RedisProcess(folder, *options, port=_cluster_port()))
         self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
