@@ -312,10 +312,14 @@ class ClusterShares:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self._stopped = True  # connections closed from now on are counted here alone
-        try:
-            await asyncio.wait_for(self._withdraw(), 5 * OPERATION_TIMEOUT)
-        except Exception as exc:  # the other instances sweep it once the heartbeat has expired
-            _log.info("could not withdraw this instance's share of the connection counts: %s", exc)
+        # Whatever is not withdrawn, the other instances sweep once the heartbeat has expired.
+        if self._down:  # known to be away: shutting down does not wait on it
+            _log.info("Redis is away: this instance's share of the connection counts is left to the sweep")
+        else:
+            try:
+                await asyncio.wait_for(self._withdraw(), 5 * OPERATION_TIMEOUT)
+            except Exception as exc:  # as above
+                _log.info("could not withdraw this instance's share of the connection counts: %s", exc)
         await self.redis.aclose()
 
     def lost(self, error: BaseException) -> None:
