@@ -1,7 +1,7 @@
 """Statistics: of this instance alone, or summed over every live instance through Redis.
 
 Every HEARTBEAT seconds an instance writes its connection and room counts under
-``<channel>:instance:<id>`` with a time-to-live of three heartbeats, so an instance that
+``{<channel>:instances}:<id>`` with a time-to-live of three heartbeats, so an instance that
 dies drops out of the sums within seconds and nothing needs cleaning up. The writes double
 as the readiness probe's view of Redis.
 """
@@ -47,8 +47,9 @@ class Companion(Protocol):
 
 
 def heartbeat_key(channel: str, instance_id: str) -> str:
-    """Where ``instance_id`` heartbeats: while the key exists, the instance counts as alive."""
-    return f"{channel}:instance:{instance_id}"
+    """Where ``instance_id`` heartbeats: while the key exists, the instance counts as alive.
+    All instances' keys share one hash slot, so that one MGET reads them on a Redis Cluster."""
+    return f"{{{channel}:instances}}:{instance_id}"
 
 
 class LocalStats:
@@ -84,7 +85,7 @@ class ClusterStats:
         self._local = local
         self._companions = tuple(companions)
         self._redis: AnyRedis = connect(settings.url, default_service=settings.channel, socket_timeout=2)
-        self._prefix = f"{settings.channel}:instance:"
+        self._prefix = heartbeat_key(settings.channel, "")
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -15,7 +15,7 @@ Keys (``P`` is REDIS_CHANNEL, the key prefix of the gateway):
   one set instead of scanning the keyspace.
 - ``P:presence:instances``: the instances that hold a share (a handful of members).
 - ``P:presence:sweeping:<instance id>``: who is removing that instance's share (a 30 s lock).
-- ``P:instance:<instance id>``: the stats heartbeat of server/cluster.py (every 2 s, 6 s TTL),
+- ``{P:instances}:<instance id>``: the stats heartbeat of server/cluster.py (every 2 s, 6 s TTL),
   reused as the sign of life: nothing here writes a second heartbeat.
 
 One script (``_WRITE``) sets an instance's field in a hash and answers the cluster total

@@ -31,6 +31,7 @@ from tests.support import (
     progress_event,
     publish,
     received,
+    stats,
     wait_ready,
 )
 
@@ -171,6 +172,10 @@ async def test_cluster_delivers_once_recovers_across_instances_and_spreads_rooms
         assert sorted(await received(reader, len(projects) * 3, field="total_steps")) == list(
             range(len(projects) * 3)
         )
+    # Stats sum the three instances (their heartbeats share one slot).
+    summed = await stats(gateways[0])
+    assert summed["partial"] is False
+    assert len(summed["instances"]) == 3
     # The rooms' streams spread over the three masters.
     assert all(count > 0 for count in redis_cluster.keys_per_node(f"{{{channel}:project:*"))
 
