@@ -27,7 +27,8 @@ test-lowest: node
     .venv-lowest/bin/python -m pytest -p no:cacheprovider \
         -W "ignore:parameter 'timeout' of type 'float' is deprecated:DeprecationWarning" \
         tests/test_compat.py tests/test_memory.py tests/test_slim.py tests/test_resilience.py \
-        tests/test_abuse.py tests/test_connect.py tests/test_recovery.py tests/test_cluster.py
+        tests/test_abuse.py tests/test_connect.py tests/test_recovery.py tests/test_cluster.py \
+        tests/test_scale_out.py tests/test_cluster_presence.py
 
 # Formatting, lint and strict typing.
 lint: sync
