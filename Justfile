@@ -20,7 +20,7 @@ test *args: lint node
 test-lowest: node
     uv venv -q --allow-existing .venv-lowest
     uv export -q --frozen --only-group dev --no-emit-project --no-hashes -o .venv-lowest/dev.txt
-    uv pip compile -q pyproject.toml --extra gateway --resolution lowest-direct -o .venv-lowest/lowest.txt
+    uv pip compile -q --upgrade pyproject.toml --extra gateway --resolution lowest-direct -o .venv-lowest/lowest.txt
     uv pip install -q --python .venv-lowest -r .venv-lowest/dev.txt
     uv pip install -q --python .venv-lowest -r .venv-lowest/lowest.txt
     uv pip install -q --python .venv-lowest --no-deps -e .
