@@ -62,7 +62,7 @@ class RoomChannels:
     def __init__(self, redis: AnyRedis, streams: RoomStreams, deliver: Deliver, health: RedisHealth) -> None:
         self._redis = redis
         self._streams = streams
-        self._deliver = deliver
+        self._fan_out = deliver
         self._health = health
         self._shards: dict[str, _Shard] = {}
         self._channel_rooms: dict[str, str] = {}
@@ -81,9 +81,14 @@ class RoomChannels:
         return {room for shard in self._shards.values() for room in shard.rooms}
 
     async def want(self, room: str) -> None:
-        """Subscribe ``room`` if it is not; return once its events reach this instance (or
-        after PUBLISH_TIMEOUT while Redis is away: the reconnection will catch it up)."""
-        shard = await self._shard_of(room)
+        """Subscribe ``room`` if it is not; return once its events reach this instance. While
+        Redis is away it returns at once (or after PUBLISH_TIMEOUT), having noted the room's
+        position when it can, so that the reconnection catches the room up from there."""
+        try:
+            shard = await self._shard_of(room)
+        except Exception as exc:  # no cluster map (Redis away at start): a later join retries
+            self._health.failed(exc)
+            return
         confirmed = shard.rooms.get(room)
         if confirmed is None:
             confirmed = shard.rooms[room] = asyncio.get_running_loop().create_future()
@@ -92,10 +97,15 @@ class RoomChannels:
             if not batch:
                 asyncio.get_running_loop().call_soon(self._flush, shard)
             batch.add(room)
-        if shard.failing:  # Redis is away: the reconnection subscribes and catches the room up
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(confirmed), PUBLISH_TIMEOUT)
+        if not shard.failing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(confirmed), PUBLISH_TIMEOUT)
+        if not confirmed.done() and room not in self._last:
+            # The member reads its position next; the confirmation must catch up from no
+            # later than that, not start from the top it finds then.
+            with contextlib.suppress(Exception):
+                state = await asyncio.wait_for(self._streams.read(self._redis, room, None), PUBLISH_TIMEOUT)
+                self._last.setdefault(room, (state.epoch, state.top))
 
     def start(self, members: Callable[[], Container[str]]) -> None:
         """Begin sweeping: rooms not in ``members()`` (rooms with local members) are left."""
@@ -130,11 +140,12 @@ class RoomChannels:
         return shard
 
     def _flush(self, shard: _Shard) -> None:
+        if shard.pubsub is None or not shard.connected:
+            return  # the reader subscribes every room of the shard when it (re)connects
         rooms = self._asked.pop(shard.address, set())
-        if rooms and shard.pubsub is not None and shard.connected:
+        if rooms:
             channels = [self._streams.channel(room) for room in rooms]
             asyncio.create_task(self._command(shard, shard.pubsub.ssubscribe(*channels)))  # noqa: RUF006
-        # Not connected: the reader subscribes every room of the shard when it (re)connects.
 
     async def _command(self, shard: _Shard, command: Awaitable[object]) -> None:
         try:
@@ -145,22 +156,32 @@ class RoomChannels:
     async def _sweep_forever(self, members: Callable[[], Container[str]]) -> None:
         while True:
             await asyncio.sleep(SWEEP_SECONDS)
-            local = members()
-            for shard in self._shards.values():
-                gone = [room for room in shard.rooms if room not in local and shard.rooms[room].done()]
-                for room in gone:
-                    del shard.rooms[room]
-                    self._last.pop(room, None)
-                    self._channel_rooms.pop(self._streams.channel(room), None)
-                if gone and shard.pubsub is not None and shard.connected:
-                    channels = [self._streams.channel(room) for room in gone]
-                    await self._command(shard, shard.pubsub.sunsubscribe(*channels))
+            try:
+                await self._sweep(members())
+            except Exception:  # a sweep that fails is tried again next time
+                _log.exception("sweeping room subscriptions failed")
+
+    async def _sweep(self, local: Container[str]) -> None:
+        """Unsubscribe the confirmed rooms without a local member, one command per shard."""
+        for shard in list(self._shards.values()):
+            gone = [
+                room
+                for room in shard.rooms
+                if room not in local and shard.rooms[room].done() and room not in shard.unconfirmed
+            ]
+            for room in gone:
+                del shard.rooms[room]
+                self._last.pop(room, None)
+                self._channel_rooms.pop(self._streams.channel(room), None)
+            if gone and shard.pubsub is not None and shard.connected:
+                channels = [self._streams.channel(room) for room in gone]
+                await self._command(shard, shard.pubsub.sunsubscribe(*channels))
 
     # -- reading -------------------------------------------------------------------------------
 
     async def _read_forever(self, shard: _Shard) -> None:
         backoff = 0.5
-        while True:
+        while shard.rooms:  # a shard left without rooms closes; the next want() makes a new one
             try:
                 await self._connect(shard)
                 backoff = 0.5
@@ -177,6 +198,26 @@ class RoomChannels:
                 self._health.failed(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
+                await self._regroup(shard)
+        if self._shards.get(shard.address) is shard:
+            del self._shards[shard.address]
+        if shard.pubsub is not None:
+            with contextlib.suppress(Exception):
+                await shard.pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
+
+    async def _regroup(self, shard: _Shard) -> None:
+        """On a Redis Cluster, hand the shard's rooms whose slot another master serves now
+        (failover, resharding) to that master's shard, keeping what they delivered last."""
+        if not isinstance(self._redis, RedisCluster):
+            return
+        with contextlib.suppress(Exception):
+            await self._redis.nodes_manager.initialize()
+        for room in list(shard.rooms):
+            node = self._redis.get_node_from_key(self._streams.channel(room))
+            if node is not None and node.name != shard.address:
+                shard.rooms.pop(room)
+                shard.unconfirmed.discard(room)
+                await self.want(room)
 
     async def _connect(self, shard: _Shard) -> None:
         """A new pub/sub connection, subscribed to every room of the shard; each room is
@@ -185,24 +226,33 @@ class RoomChannels:
             with contextlib.suppress(Exception):
                 await shard.pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
         shard.pubsub = node_client(self._redis, shard.address).pubsub()
+        subscribed: set[str] = set()
+        while missing := set(shard.rooms) - subscribed:  # rooms asked for meanwhile too
+            shard.unconfirmed |= missing
+            await shard.pubsub.ssubscribe(*[self._streams.channel(room) for room in missing])
+            subscribed |= missing
         self._asked.pop(shard.address, None)
-        shard.unconfirmed = set(shard.rooms)
-        # A pub/sub connection is only made by a subscription: with no room left (all swept
-        # while disconnected), a placeholder channel of this shard keeps it open.
-        channels = [self._streams.channel(room) for room in shard.rooms] or [self._streams.channel("")]
-        await shard.pubsub.ssubscribe(*channels)
         shard.connected = True
 
     async def _on_message(self, shard: _Shard, message: dict[str, object]) -> None:
         kind = message["type"]
+        room = self._channel_rooms.get(_text(message["channel"]))
+        if room is None or room not in shard.rooms:
+            return  # swept meanwhile: its messages and confirmations are moot
         if kind == "ssubscribe":
-            room = self._channel_rooms.get(_text(message["channel"]))
-            if room is not None and room in shard.rooms:
-                await self._confirmed(shard, room)
+            await self._confirmed(shard, room)
+        elif kind == "sunsubscribe" and shard.rooms[room].done():
+            # Not asked for: the slot moved to another master. Reconnecting regroups the rooms.
+            raise ConnectionError(f"Redis dropped the subscription of {room}: its slot moved")
         elif kind == "smessage":
             data = message["data"]
             assert isinstance(data, bytes)
-            await self._accept(ChannelMessage.parse(data))
+            try:
+                parsed = ChannelMessage.parse(data)
+            except (ValueError, KeyError, TypeError) as exc:
+                _log.warning("dropped an unreadable message on %s's channel: %.120s", room, exc)
+                return
+            await self._accept(parsed)
 
     async def _confirmed(self, shard: _Shard, room: str) -> None:
         """The room's events now reach this instance: catch up what came since the last one
@@ -237,13 +287,26 @@ class RoomChannels:
         self._last[message.room] = (epoch, offset)
         await self._deliver(message)
 
+    async def _deliver(self, message: ChannelMessage) -> None:
+        """Fan one copy out; a failure there is this message's, not the connection's."""
+        try:
+            await self._fan_out(message)
+        except Exception:
+            _log.exception("delivering %s to %s failed", message.event, message.room)
+
     async def _catch_up(self, room: str) -> None:
         """Deliver the room's stored events after the last one delivered here. When the room's
         history was lost meanwhile (a new epoch), what there is starts the new epoch."""
         last_epoch, last_offset = self._last[room]
-        state = await self._streams.read(self._redis, room, last_offset)
+        state = await asyncio.wait_for(self._streams.read(self._redis, room, last_offset), PUBLISH_TIMEOUT)
+        if state.epoch == last_epoch and state.top < last_offset:
+            # Redis went back in time (restored from a snapshot, or a lagging replica took
+            # over): the offsets ahead are reused. Follow the stream from where it stands.
+            _log.warning("%s's history went back from offset %d to %d", room, last_offset, state.top)
+            self._last[room] = (state.epoch, state.top)
+            return
         if state.epoch != last_epoch:
-            state = await self._streams.read(self._redis, room, 0)
+            state = await asyncio.wait_for(self._streams.read(self._redis, room, 0), PUBLISH_TIMEOUT)
         for entry in state.entries:
             self._last[room] = (state.epoch, entry.payload["positions"][room]["offset"])
             await self._deliver(ChannelMessage(entry.event, list(entry.rooms), room, entry.payload))

@@ -163,6 +163,13 @@ class RoomStreams:
         """Append ``data`` to each room's stream, room by room, and send each copy on the
         room's channel; return the event's positions in all its rooms."""
         data.pop("positions", None)  # the script writes them, last
+        if self._size == 0:  # history off: no positions, nothing kept
+            data["positions"] = {}
+            for room in rooms:
+                await redis.spublish(
+                    self.channel(room), _message_head(event, rooms, room) + _compact(data) + "}"
+                )
+            return {}
         head = _compact(data)[:-1] + ',"positions":'
         append, _ = self._scripts(redis)
         members: list[str] = []

@@ -236,3 +236,16 @@ async def test_cluster_master_killed_refuses_publishes_until_it_is_back(
     # watcher once and in order; what was refused never does.
     await wait_ready(gateways[1], 200, timeout=30)
     assert await received(watcher, len(accepted), field="total_steps") == accepted
+
+
+async def test_history_off_with_redis_delivers_across_instances(
+    start_server: Callable[..., ServerProcess], clients: Callable[[], Client], private_redis: RedisProcess
+) -> None:
+    env = {"JWT_SECRET": SECRET, "REDIS_URL": private_redis.url, "HISTORY_SIZE": "0"}
+    first, second = start_server(env), start_server(env)
+    project = str(uuid4())
+    watcher = await member(second.url, clients, project)
+    await publish(first, numbered(project, 7))
+    event = await watcher.next("workflow.progress")
+    assert event["data"]["total_steps"] == 7
+    assert event["positions"] == {}

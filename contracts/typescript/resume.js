@@ -47,7 +47,9 @@ export function resumable(socket, { positions: initial = {}, onNotRecovered } = 
   socket.onAny((_name, event) => {
     if (!event || typeof event !== "object" || !event.positions) return;
     for (const [room, position] of Object.entries(event.positions)) {
-      if (rooms.has(room)) positions.set(room, position);
+      // An event of several rooms can arrive after later events of one of them: keep the
+      // newest position of each room, never step back.
+      if (rooms.has(room) && newer(positions.get(room), position)) positions.set(room, position);
     }
   });
 
