@@ -249,3 +249,24 @@ async def test_history_off_with_redis_delivers_across_instances(
     event = await watcher.next("workflow.progress")
     assert event["data"]["total_steps"] == 7
     assert event["positions"] == {}
+
+
+async def test_a_connect_storm_on_a_fresh_instance_subscribes_every_room(
+    start_server: Callable[..., ServerProcess], private_redis: RedisProcess
+) -> None:
+    env = {"JWT_SECRET": SECRET, **LOAD_TEST_LIMITS, "REDIS_URL": private_redis.url}
+    first, second = start_server(env), start_server(env)
+    users = [uuid4() for _ in range(40)]
+    storm = [Client() for _ in users]
+    try:
+        # All at once, while the fresh instance is still making its pub/sub connection.
+        await asyncio.gather(
+            *(client.connect(second.url, make_token(user)) for client, user in zip(storm, users, strict=True))
+        )
+        for user in users:
+            body = {"type": "project.deleted", "data": {"project_id": str(uuid4()), "deleted_by": str(user)}}
+            await publish(first, body)
+        for client in storm:
+            assert (await client.next("project.deleted"))["data"]["deleted_by"] in {str(u) for u in users}
+    finally:
+        await asyncio.gather(*(client.close() for client in storm))
