@@ -104,7 +104,8 @@ async def test_clients_killed_mid_stream(server: ServerProcess, clients: Callabl
         assert (await asyncio.wait_for(crowd.stdout.readline(), 90)).strip() == b"flowing"
         assert await live_connections(server, user) == 200
     finally:
-        crowd.send_signal(signal.SIGKILL)
+        if crowd.returncode is None:
+            crowd.send_signal(signal.SIGKILL)
         await crowd.wait()
 
     # Websocket clients are noticed at once; the killed polling quarter only by ping timeout.
