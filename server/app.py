@@ -112,9 +112,9 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     history: History
     if settings.redis and redis and isinstance(manager, ChannelManager):
         client = connect(settings.redis.url, default_service=settings.redis.channel)
-        streams = RoomStreams(settings.redis.channel, settings.history)
-        channels = manager.channels = RoomChannels(client, streams, manager.deliver, redis)
-        history = RedisHistory(client, streams, redis, kept=settings.history.size > 0)
+        streams = RoomStreams(client, settings.redis.channel, settings.history, url=settings.redis.url)
+        channels = manager.channels = RoomChannels(streams, manager.deliver, redis)
+        history = RedisHistory(streams, redis, kept=settings.history.size > 0)
     else:
         history = make_history(sio, settings.history)
     broadcaster = Broadcaster(metrics.CountedSink(history))

@@ -14,10 +14,9 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from swe_realtime.redis_connection import connect
+from swe_realtime.redis_connection import AnyRedis, connect
 from swe_realtime.redis_health import RedisHealth
 from swe_realtime.settings import RedisSettings
-from swe_realtime.streams import AnyRedis
 
 HEARTBEAT = 2.0
 TTL_SECONDS = 6

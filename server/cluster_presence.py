@@ -68,9 +68,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-
 from swe_realtime.auth import Principal, Role
 from swe_realtime.broadcaster import Broadcaster
 from swe_realtime.cluster import heartbeat_key
@@ -83,7 +80,7 @@ from swe_realtime.events.agent import (
     AgentDisconnectedData,
 )
 from swe_realtime.presence import Presence
-from swe_realtime.redis_connection import connect
+from swe_realtime.redis_connection import AnyRedis, connect
 from swe_realtime.registry import Connection, Registry
 from swe_realtime.settings import RedisSettings
 
@@ -105,8 +102,6 @@ STOPPED = "gateway instance stopped"
 WHILE_AWAY = "connection closed while Redis was unreachable"
 
 _log = logging.getLogger("swe_realtime.cluster_presence")
-
-AnyRedis = Redis | RedisCluster
 
 # KEYS[1]: the hash of one user (agent): instance id -> its connections.
 # ARGV: the instance, its count before, the count it wants, the limit on increases (0: none).

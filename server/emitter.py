@@ -15,12 +15,10 @@ extra).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from swe_realtime.broadcaster import Broadcaster
-from swe_realtime.errors import RedisUnavailable
-from swe_realtime.redis_connection import PUBLISH_TIMEOUT, connect, safe_url
+from swe_realtime.redis_connection import connect
 from swe_realtime.settings import DEFAULT_REDIS_CHANNEL, HistorySettings
 from swe_realtime.streams import RoomStreams
 
@@ -35,21 +33,15 @@ class RedisEmitter:
     def __init__(
         self, url: str, channel: str = DEFAULT_REDIS_CHANNEL, history: HistorySettings | None = None
     ) -> None:
-        self._url = safe_url(url)
-        self._redis = connect(url, default_service=channel)
-        self._streams = RoomStreams(channel, history or HistorySettings())
+        redis = connect(url, default_service=channel)
+        self._streams = RoomStreams(redis, channel, history or HistorySettings(), url=url)
 
     async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
-        try:
-            await asyncio.wait_for(self._streams.publish(self._redis, event, data, room), PUBLISH_TIMEOUT)
-        except Exception as exc:  # redis, OS and timeout errors alike: not stored, not sent
-            raise RedisUnavailable(
-                f"Redis at {self._url} is unreachable: {type(exc).__name__}: {exc}"
-            ) from exc
+        await self._streams.publish(event, data, room)  # RedisUnavailable: not stored, not sent
 
     async def aclose(self) -> None:
         """Close the connections to Redis."""
-        await self._redis.aclose()
+        await self._streams.redis.aclose()
 
 
 def redis_broadcaster(

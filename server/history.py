@@ -35,7 +35,7 @@ from swe_realtime.events.envelope import StreamPosition
 from swe_realtime.redis_connection import PUBLISH_TIMEOUT
 from swe_realtime.redis_health import RedisHealth
 from swe_realtime.settings import HistorySettings
-from swe_realtime.streams import AnyRedis, Entry, RoomStreams, new_epoch
+from swe_realtime.streams import Entry, RoomStreams, new_epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,22 +157,19 @@ class RedisHistory:
     stored nor sent is the publisher's to know about (HTTP 503), never a silent success.
     """
 
-    def __init__(self, redis: AnyRedis, streams: RoomStreams, health: RedisHealth, *, kept: bool) -> None:
-        self._redis = redis
+    def __init__(self, streams: RoomStreams, health: RedisHealth, *, kept: bool) -> None:
         self._streams = streams
         self._health = health
         self._kept = kept
 
     async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
         try:
-            await asyncio.wait_for(self._streams.publish(self._redis, event, data, room), PUBLISH_TIMEOUT)
-        except Exception as exc:  # redis, OS and timeout errors alike: not stored, not sent
+            await self._streams.publish(event, data, room)
+        except RedisUnavailable as exc:
             self._health.unpublished += 1
             metrics.UNPUBLISHED.inc()
-            self._health.failed(exc)
-            raise RedisUnavailable(
-                f"Redis at {self._health.url} is unreachable: {type(exc).__name__}"
-            ) from exc
+            self._health.failed(exc.__cause__ or exc)
+            raise
         self._health.succeeded()
 
     async def window(self, room: str, after: StreamPosition | None) -> Window:
@@ -180,8 +177,7 @@ class RedisHistory:
             return Window(None, failure=RecoveryFailure.HISTORY_OFF)
         try:
             state = await asyncio.wait_for(
-                self._streams.read(self._redis, room, None if after is None else after.offset),
-                PUBLISH_TIMEOUT,
+                self._streams.read(room, None if after is None else after.offset), PUBLISH_TIMEOUT
             )
         except Exception as exc:  # the room is joined all the same; the client is told
             self._health.failed(exc)

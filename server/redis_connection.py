@@ -35,8 +35,11 @@ REDIS_OPTIONS: dict[str, Any] = {
 
 CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
 
+AnyRedis = Redis | RedisCluster
+"""A client of one Redis or of a Redis Cluster: scripts and single-slot commands run alike."""
 
-def connect(url: str, *, default_service: str, **options: Any) -> Redis | RedisCluster:
+
+def connect(url: str, *, default_service: str, **options: Any) -> AnyRedis:
     """A client for ``url`` (connections are made on first use). ``default_service`` names
     the sentinel service when the URL does not; ``options`` add to REDIS_OPTIONS."""
     options = {**REDIS_OPTIONS, **options}
@@ -60,7 +63,7 @@ def connect(url: str, *, default_service: str, **options: Any) -> Redis | RedisC
     return client
 
 
-def node_client(redis: Redis | RedisCluster, address: str) -> Redis:
+def node_client(redis: AnyRedis, address: str) -> Redis:
     """A client of one node: ``redis`` itself, or the cluster node named ``host:port``."""
     if not isinstance(redis, RedisCluster):
         return redis

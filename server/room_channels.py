@@ -29,7 +29,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from swe_realtime.redis_connection import PUBLISH_TIMEOUT, node_client
 from swe_realtime.redis_health import RedisHealth
-from swe_realtime.streams import AnyRedis, ChannelMessage, RoomStreams
+from swe_realtime.streams import ChannelMessage, RoomStreams
 
 SWEEP_SECONDS = 1.0
 """How often rooms without local members are unsubscribed (in one command per shard)."""
@@ -59,8 +59,8 @@ class _Shard:
 class RoomChannels:
     """This instance's room subscriptions, and in-order, once-only delivery of their events."""
 
-    def __init__(self, redis: AnyRedis, streams: RoomStreams, deliver: Deliver, health: RedisHealth) -> None:
-        self._redis = redis
+    def __init__(self, streams: RoomStreams, deliver: Deliver, health: RedisHealth) -> None:
+        self._redis = streams.redis
         self._streams = streams
         self._fan_out = deliver
         self._health = health
@@ -104,7 +104,7 @@ class RoomChannels:
             # The member reads its position next; the confirmation must catch up from no
             # later than that, not start from the top it finds then.
             with contextlib.suppress(Exception):
-                state = await asyncio.wait_for(self._streams.read(self._redis, room, None), PUBLISH_TIMEOUT)
+                state = await asyncio.wait_for(self._streams.read(room, None), PUBLISH_TIMEOUT)
                 self._last.setdefault(room, (state.epoch, state.top))
 
     def start(self, members: Callable[[], Container[str]]) -> None:
@@ -261,7 +261,7 @@ class RoomChannels:
         if room in self._last:
             await self._catch_up(room)
         else:
-            state = await self._streams.read(self._redis, room, None)
+            state = await self._streams.read(room, None)
             self._last[room] = (state.epoch, state.top)
         shard.unconfirmed.discard(room)
         if not shard.unconfirmed:
@@ -298,7 +298,7 @@ class RoomChannels:
         """Deliver the room's stored events after the last one delivered here. When the room's
         history was lost meanwhile (a new epoch), what there is starts the new epoch."""
         last_epoch, last_offset = self._last[room]
-        state = await asyncio.wait_for(self._streams.read(self._redis, room, last_offset), PUBLISH_TIMEOUT)
+        state = await asyncio.wait_for(self._streams.read(room, last_offset), PUBLISH_TIMEOUT)
         if state.epoch == last_epoch and state.top < last_offset:
             # Redis went back in time (restored from a snapshot, or a lagging replica took
             # over): the offsets ahead are reused. Follow the stream from where it stands.
@@ -306,7 +306,7 @@ class RoomChannels:
             self._last[room] = (state.epoch, state.top)
             return
         if state.epoch != last_epoch:
-            state = await asyncio.wait_for(self._streams.read(self._redis, room, 0), PUBLISH_TIMEOUT)
+            state = await asyncio.wait_for(self._streams.read(room, 0), PUBLISH_TIMEOUT)
         for entry in state.entries:
             self._last[room] = (state.epoch, entry.payload["positions"][room]["offset"])
             await self._deliver(ChannelMessage(entry.event, list(entry.rooms), room, entry.payload))

@@ -22,19 +22,17 @@ The channel message is this module's own: ``{"event", "rooms", "room", "payload"
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
+from swe_realtime.errors import RedisUnavailable
+from swe_realtime.redis_connection import PUBLISH_TIMEOUT, AnyRedis, safe_url
 from swe_realtime.settings import HistorySettings
-
-AnyRedis = Redis | RedisCluster
-"""A client of one Redis or of a Redis Cluster: both run the scripts the same way."""
 
 # KEYS: the room's meta hash and stream. ARGV: size, ttl (ms), the room's shard channel, a new
 # epoch, the room's name as JSON, the positions so far (JSON members, or ""), the payload up
@@ -137,17 +135,18 @@ class ChannelMessage:
 
 
 class RoomStreams:
-    """Publishes events into rooms' streams and channels, and reads them back.
+    """Publishes events into rooms' streams and channels, and reads them back, on one client
+    (its connections are remade by redis-py when Redis comes back). A publish is bounded by
+    PUBLISH_TIMEOUT; readers bound their reads as they need."""
 
-    The client is passed per call: the gateway's is remade when Redis comes back, and the
-    scripts are registered again for the new one.
-    """
-
-    def __init__(self, prefix: str, history: HistorySettings) -> None:
+    def __init__(self, redis: AnyRedis, prefix: str, history: HistorySettings, *, url: str) -> None:
+        self.redis = redis
         self.prefix = prefix
+        self._url = safe_url(url)
         self._size = history.size
         self._ttl_ms = history.ttl * 1000
-        self._registered: tuple[AnyRedis, AsyncScript, AsyncScript] | None = None
+        self._append: AsyncScript = redis.register_script(_APPEND)
+        self._window: AsyncScript = redis.register_script(_WINDOW)
 
     def keys(self, room: str) -> list[str]:
         """The room's meta hash (epoch, newest offset) and its stream, in the room's slot."""
@@ -157,25 +156,32 @@ class RoomStreams:
         """The room's shard channel, in the room's slot."""
         return f"{{{self.prefix}:{room}}}:events"
 
-    async def publish(
-        self, redis: AnyRedis, event: str, data: dict[str, Any], rooms: list[str]
-    ) -> dict[str, Any]:
+    async def publish(self, event: str, data: dict[str, Any], rooms: list[str]) -> dict[str, Any]:
         """Append ``data`` to each room's stream, room by room, and send each copy on the
-        room's channel; return the event's positions in all its rooms."""
+        room's channel; return the event's positions in all its rooms. RedisUnavailable when
+        Redis did not take it (redis, OS and timeout errors alike)."""
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                return await self._publish(event, data, rooms)
+        except Exception as exc:
+            raise RedisUnavailable(
+                f"Redis at {self._url} is unreachable: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def _publish(self, event: str, data: dict[str, Any], rooms: list[str]) -> dict[str, Any]:
         data.pop("positions", None)  # the script writes them, last
         if self._size == 0:  # history off: no positions, nothing kept
             data["positions"] = {}
             for room in rooms:
-                await redis.spublish(
+                await self.redis.spublish(
                     self.channel(room), _message_head(event, rooms, room) + _compact(data) + "}"
                 )
             return {}
         head = _compact(data)[:-1] + ',"positions":'
-        append, _ = self._scripts(redis)
         members: list[str] = []
         positions: dict[str, Any] = {}
         for room in rooms:
-            epoch, offset = await append(
+            epoch, offset = await self._append(
                 keys=self.keys(room),
                 args=[
                     self._size,
@@ -197,10 +203,9 @@ class RoomStreams:
         data["positions"] = positions
         return positions
 
-    async def read(self, redis: AnyRedis, room: str, after: int | None) -> StreamState:
+    async def read(self, room: str, after: int | None) -> StreamState:
         """The room's stream now and, given an offset, the entries after it."""
-        _, window = self._scripts(redis)
-        epoch, top, first, raw = await window(
+        epoch, top, first, raw = await self._window(
             keys=self.keys(room), args=[new_epoch(), -1 if after is None else after, self._ttl_ms]
         )
         entries = []
@@ -209,11 +214,6 @@ class RoomStreams:
             rooms = tuple(json.loads(values[b"r"]))
             entries.append(Entry(values[b"e"].decode(), json.loads(values[b"p"]), rooms))
         return StreamState(epoch.decode(), int(top), int(first) or int(top) + 1, tuple(entries))
-
-    def _scripts(self, redis: AnyRedis) -> tuple[AsyncScript, AsyncScript]:
-        if self._registered is None or self._registered[0] is not redis:
-            self._registered = (redis, redis.register_script(_APPEND), redis.register_script(_WINDOW))
-        return self._registered[1], self._registered[2]
 
 
 def _message_head(event: str, rooms: list[str], room: str) -> str:
