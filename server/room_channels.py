@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from swe_realtime.redis_connection import PUBLISH_TIMEOUT, node_client
 from swe_realtime.redis_health import RedisHealth
@@ -145,7 +146,18 @@ class RoomChannels:
         rooms = self._asked.pop(shard.address, set())
         if rooms:
             channels = [self._streams.channel(room) for room in rooms]
-            asyncio.create_task(self._command(shard, shard.pubsub.ssubscribe(*channels)))  # noqa: RUF006
+            for group in self._by_slot(channels):
+                asyncio.create_task(self._command(shard, shard.pubsub.ssubscribe(*group)))  # noqa: RUF006
+
+    def _by_slot(self, channels: list[str]) -> list[list[str]]:
+        """Channels grouped so that one command holds one hash slot's: a Redis Cluster refuses
+        a sharded (un)subscribe across slots (CROSSSLOT), even on one master."""
+        if not isinstance(self._redis, RedisCluster):
+            return [channels]
+        groups: dict[int, list[str]] = {}
+        for channel in channels:
+            groups.setdefault(key_slot(channel.encode()), []).append(channel)
+        return list(groups.values())
 
     async def _command(self, shard: _Shard, command: Awaitable[object]) -> None:
         try:
@@ -175,7 +187,8 @@ class RoomChannels:
                 self._channel_rooms.pop(self._streams.channel(room), None)
             if gone and shard.pubsub is not None and shard.connected:
                 channels = [self._streams.channel(room) for room in gone]
-                await self._command(shard, shard.pubsub.sunsubscribe(*channels))
+                for group in self._by_slot(channels):
+                    await self._command(shard, shard.pubsub.sunsubscribe(*group))
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -229,7 +242,8 @@ class RoomChannels:
         subscribed: set[str] = set()
         while missing := set(shard.rooms) - subscribed:  # rooms asked for meanwhile too
             shard.unconfirmed |= missing
-            await shard.pubsub.ssubscribe(*[self._streams.channel(room) for room in missing])
+            for group in self._by_slot([self._streams.channel(room) for room in missing]):
+                await shard.pubsub.ssubscribe(*group)
             subscribed |= missing
         self._asked.pop(shard.address, None)
         shard.connected = True
