@@ -44,6 +44,8 @@ class JwtSettings:
     algorithms: tuple[str, ...]
     issuer: str | None = None
     audience: str | None = None
+    leeway: int = 5
+    """Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat`` (JWT_LEEWAY)."""
     generated: bool = False
     """True when ``--dev`` invented the secret: tokens die with the process."""
 
@@ -90,6 +92,11 @@ class Limits:
     connects_per_ip_per_minute: int = 60
     queued_packets: int = 1000
     """Outbound packets a connection may have waiting; a client that stops reading is dropped."""
+    queued_bytes: int = 4 * 1024 * 1024
+    """Outbound bytes a connection may have unread, of any kind (events, acks, replays,
+    pongs); past it the client is dropped as a slow consumer (MAX_QUEUED_BYTES)."""
+    connect_timeout: int = 5
+    """Seconds an Engine.IO session may stay open without joining ``/ws`` (CONNECT_TIMEOUT)."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +141,12 @@ class Settings:
                 commands_per_second=_int(environ, "COMMANDS_PER_SECOND", 20, minimum=1),
                 connects_per_ip_per_minute=_int(environ, "CONNECTS_PER_IP_PER_MINUTE", 60, minimum=1),
                 queued_packets=_int(environ, "MAX_QUEUED_PACKETS", 1000, minimum=10),
+                queued_bytes=_int(environ, "MAX_QUEUED_BYTES", 4 * 1024 * 1024, minimum=64 * 1024),
+                connect_timeout=_int(environ, "CONNECT_TIMEOUT", 5, minimum=1, maximum=300),
             ),
             redis=redis_settings(environ),
             history=history_settings(environ),
-            metrics_token=environ.get("METRICS_TOKEN") or None,
+            metrics_token=_metrics_token(environ.get("METRICS_TOKEN") or None),
             log_format=_choice(environ, "LOG_FORMAT", ("text", "json")),
             tls=tls_settings(environ.get("SSL_CERT") or None, environ.get("SSL_KEY") or None),
             workers=_workers(environ),
@@ -197,6 +206,7 @@ def _jwt_settings(environ: Mapping[str, str], *, dev: bool) -> JwtSettings:
         raise SettingsError("set JWT_SECRET or JWT_PUBLIC_KEY, not both")
     issuer = environ.get("JWT_ISSUER") or None
     audience = environ.get("JWT_AUDIENCE") or None
+    leeway = _int(environ, "JWT_LEEWAY", 5, minimum=0, maximum=300)
     raw_algorithms = environ.get("JWT_ALGORITHMS", "")
     if pem is not None:
         from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -205,17 +215,26 @@ def _jwt_settings(environ: Mapping[str, str], *, dev: bool) -> JwtSettings:
         family = RSA_ALGORITHMS if isinstance(key, RSAPublicKey) else EC_ALGORITHMS
         default = "RS256" if isinstance(key, RSAPublicKey) else "ES256"
         algorithms = _algorithms(raw_algorithms or default, family, "the JWT_PUBLIC_KEY given")
-        return JwtSettings(key, algorithms, issuer, audience)
+        return JwtSettings(key, algorithms, issuer, audience, leeway)
     if secret is None:
         if not dev:
             raise SettingsError("no JWT key: set JWT_SECRET or JWT_PUBLIC_KEY (or run with --dev)")
-        return JwtSettings(secrets.token_urlsafe(48), ("HS256",), issuer, audience, generated=True)
+        return JwtSettings(secrets.token_urlsafe(48), ("HS256",), issuer, audience, leeway, generated=True)
     if len(secret.encode()) < MIN_SECRET_BYTES:
         raise SettingsError(
             f"JWT_SECRET is {len(secret.encode())} bytes; HMAC secrets need at least {MIN_SECRET_BYTES}"
         )
     algorithms = _algorithms(raw_algorithms or "HS256", HMAC_ALGORITHMS, "JWT_SECRET")
-    return JwtSettings(secret, algorithms, issuer, audience)
+    return JwtSettings(secret, algorithms, issuer, audience, leeway)
+
+
+def _metrics_token(token: str | None) -> str | None:
+    """A bearer token guessed is a metrics page read: as long as an HMAC secret, at least."""
+    if token is not None and len(token.encode()) < MIN_SECRET_BYTES:
+        raise SettingsError(
+            f"METRICS_TOKEN is {len(token.encode())} bytes; it needs at least {MIN_SECRET_BYTES}"
+        )
+    return token
 
 
 def _public_key(pem: str) -> PublicKey:

@@ -31,6 +31,7 @@ from tests.support import (
 ROOT = Path(__file__).resolve().parent.parent
 NODE = ROOT / "tests" / "node"
 ARTIFACTS = ROOT / "tests" / "artifacts"
+SCRAPE_TOKEN = "scrape-secret-of-at-least-32-bytes"
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -64,8 +65,8 @@ async def test_metrics_need_an_admin_token_or_the_metrics_token(
     info = [dict(labels) for name, labels in await scrape(server) if name == "swe_realtime_info"]
     assert info
     assert info[0]["version"]
-    gateway = start_server({"JWT_SECRET": SECRET, "METRICS_TOKEN": "scrape-secret"})
-    samples = await scrape(gateway, "scrape-secret")
+    gateway = start_server({"JWT_SECRET": SECRET, "METRICS_TOKEN": SCRAPE_TOKEN})
+    samples = await scrape(gateway, SCRAPE_TOKEN)
     assert any(name == "swe_realtime_info" for name, _ in samples)
     assert (await api(gateway, "GET", "/metrics", "wrong-secret"))[0] == 401
 

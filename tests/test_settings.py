@@ -77,6 +77,10 @@ REFUSALS = [
     ),
     ({"JWT_SECRET": SECRET, "MAX_CONNECTIONS": "lots"}, "MAX_CONNECTIONS must be an integer, got 'lots'"),
     ({"JWT_SECRET": SECRET, "MAX_PAYLOAD_BYTES": "0"}, "MAX_PAYLOAD_BYTES must be at least 1024, got 0"),
+    ({"JWT_SECRET": SECRET, "METRICS_TOKEN": "a"}, "METRICS_TOKEN is 1 bytes; it needs at least 32"),
+    ({"JWT_SECRET": SECRET, "JWT_LEEWAY": "-1"}, "JWT_LEEWAY must be at least 0"),
+    ({"JWT_SECRET": SECRET, "CONNECT_TIMEOUT": "0"}, "CONNECT_TIMEOUT must be at least 1"),
+    ({"JWT_SECRET": SECRET, "MAX_QUEUED_BYTES": "100"}, "MAX_QUEUED_BYTES must be at least 65536"),
     (
         {"JWT_SECRET": SECRET, "CORS_ORIGINS": "example.com"},
         "CORS_ORIGINS: 'example.com' is not '*' or an http(s)",
