@@ -8,6 +8,13 @@ the message, the JSON format as keys of the object, so both carry the same field
 Tokens must never reach a log. The gateway itself never logs one, but libraries log request
 lines (uvicorn writes the WebSocket handshake path with its query string at INFO), and the
 query string may carry ``?token=``: both formatters redact any such value, whoever logs it.
+
+Nor may a client write log lines. Libraries quote client input in their messages (python-engineio
+quotes an unknown ``sid`` query parameter), and a newline there would start a line of the
+client's making, dated and levelled as it likes. The text format escapes every control
+character in a record's line (``\n`` becomes ``\x0a``), and indents a traceback under its
+record, so that every line starting at column 0 is one the gateway wrote. The JSON format is
+safe by construction: ``json.dumps`` escapes control characters.
 """
 
 from __future__ import annotations
@@ -20,10 +27,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 _TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&\s\"']+")
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+"""C0 and C1 controls, DEL, and the Unicode line and paragraph separators (some log viewers
+break lines there), to their escapes."""
+TRACEBACK_INDENT = "    "
 
 
 def redact(text: str) -> str:
     return _TOKEN_IN_QUERY.sub(r"\1[redacted]", text)
+
+
+def escape(text: str) -> str:
+    """``text`` on one line: control characters as ``\\xNN`` escapes."""
+    return text.translate(_CONTROL)
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
@@ -32,12 +51,24 @@ def fields_of(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class RedactingFormatter(logging.Formatter):
-    """``time LEVEL logger: message key=value ...``."""
+    """``time LEVEL logger: message key=value ...`` on one line, then any traceback, indented."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
         pairs = " ".join(f"{key}={_quote(value)}" for key, value in fields_of(record).items())
-        return redact(f"{line} {pairs}" if pairs else line)
+        line = escape(f"{self.formatMessage(record)} {pairs}" if pairs else self.formatMessage(record))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        details = [
+            text
+            for text in (record.exc_text, record.stack_info and self.formatStack(record.stack_info))
+            if text
+        ]
+        for text in details:
+            line += "".join(f"\n{TRACEBACK_INDENT}{escape(part)}" for part in text.splitlines())
+        return redact(line)
 
 
 class JsonFormatter(logging.Formatter):

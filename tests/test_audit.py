@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
 from collections.abc import Callable
+from urllib.parse import quote
 from uuid import uuid4
 
+import aiohttp
 import pytest
 import socketio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from swe_realtime.logs import TRACEBACK_INDENT, RedactingFormatter
 from tests.support import Client, ServerProcess, make_token
 
 
@@ -46,3 +53,37 @@ async def test_refusal_is_audited_without_the_token(
     assert re.search(r'code=AUTH_FAILED reason="Token has expired" remote=127\.0\.0\.1:\d+$', line)
     assert token not in server.log_since(offset)
     assert token.split(".")[2] not in server.log_since(offset)
+
+
+FORGED = "2030-01-01 00:00:00,000 INFO FAKE.injected: forged line user=admin"
+
+
+async def test_a_client_cannot_forge_a_log_line(server: ServerProcess) -> None:
+    """python-engineio logs an unknown ``sid`` as the client sent it: a newline in it used to
+    start a line of the client's choosing."""
+    offset = server.log_size()
+    forged_sid = quote(f"nope\n{FORGED}\r\n\x1b[2J\u2028{FORGED}")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/socket.io/?EIO=4&transport=polling&sid={forged_sid}") as response:
+            assert response.status == 400
+    await server.logged(r"FAKE\.injected", offset)
+    lines = server.log_since(offset).splitlines()
+    assert not [line for line in lines if line.startswith("2030-")]
+    assert not [line for line in lines if any(ord(c) < 0x20 or c == "\u2028" for c in line)]
+    assert any("nope\\x0a2030-01-01" in line for line in lines)
+
+
+@settings(max_examples=300, deadline=None)
+@given(message=st.text(), value=st.text(), failure=st.text())
+def test_text_lines_hold_no_control_characters(message: str, value: str, failure: str) -> None:
+    """Whatever a record carries, its text form is one line, and a traceback's lines are
+    indented under it: only the gateway starts a line."""
+    formatter = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        raise ValueError(failure)
+    except ValueError:
+        record = logging.LogRecord("t", logging.WARNING, __file__, 1, "%s", (message,), sys.exc_info())
+    record.fields = {"key": value}
+    head, *rest = formatter.format(record).split("\n")
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" for c in head)
+    assert rest and all(line.startswith(TRACEBACK_INDENT) for line in rest)
