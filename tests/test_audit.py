@@ -63,9 +63,9 @@ async def test_a_client_cannot_forge_a_log_line(server: ServerProcess) -> None:
     start a line of the client's choosing."""
     offset = server.log_size()
     forged_sid = quote(f"nope\n{FORGED}\r\n\x1b[2J\u2028{FORGED}")
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{server.url}/socket.io/?EIO=4&transport=polling&sid={forged_sid}") as response:
-            assert response.status == 400
+    url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={forged_sid}"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 400
     await server.logged(r"FAKE\.injected", offset)
     lines = server.log_since(offset).splitlines()
     assert not [line for line in lines if line.startswith("2030-")]
@@ -86,4 +86,5 @@ def test_text_lines_hold_no_control_characters(message: str, value: str, failure
     record.fields = {"key": value}
     head, *rest = formatter.format(record).split("\n")
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" for c in head)
-    assert rest and all(line.startswith(TRACEBACK_INDENT) for line in rest)
+    assert rest
+    assert all(line.startswith(TRACEBACK_INDENT) for line in rest)
