@@ -343,8 +343,13 @@ ADMIN = make_token(roles=["admin"], ttl=24 * 3600)
 class Client:
     """A python-socketio AsyncClient on ``/ws`` that records every event it receives."""
 
-    def __init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
+    def __init__(self, *, source: str | None = None) -> None:
+        """``source``: the local address to connect from (any of 127.0.0.0/8 works here), to
+        stand for a client of its own address."""
+        http = (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0))) if source else None
+        )
+        self.sio = socketio.AsyncClient(reconnection=False, http_session=http)
         self.events: dict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
         self.connect_error: Any = None
         self.sio.on("*", self._record, namespace="/ws")

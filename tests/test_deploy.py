@@ -7,10 +7,13 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
+import socketio
 import yaml
 
 from tests.support import (
@@ -20,6 +23,7 @@ from tests.support import (
     ServerProcess,
     eventually_sync,
     free_port,
+    make_token,
     member,
     progress_event,
     publish,
@@ -52,30 +56,39 @@ def test_dockerfile_is_slim_non_root_and_checks_health() -> None:
     assert "--no-dev" in dockerfile
 
 
-@pytest.fixture
-def nginx_in_front(
-    tmp_path: Path, start_server: Callable[..., ServerProcess]
-) -> Iterator[tuple[str, list[ServerProcess]]]:
-    """The shipped nginx.conf, with the compose hostnames pointed at two local gateways."""
+NGINX_ALIAS = "127.0.0.2"
+"""nginx's compose address, here: the local nginx connects to the gateways from it."""
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def nginx_compose_address() -> str:
+    address: str = compose()["services"]["nginx"]["networks"]["default"]["ipv4_address"]
+    return address
+
+
+def gateway_environment(instance: str) -> dict[str, str]:
+    """What compose sets on a gateway that a local one can use too: addresses mapped to here."""
+    env = compose()["services"][instance]["environment"]
+    trusted = str(env.get("FORWARDED_ALLOW_IPS", ""))
+    return {"FORWARDED_ALLOW_IPS": trusted.replace(nginx_compose_address(), NGINX_ALIAS)} if trusted else {}
+
+
+@contextmanager
+def run_nginx(tmp_path: Path, gateways: list[ServerProcess]) -> Iterator[str]:
+    """The shipped nginx.conf, with the compose hostnames pointed at two local gateways and
+    nginx's address at NGINX_ALIAS; yields its URL."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     assert Path(nginx).exists(), "nginx is required: `just test` installs it (Debian package nginx)"
-    channel = f"test-{uuid4().hex[:12]}"
-    gateways = [
-        start_server(
-            {
-                "JWT_SECRET": SECRET,
-                "REDIS_URL": SHARED_REDIS,
-                "REDIS_CHANNEL": channel,
-                "INSTANCE_ID": f"g{i}",
-            }
-        )
-        for i in range(2)
-    ]
     port = free_port()
     config = (ROOT / "deploy" / "nginx.conf").read_text()
     config = config.replace("gateway1:8000", f"127.0.0.1:{gateways[0].port}")
     config = config.replace("gateway2:8000", f"127.0.0.1:{gateways[1].port}")
     config = config.replace("listen 8000;", f"listen 127.0.0.1:{port};")
+    config = config.replace("http {", f"http {{\n    proxy_bind {NGINX_ALIAS};", 1)
     (tmp_path / "nginx.conf").write_text(config)
     (tmp_path / "logs").mkdir()
     common = [
@@ -96,9 +109,38 @@ def nginx_in_front(
         return health.returncode == 0
 
     eventually_sync(up, interval=0.1, message="nginx did not come up")
-    yield f"http://127.0.0.1:{port}", gateways
-    process.terminate()
-    process.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def compose_gateways(start_server: Callable[..., ServerProcess], **env: str) -> list[ServerProcess]:
+    """Two local gateways configured like compose's gateway1 and gateway2, on one Redis channel."""
+    channel = f"test-{uuid4().hex[:12]}"
+    return [
+        start_server(
+            {
+                "JWT_SECRET": SECRET,
+                "REDIS_URL": SHARED_REDIS,
+                "REDIS_CHANNEL": channel,
+                "INSTANCE_ID": instance,
+                **gateway_environment(instance),
+                **env,
+            }
+        )
+        for instance in ("gateway1", "gateway2")
+    ]
+
+
+@pytest.fixture
+def nginx_in_front(
+    tmp_path: Path, start_server: Callable[..., ServerProcess]
+) -> Iterator[tuple[str, list[ServerProcess]]]:
+    gateways = compose_gateways(start_server)
+    with run_nginx(tmp_path, gateways) as url:
+        yield url, gateways
 
 
 @pytest.mark.redis
@@ -115,3 +157,32 @@ async def test_clients_through_nginx(
     assert await received(via_nginx, 1) == [9]
     assert await received(direct, 1) == [9]
     assert await via_nginx.call("ping") == {"status": "pong"}
+
+
+@pytest.mark.redis
+async def test_behind_the_compose_nginx_each_client_has_its_own_address_limit(
+    tmp_path: Path, start_server: Callable[..., ServerProcess]
+) -> None:
+    """Without FORWARDED_ALLOW_IPS every client appeared as nginx: the 61st client of a
+    minute was refused, whoever it was. Here the limit is 3 a minute per address."""
+    assert all(
+        gateway_environment(instance).get("FORWARDED_ALLOW_IPS") == NGINX_ALIAS
+        for instance in ("gateway1", "gateway2")
+    ), "compose must trust nginx's address, and only it, on every gateway"
+    gateways = compose_gateways(start_server, CONNECTS_PER_IP_PER_MINUTE="3")
+    opened: list[Client] = []
+    try:
+        with run_nginx(tmp_path, gateways) as url:
+            for source in [f"127.0.1.{n}" for n in range(1, 6)] + ["127.0.1.1"] * 2:
+                opened.append(await Client(source=source).connect(url, make_token()))
+            opened.append(Client(source="127.0.1.1"))
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await opened[-1].connect(url, make_token())
+            lines = "".join(gateway.log() for gateway in gateways)
+            assert re.search(r"code=RATE_LIMITED .* remote=127\.0\.1\.1:", lines)
+            assert {f"127.0.1.{n}" for n in range(1, 6)} <= set(
+                re.findall(r"remote=(127\.0\.1\.\d+):", lines)
+            )
+    finally:
+        for client in opened:
+            await client.close()
