@@ -54,7 +54,9 @@ class RedactingFormatter(logging.Formatter):
     """``time LEVEL logger: message key=value ...`` on one line, then any traceback, indented."""
 
     def format(self, record: logging.LogRecord) -> str:
-        record.message = record.getMessage()
+        # A trailing newline (uvicorn ends "Exception in ASGI application\n" with one) is no
+        # forgery: drop it rather than print its escape.
+        record.message = record.getMessage().rstrip("\r\n")
         if self.usesTime():
             record.asctime = self.formatTime(record, self.datefmt)
         pairs = " ".join(f"{key}={_quote(value)}" for key, value in fields_of(record).items())
