@@ -20,7 +20,7 @@ import pytest
 
 from swe_realtime.events._types import MAX_SAFE_INTEGER
 from swe_realtime.rooms import Room, RoomKind
-from tests.support import SERVICE, Client, ServerProcess, api, listener, make_token, progress_event
+from tests.support import SERVICE, Client, ServerProcess, api, example, listener, make_token, progress_event
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = Path(__file__).with_name("node")
@@ -165,3 +165,15 @@ async def test_node_client_reads_the_largest_safe_integer_exactly(server: Server
             await process.wait()
     assert process.returncode == 0, stderr.decode()
     assert json.loads(stdout) == {"text": str(MAX_SAFE_INTEGER), "safe": True}
+
+
+async def test_a_float_field_refuses_a_number_past_the_double_range(server: ServerProcess) -> None:
+    """Floats need no bound of their own: a double holds what JSON clients hold, and what
+    overflows one is refused as not finite rather than sent on as Infinity."""
+    body = example("workflow.completed")
+    body["data"]["duration_seconds"] = 10**400
+
+    status, answer = await api(server, "POST", EVENTS, SERVICE, body)
+
+    assert status == 422, answer
+    assert [error["loc"] for error in answer["errors"]] == [["data", "duration_seconds"]]
