@@ -70,6 +70,27 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+PUBLISH_ACCEPTED = (
+    "Accepted: the event is valid, holds its position in each of its rooms' history (its"
+    " `positions`; none when HISTORY_SIZE=0), and was handed on for delivery to every instance:"
+    " with REDIS_URL, Redis stored it in the rooms' streams and published it to all instances;"
+    " without, this single instance sent it to its connections. It does not mean that any client"
+    " received it: a client that is offline, dropped or reconnecting misses it live and gets it"
+    " by `recover` while the history keeps it (HISTORY_SIZE, HISTORY_TTL)."
+)
+"""What a 202 of the publish routes promises, and what not."""
+
+PUBLISH_UNAVAILABLE = (
+    "SERVICE_UNAVAILABLE: Redis could not be reached, or did not take the event in time, so the"
+    " other instances cannot get it. The message says how many events of the request were sent"
+    " (`k of n sent`, in order): those are accepted as a 202 says; the others were neither stored"
+    " nor sent to any client. Retry those after a delay (while Redis is away `GET /ready`"
+    " answers 503). The event that failed may have reached some of its rooms"
+    " before Redis failed: a retry then sends it there again, under a new id."
+)
+"""What a 503 of the publish routes means, and what the publisher should do."""
+
+
 def _response(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"description": description, **({"content": _json(schema)} if schema else {})}
 
@@ -89,11 +110,7 @@ def build_openapi() -> dict[str, Any]:
         "422": _response(
             "The event is invalid; every bad field is listed.", schemas.ref(RejectedBody, "serialization")
         ),
-        "503": _response(
-            "Redis could not be reached: the events not counted as sent in the message were neither"
-            " stored nor sent (SERVICE_UNAVAILABLE); retry them.",
-            error,
-        ),
+        "503": _response(PUBLISH_UNAVAILABLE, error),
     }
     status = schemas.ref(StatusBody, "serialization")
     text = {"description": "The document.", "content": {"application/yaml": {"schema": {"type": "object"}}}}
@@ -151,7 +168,7 @@ def build_openapi() -> dict[str, Any]:
                 "summary": "Publish one event (service token).",
                 "requestBody": {"required": True, "content": _json({"$ref": SCHEMAS_PREFIX + PUBLISH_EVENT})},
                 "responses": {
-                    "202": _response("Sent.", schemas.ref(ReceiptBody, "serialization")),
+                    "202": _response(PUBLISH_ACCEPTED, schemas.ref(ReceiptBody, "serialization")),
                     **publish_errors,
                 },
             }
@@ -172,7 +189,10 @@ def build_openapi() -> dict[str, Any]:
                     ),
                 },
                 "responses": {
-                    "202": _response("All sent.", schemas.ref(BatchReceiptBody, "serialization")),
+                    "202": _response(
+                        "Every event of the batch, in order. For each: " + PUBLISH_ACCEPTED,
+                        schemas.ref(BatchReceiptBody, "serialization"),
+                    ),
                     **publish_errors,
                 },
             }

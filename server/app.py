@@ -116,7 +116,8 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         channels = manager.channels = RoomChannels(streams, manager.deliver, redis)
         history = RedisHistory(streams, redis, kept=settings.history.size > 0)
     else:
-        history = make_history(sio, settings.history)
+        max_members = settings.max_connections * settings.limits.rooms_per_connection
+        history = make_history(sio, settings.history, max_members=max_members)
     broadcaster = Broadcaster(metrics.CountedSink(history))
     install_broadcaster(broadcaster)
     # With Redis, per-user limits and agent presence count every instance's connections.

@@ -4,7 +4,8 @@ Which rooms: all of them. Every room of the catalogue carries state a client ren
 (progress bars, statuses, reviews), and a client cannot know in advance in which rooms it
 will miss something; a per-room opt-in would leave exactly the rooms nobody thought of
 without recovery. The cost is bounded instead: HISTORY_SIZE events per room, none older than
-HISTORY_TTL (a room idle that long is forgotten), and HISTORY_SIZE=0 turns it all off. The
+HISTORY_TTL (a room idle that long is forgotten), in memory at most as many rooms as can have
+members at once (see MemoryHistory), and HISTORY_SIZE=0 turns it all off. The
 fan-out benchmark runs with and without history (bench/RESULTS.md).
 
 A position is ``(epoch, offset)``: offsets count a room's events from 1, and the epoch, a
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -96,32 +97,39 @@ class _RoomLog:
     subscribed to, often one per connection, cost no deque)."""
 
 
+MAX_HISTORY_ROOMS = 100_000
+"""The most rooms an in-memory history keeps, whatever the limits allow. An entry of a room
+without events costs about 330 bytes (measured: the log, its epoch and the room's name), so
+this ceiling is some 35 MB; the default limits (10,000 connections x 100 rooms) would allow
+ten times as many, far more than a gateway's clients use at once."""
+
+
 class MemoryHistory:
-    """One instance, no Redis: bounded deques per room, swept of idle rooms."""
+    """One instance, no Redis: bounded deques per room, in at most ``max_rooms`` rooms.
 
-    SWEEP_EVERY = 1000
-    """Publishes between sweeps of rooms idle for longer than the TTL."""
+    Rooms are kept in the order they were last touched (created or published to), so the
+    ones idle longer than HISTORY_TTL are at the front and go at the next touch, a few at a
+    time: forgetting needs no publish and no timer. When a new room would pass the bound, the
+    room idle longest goes first. A room forgotten either way starts a new epoch when next
+    used: a client recovering from an old position is told ``epoch_changed`` and refetches.
+    """
 
-    def __init__(self, manager: Any, settings: HistorySettings) -> None:
+    def __init__(self, manager: Any, settings: HistorySettings, max_rooms: int) -> None:
         self._manager = manager
         self._size = settings.size
         self._ttl = float(settings.ttl)
-        self._rooms: dict[str, _RoomLog] = {}
-        self._published = 0
+        self._max_rooms = max_rooms
+        self._rooms: OrderedDict[str, _RoomLog] = OrderedDict()
         self._lock = asyncio.Lock()
 
     async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
         async with self._lock:  # offsets are handed out in the order events are delivered
             now = time.monotonic()
-            self._published += 1
-            if self._published % self.SWEEP_EVERY == 0:
-                self._sweep(now)
-            logs = [self._log(name, now) for name in room]
+            logs = [self._touch(name, now) for name in room]
             positions = data["positions"] = {}
             entry = Entry(event, data, tuple(room))
             for name, log in zip(room, logs, strict=True):
                 log.top += 1
-                log.touched = now
                 if log.entries is None:
                     log.entries = deque(maxlen=self._size)
                 log.entries.append((log.top, now, entry))
@@ -140,14 +148,29 @@ class MemoryHistory:
         return judge(log.epoch, log.top, first, after, entries)
 
     def _log(self, room: str, now: float) -> _RoomLog:
+        """The room's log, made (with a new epoch) if the room is not kept; forgets the rooms
+        idle past the TTL first, and the idlest one if a new room would pass the bound."""
+        while self._rooms and next(iter(self._rooms.values())).touched < now - self._ttl:
+            self._forget()
         log = self._rooms.get(room)
-        if log is None or log.touched < now - self._ttl:
+        if log is None:
+            if len(self._rooms) >= self._max_rooms:
+                self._forget()
             log = self._rooms[room] = _RoomLog(new_epoch(), 0, now)
+            metrics.HISTORY_ROOMS.inc()
         return log
 
-    def _sweep(self, now: float) -> None:
-        for name in [name for name, log in self._rooms.items() if log.touched < now - self._ttl]:
-            del self._rooms[name]
+    def _touch(self, room: str, now: float) -> _RoomLog:
+        """The room's log, moved to the back: the room was just used."""
+        log = self._log(room, now)
+        log.touched = now
+        self._rooms.move_to_end(room)
+        return log
+
+    def _forget(self) -> None:
+        """Drop the room touched longest ago."""
+        self._rooms.popitem(last=False)
+        metrics.HISTORY_ROOMS.dec()
 
 
 class RedisHistory:
@@ -185,8 +208,12 @@ class RedisHistory:
         return judge(state.epoch, state.top, state.first, after, state.entries)
 
 
-def make_history(server: Any, settings: HistorySettings) -> History:
-    """The history of a gateway without Redis: in memory, or none (HISTORY_SIZE=0)."""
+def make_history(server: Any, settings: HistorySettings, *, max_members: int) -> History:
+    """The history of a gateway without Redis: in memory, or none (HISTORY_SIZE=0).
+
+    ``max_members`` is MAX_CONNECTIONS x MAX_ROOMS_PER_CONNECTION, the most rooms that can
+    have a member at once: the history keeps as many rooms, up to MAX_HISTORY_ROOMS.
+    """
     if settings.size == 0:
         return NoHistory(server)
-    return MemoryHistory(server.manager, settings)
+    return MemoryHistory(server.manager, settings, min(max_members, MAX_HISTORY_ROOMS))

@@ -33,6 +33,11 @@ CONNECTIONS = Gauge(
     f"{PREFIX}_connections", "Open Socket.IO connections on this instance.", registry=REGISTRY
 )
 ROOMS = Gauge(f"{PREFIX}_rooms", "Rooms with at least one member on this instance.", registry=REGISTRY)
+HISTORY_ROOMS = Gauge(
+    f"{PREFIX}_history_rooms",
+    "Rooms whose event history this instance keeps in memory (without Redis).",
+    registry=REGISTRY,
+)
 REDIS_UP = Gauge(
     f"{PREFIX}_redis_up", "1 while Redis answers, 0 when not; absent without Redis.", registry=REGISTRY
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -238,3 +239,22 @@ async def test_nan_and_infinity_never_reach_clients(in_process: InProcessAPI, fi
     assert "NaN" in body or "Infinity" in body
     status, _ = await in_process("POST", EVENTS, SERVICE, raw=body.encode())
     assert status in (400, 422)
+
+
+@pytest.mark.parametrize("path", [EVENTS, BATCH])
+def test_openapi_says_what_202_and_503_promise(path: str) -> None:
+    """The committed document (kept current by test_codegen's drift check) tells publishers
+    that 202 is accepted, not received, and that 503 is to be retried. The 503 itself, with
+    Redis down, is tests/test_cluster.py::test_redis_outage_and_recovery and
+    tests/test_scale_out.py::test_redis_restart_under_steady_publishing_loses_nothing_accepted."""
+    document = json.loads((Path(__file__).resolve().parent.parent / "contracts" / "openapi.json").read_text())
+    responses = document["paths"][path]["post"]["responses"]
+    accepted, unavailable = responses["202"]["description"], responses["503"]["description"]
+
+    assert "Accepted" in accepted
+    assert "published it to all instances" in accepted
+    assert "does not mean that any client received it" in accepted
+    assert unavailable.startswith("SERVICE_UNAVAILABLE")
+    assert "neither stored nor sent" in unavailable
+    assert "Retry" in unavailable
+    assert responses["503"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")

@@ -71,10 +71,23 @@ def _integral(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer a JSON client is sure to hold exactly: JavaScript's
+``Number.MAX_SAFE_INTEGER``. ``JSON.parse`` reads numbers as doubles, so past it integers lose
+digits, and past about 309 digits they become ``Infinity``."""
+
+SafeInt = Annotated[int, Field(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+"""An integer every JSON client reads back as sent. Every integer field of the models is
+one (narrowed further where the field has natural bounds), so the contracts carry the bounds."""
+
+Index = Annotated[SafeInt, Field(ge=0)]
+"""A non-negative SafeInt that must be sent as a JSON integer (offsets, counts the gateway
+reports)."""
+
 # An integer that, as JSON Schema's ``integer`` does, also accepts 76.0 (but not true). The
 # bounds come before the validator so that they stay ``minimum``/``maximum`` in the schema.
-Count = Annotated[int, Field(ge=0), BeforeValidator(_integral)]
-WholePercent = Annotated[int, Field(ge=0, le=100), BeforeValidator(_integral)]
+Count = Annotated[Index, BeforeValidator(_integral)]
+WholePercent = Annotated[SafeInt, Field(ge=0, le=100), BeforeValidator(_integral)]
 
 
 class EventData(BaseModel):

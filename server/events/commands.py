@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from swe_realtime.errors import ErrorCode
-from swe_realtime.events._types import UtcDatetime
+from swe_realtime.events._types import Index, UtcDatetime
 from swe_realtime.events.envelope import StreamPosition
 
 ROOM_PATTERN = r"^(global|(user|project|agent):[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})$"
@@ -93,7 +93,7 @@ class RecoverAck(BaseModel):
     status: Literal["success"] = Field(default="success", description="Subscribed to the room.")
     room: str = Field(description="The room, normalised (lowercase UUID).")
     recovered: bool = Field(description="Every event after the given position was replayed.")
-    replayed: int = Field(ge=0, description="How many events were replayed.")
+    replayed: Index = Field(description="How many events were replayed.")
     reason: RecoveryFailure | None = Field(
         default=None, description="Why not recovered; null when recovered."
     )

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from swe_realtime.events._types import UtcDatetime
+from swe_realtime.events._types import Index, UtcDatetime
 
 DataT = TypeVar("DataT", bound=BaseModel)
 
@@ -32,7 +32,7 @@ class StreamPosition(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
     epoch: str = Field(min_length=1, max_length=MAX_EPOCH_CHARS, description="The room history's epoch.")
-    offset: int = Field(ge=0, le=2**53 - 1, description="The event's number in the room, from 1.")
+    offset: Index = Field(description="The event's number in the room, from 1.")
 
 
 GATEWAY_SOURCE = "realtime_gateway"

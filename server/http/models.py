@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from swe_realtime.errors import ErrorCode, EventRejected
+from swe_realtime.events._types import Index
 from swe_realtime.typed_broadcast import Receipt
 
 MAX_BATCH = 100
@@ -32,7 +33,7 @@ class ErrorBody(BaseModel):
 class FieldErrorBody(BaseModel):
     model_config = CONFIG
 
-    loc: list[str | int] = Field(description="Path to the bad value: batch index, then field names.")
+    loc: list[str | Index] = Field(description="Path to the bad value: batch index, then field names.")
     message: str = Field(description="What is wrong with it.")
 
 
@@ -69,14 +70,14 @@ class BatchReceiptBody(BaseModel):
 class InstanceStats(BaseModel):
     model_config = CONFIG
 
-    connections: int = Field(description="Live connections on this instance.")
-    rooms: dict[str, int] = Field(description="Members of every named room on this instance.")
+    connections: Index = Field(description="Live connections on this instance.")
+    rooms: dict[str, Index] = Field(description="Members of every named room on this instance.")
 
 
 class StatsBody(InstanceStats):
     """Counts summed over every live instance, and each instance's own."""
 
-    connections: int = Field(description="Live connections, all instances together.")
-    rooms: dict[str, int] = Field(description="Members of every named room, all instances together.")
+    connections: Index = Field(description="Live connections, all instances together.")
+    rooms: dict[str, Index] = Field(description="Members of every named room, all instances together.")
     instances: dict[str, InstanceStats] = Field(description="The same counts per instance id.")
     partial: bool = Field(description="True when other instances could not be asked (Redis unreachable).")
