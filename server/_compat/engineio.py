@@ -64,12 +64,12 @@ UPSTREAM = (
     Upstream(
         "python-engineio",
         "engineio.async_server:AsyncServer._handle_connect",
-        {"4.15.1": "5bd7edc1d1ae115a"},
+        {"4.12.2": "c0894f342d31938e", "4.15.1": "5bd7edc1d1ae115a"},
     ),
     Upstream(
         "python-engineio",
         "engineio.base_server:BaseServer._bad_request",
-        {"4.15.1": "af66afac6f6c67db"},
+        {"4.12.2": "af66afac6f6c67db", "4.15.1": "af66afac6f6c67db"},
     ),
     Upstream(
         "python-engineio",

@@ -72,12 +72,12 @@ UPSTREAM = (
     Upstream(
         "python-socketio",
         "socketio.async_server:AsyncServer._handle_eio_connect",
-        {"5.18.1": "76704886d944a7e6"},
+        {"5.16.1": "76704886d944a7e6", "5.18.1": "76704886d944a7e6"},
     ),
     Upstream(
         "python-socketio",
         "socketio.async_server:AsyncServer._send_packet",
-        {"5.18.1": "a00022b42c1c29e9"},
+        {"5.16.1": "a00022b42c1c29e9", "5.18.1": "a00022b42c1c29e9"},
     ),
     Upstream(
         "python-socketio",
