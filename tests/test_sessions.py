@@ -90,6 +90,7 @@ async def test_connect_to_another_namespace_is_refused_and_the_session_closed(
         frames = await until_closed(ws, 5)
     assert frames[0].startswith("44"), frames  # CONNECT_ERROR
     assert "40" not in [frame[:2] for frame in frames]
+    await server.logged(r"swe_realtime\.audit: drop .*unknown namespace", 0)
 
 
 async def test_a_ws_client_may_not_also_join_the_default_namespace(

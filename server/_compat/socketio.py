@@ -174,6 +174,11 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         loop = asyncio.get_running_loop()
         self._unjoined[eio_sid] = loop.call_later(self.connect_timeout, self._connect_timed_out, eio_sid)
 
+    def _disarm_connect_timeout(self, eio_sid: str) -> None:
+        timer = self._unjoined.pop(eio_sid, None)
+        if timer is not None:
+            timer.cancel()
+
     def _connect_timed_out(self, eio_sid: str) -> None:
         if self._unjoined.pop(eio_sid, None) is None or eio_sid not in self.eio.sockets:
             return
@@ -211,9 +216,7 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
             raise ValueError(f"namespace {namespace} is already connected")
         await super()._handle_connect(eio_sid, namespace, data)
         if self._joined(eio_sid):
-            timer = self._unjoined.pop(eio_sid, None)
-            if timer is not None:
-                timer.cancel()
+            self._disarm_connect_timeout(eio_sid)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         if not isinstance(data, list) or not data:
@@ -224,9 +227,7 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         await super()._handle_event(eio_sid, namespace, id, data)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
-        timer = self._unjoined.pop(eio_sid, None)
-        if timer is not None:
-            timer.cancel()
+        self._disarm_connect_timeout(eio_sid)
         await super()._handle_eio_disconnect(eio_sid, reason)
         if reason != self.reason.CLIENT_DISCONNECT:
             return  # a server-side close queues a CLOSE packet, which answers the poll itself
