@@ -38,6 +38,7 @@ from swe_realtime.http.inspector import inspector_blueprint
 from swe_realtime.http.metrics import metrics_blueprint
 from swe_realtime.http.publish import publish_blueprint
 from swe_realtime.http.stats import stats_blueprint
+from swe_realtime.limits import FileDescriptors, SessionAdmission
 from swe_realtime.presence import Presence
 from swe_realtime.recovery import Recovery
 from swe_realtime.redis_connection import connect
@@ -105,6 +106,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         cors_allowed_origins=_cors_policy(settings),
         max_http_buffer_size=settings.max_payload_bytes,
         max_queued_packets=settings.limits.queued_packets,
+        connect_timeout=settings.limits.connect_timeout,
         logger=logging.getLogger("socketio.server"),
         engineio_logger=EngineLogger(logging.getLogger("engineio.server")),
     )
@@ -143,8 +145,14 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         else LocalStats(settings.instance_id, registry.snapshot)
     )
 
+    limits = settings.limits
+    sio.eio.admission = SessionAdmission(
+        limits.connects_per_ip_per_minute, settings.max_connections, FileDescriptors()
+    )
     sanic = Sanic(f"swe_realtime_{next(_APP_NUMBERS)}", configure_logging=False)
-    asgi = socketio.ASGIApp(sio, other_asgi_app=BodyLimit(sanic, settings.max_payload_bytes))
+    # The body bound covers the Engine.IO polling requests too: python-engineio would read a
+    # POST announcing too much no further, answer nothing and hang (see http/body_limit.py).
+    asgi = BodyLimit(socketio.ASGIApp(sio, other_asgi_app=sanic), settings.max_payload_bytes)
     app = GatewayApp(
         asgi=asgi,
         sanic=sanic,

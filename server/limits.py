@@ -1,9 +1,22 @@
-"""Small, allocation-light rate limiters, per connection and per client address."""
+"""Small, allocation-light rate limiters, per connection and per client address, and the
+admission of new Engine.IO sessions."""
 
 from __future__ import annotations
 
+import logging
+import os
+import resource
 import time
 from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from swe_realtime import audit, metrics
+from swe_realtime.errors import ErrorCode
+
+_log = logging.getLogger(__name__)
 
 
 class TokenBucket:
@@ -54,3 +67,128 @@ class SlidingWindow:
             ]
             for key in stale:
                 del self._events[key]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a new Engine.IO session is refused, and the HTTP status its handshake gets."""
+
+    status: HTTPStatus
+    code: ErrorCode
+    reason: str
+
+
+class FileDescriptors:
+    """Whether the process is close to RLIMIT_NOFILE, checked cheaply on every handshake.
+
+    Listing the open descriptors costs one directory read per descriptor, so it is done at
+    most once a second while far from the limit: in between, each check counts one more
+    descriptor (a handshake opens at most one), and near the limit every check counts again.
+    ``reserve`` descriptors are kept for what must still work when sessions are refused:
+    ``/health``, the Redis clients, the refusals' own sockets.
+    """
+
+    RESERVE = 64
+    RECOUNT_SECONDS = 1.0
+    FOLDER = "/dev/fd"
+
+    def __init__(self, reserve: int = RESERVE) -> None:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.limit = None if soft == resource.RLIM_INFINITY else soft
+        self.reserve = reserve
+        self._estimate = 0
+        self._counted_at = -self.RECOUNT_SECONDS
+
+    @property
+    def ceiling(self) -> int | None:
+        """Open descriptors past which new sessions are refused; None: no limit."""
+        return None if self.limit is None else self.limit - self.reserve
+
+    def short(self) -> bool:
+        ceiling = self.ceiling
+        if ceiling is None:
+            return False
+        now = time.monotonic()
+        self._estimate += 1
+        if self._estimate >= ceiling or now - self._counted_at >= self.RECOUNT_SECONDS:
+            self._estimate = len(os.listdir(self.FOLDER))
+            self._counted_at = now
+        return self._estimate >= ceiling
+
+    @property
+    def open(self) -> int:
+        """Open descriptors at the last count."""
+        return self._estimate
+
+
+class SessionAdmission:
+    """Whether a new Engine.IO session may open, decided at its handshake, before any token.
+
+    Every session costs a socket, memory and a ping timer, whether or not it ever joins
+    ``/ws``, so the instance and per-address limits count sessions, with room to spare over
+    the ``/ws`` limits: a client past those still gets a session in which its CONNECT is
+    answered with the spec's RATE_LIMITED or CONNECTION_LIMIT (which socket.io-client takes
+    as final), while a client that keeps opening sessions beyond that gets a plain HTTP
+    refusal. An address may open ``SESSIONS_PER_CONNECT`` sessions for each connection
+    attempt CONNECTS_PER_IP_PER_MINUTE allows it; the instance holds MAX_CONNECTIONS
+    sessions plus a tenth (at least ``MIN_HEADROOM``) of sessions yet to join or be refused.
+    Sessions that do not join ``/ws`` are closed after CONNECT_TIMEOUT seconds.
+    """
+
+    SESSIONS_PER_CONNECT = 2
+    MIN_HEADROOM = 10
+    ERROR_EVERY_SECONDS = 60.0
+    """File-descriptor shortage is logged at ERROR at most this often, not per handshake."""
+
+    def __init__(self, connects_per_minute: int, max_connections: int, fds: FileDescriptors) -> None:
+        self._attempts = SlidingWindow(self.SESSIONS_PER_CONNECT * connects_per_minute)
+        self._max_sessions = max_connections + max(self.MIN_HEADROOM, max_connections // 10)
+        self._fds = fds
+        self._reported_at: float | None = None
+
+    def __call__(self, environ: Mapping[str, Any], sessions: int) -> Refusal | None:
+        """The refusal of a handshake from ``environ`` while ``sessions`` are open, or None;
+        a refusal is audited and counted."""
+        client = environ.get("asgi.scope", {}).get("client")
+        address = str(client[0]) if client else "unknown"
+        refusal = self._refusal(address, sessions)
+        if refusal is not None:
+            audit.refused(code=refusal.code, reason=refusal.reason, remote=address)
+            metrics.CONNECTIONS_REFUSED.labels(refusal.code).inc()
+        return refusal
+
+    def _refusal(self, address: str, sessions: int) -> Refusal | None:
+        if self._fds.short():
+            self._report_shortage()
+            return Refusal(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "Too many open files: new sessions are refused",
+            )
+        if sessions >= self._max_sessions:
+            return Refusal(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                ErrorCode.CONNECTION_LIMIT,
+                f"{sessions} sessions open: the instance's limit",
+            )
+        if not self._attempts.allow(address):
+            return Refusal(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                ErrorCode.RATE_LIMITED,
+                "Too many sessions from this address; wait a minute",
+            )
+        return None
+
+    def _report_shortage(self) -> None:
+        """An operator must act (raise the limit, add instances): ERROR, once a minute."""
+        now = time.monotonic()
+        if self._reported_at is not None and now - self._reported_at < self.ERROR_EVERY_SECONDS:
+            return
+        self._reported_at = now
+        _log.error(
+            "Refusing new sessions: %d file descriptors open of RLIMIT_NOFILE %s, %d kept in reserve;"
+            " raise the limit (ulimit -n, LimitNOFILE) or add instances",
+            self._fds.open,
+            self._fds.limit,
+            self._fds.reserve,
+        )

@@ -54,7 +54,8 @@ DISCONNECTS = Counter(
 )
 DROPPED = Counter(
     f"{PREFIX}_connections_dropped",
-    "Connections the gateway closed itself, by reason (slow_consumer, malformed, token_expired).",
+    "Connections the gateway closed itself, by reason (slow_consumer, malformed, token_expired,"
+    " connect_timeout, unknown_namespace).",
     ["reason"],
     registry=REGISTRY,
 )

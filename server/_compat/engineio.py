@@ -20,12 +20,19 @@ Read against python-engineio 4.12.2 to 4.15.1 (the UPSTREAM table below).
    POST of more than 16 packets. The count is raised to MAX_PACKETS_PER_POST; the byte bound
    (MAX_PAYLOAD_BYTES) still holds. python-engineio keeps this count on its ``Payload``
    class, so it is set for the whole process (every Engine.IO server in it, ours or not).
+5. Admission. python-engineio opens a session for every handshake (a polling GET or a
+   WebSocket without ``sid``): ``_handle_connect`` stores the socket and queues its OPEN
+   packet. ``admission`` (server/limits.py) is asked first; a refused handshake gets its
+   HTTP status as an Engine.IO error response (``_make_response`` turns it into a refused
+   WebSocket upgrade) and no session, with ``Connection: close`` so that a flood does not
+   keep its sockets open.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import engineio
@@ -33,6 +40,7 @@ import engineio.payload
 from engineio.async_drivers import asgi as engineio_asgi
 
 from swe_realtime._compat import Upstream
+from swe_realtime.limits import Refusal
 from swe_realtime.slim import SingleConsumerQueue
 
 MAX_PACKETS_PER_POST = 1024
@@ -52,6 +60,16 @@ UPSTREAM = (
         "python-engineio",
         "engineio.async_server:AsyncServer.handle_request",
         {"4.12.2": "ae342cdb191890a1", "4.15.1": "1a8c878e35166cfe"},
+    ),
+    Upstream(
+        "python-engineio",
+        "engineio.async_server:AsyncServer._handle_connect",
+        {"4.12.2": "c0894f342d31938e", "4.15.1": "5bd7edc1d1ae115a"},
+    ),
+    Upstream(
+        "python-engineio",
+        "engineio.base_server:BaseServer._bad_request",
+        {"4.12.2": "af66afac6f6c67db", "4.15.1": "af66afac6f6c67db"},
     ),
     Upstream(
         "python-engineio",
@@ -89,11 +107,16 @@ class EngineLogger(logging.LoggerAdapter[logging.Logger]):
         super().log(level, msg, *args, **kwargs)
 
 
+Admission = Callable[[Mapping[str, Any], int], Refusal | None]
+"""A handshake's environ and the number of open sessions -> its refusal, or None."""
+
+
 class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
     """python-engineio's server with the patches listed above."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.admission: Admission = lambda environ, sessions: None
         engineio.payload.Payload.max_decode_packets = MAX_PACKETS_PER_POST
         # The driver's table is shared by the module: replace the entry in a copy.
         self._async: dict[str, Any] = {**self._async, "translate_request": translate_request}
@@ -101,6 +124,18 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
     def create_queue(self, *args: Any, **kwargs: Any) -> SingleConsumerQueue[Any]:
         """Each session's send queue, read by its writer task alone (see slim.py)."""
         return SingleConsumerQueue()
+
+    async def _handle_connect(
+        self, environ: dict[str, Any], transport: str, jsonp_index: int | None = None
+    ) -> Any:
+        refusal = self.admission(environ, len(self.sockets))
+        if refusal is None:
+            return await super()._handle_connect(environ, transport, jsonp_index)
+        return {
+            "status": f"{refusal.status.value} {refusal.status.phrase}",
+            "headers": [("Content-Type", "text/plain"), ("Connection", "close")],
+            "response": refusal.reason.encode(),
+        }
 
     SERVER_FAULTS = frozenset({"no-websocket"})
     """The one message key python-engineio logs once that is about the server, not a client."""

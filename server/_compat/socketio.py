@@ -25,16 +25,26 @@ UPSTREAM table below); the Engine.IO server's own patches are in engineio.py.
 4. Slow consumers. A client that stops reading lets its outbound queue grow without bound
    (uvicorn applies back-pressure, so packets wait in python-engineio's queue). At
    ``max_queued_packets`` unread packets the session is closed and counted instead.
-5. Sends past the gate. A replay goes straight to the session's Engine.IO socket
+5. Namespaces and the connect timeout. python-socketio accepts a CONNECT to the default
+   namespace ``/`` without any handler, and keeps an Engine.IO session open for as long as
+   it answers pings whether it joins a namespace or not: both need no token. Here only the
+   registered namespaces (``/ws``) exist: a CONNECT to another gets CONNECT_ERROR "Invalid
+   namespace", like the Node server, and its session is closed unless it is in ``/ws``. A
+   session that has not joined ``/ws`` within ``connect_timeout`` seconds (a refused
+   CONNECT does not count) is closed, like the Node server's ``connectTimeout``; both are
+   audited and counted as drops.
+6. Sends past the gate. A replay goes straight to the session's Engine.IO socket
    (:meth:`AsyncServer.send_now`): past the recovery gate (it is the gate's own output) and
    past the slow-consumer bound (a replay is bounded by HISTORY_SIZE per room).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import socketio
+from socketio import packet
 
 from swe_realtime import audit, metrics
 from swe_realtime._compat import Upstream
@@ -61,6 +71,16 @@ UPSTREAM = (
     ),
     Upstream(
         "python-socketio",
+        "socketio.async_server:AsyncServer._handle_eio_connect",
+        {"5.16.1": "76704886d944a7e6", "5.18.1": "76704886d944a7e6"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_server:AsyncServer._send_packet",
+        {"5.16.1": "a00022b42c1c29e9", "5.18.1": "a00022b42c1c29e9"},
+    ),
+    Upstream(
+        "python-socketio",
         "socketio.async_server:AsyncServer._handle_event",
         {"5.16.1": "65178105ef8b593d", "5.18.1": "65178105ef8b593d"},
     ),
@@ -80,9 +100,14 @@ UPSTREAM = (
 class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's server with the patches listed above."""
 
-    def __init__(self, *args: Any, max_queued_packets: int = 1000, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, max_queued_packets: int = 1000, connect_timeout: float = 5.0, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.max_queued_packets = max_queued_packets
+        self.connect_timeout = connect_timeout
+        self._unjoined: dict[str, asyncio.TimerHandle] = {}
+        """Engine.IO sessions not yet in a namespace, and the timer that closes them."""
 
     def _engineio_server_class(self) -> type[EngineServer]:
         return EngineServer
@@ -131,17 +156,67 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
 
         ``eio.disconnect()`` waits until the client has fetched every queued packet; over
         polling this handler runs inside the client's POST, and the GET that would drain the
-        queue may never come, so waiting would hang that POST forever.
+        queue may never come, so waiting would hang that POST forever. A WebSocket is closed
+        by the server too, not left open until the client (who may never) closes it.
         """
         engine_socket = self.eio.sockets.get(eio_sid)
         if engine_socket is not None:
             await engine_socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
             self.eio.sockets.pop(eio_sid, None)
+            if engine_socket.upgraded:  # after the CLOSE packet, end the writer: it closes the WebSocket
+                engine_socket.queue.put_nowait(None)
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: Any) -> Any:
+        self._arm_connect_timeout(eio_sid)
+        return await super()._handle_eio_connect(eio_sid, environ)
+
+    def _arm_connect_timeout(self, eio_sid: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._unjoined[eio_sid] = loop.call_later(self.connect_timeout, self._connect_timed_out, eio_sid)
+
+    def _disarm_connect_timeout(self, eio_sid: str) -> None:
+        timer = self._unjoined.pop(eio_sid, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _connect_timed_out(self, eio_sid: str) -> None:
+        if self._unjoined.pop(eio_sid, None) is None or eio_sid not in self.eio.sockets:
+            return
+        if self._joined(eio_sid):  # a CONNECT still being handled: wait for its outcome
+            self._arm_connect_timeout(eio_sid)
+            return
+        reason = f"connect timeout: no namespace joined within {self.connect_timeout} s"
+        self.start_background_task(self._drop, eio_sid, "connect_timeout", reason)
+
+    def _joined(self, eio_sid: str) -> bool:
+        """Whether the session is in (or is being admitted to) any namespace."""
+        return any(
+            self.manager.sid_from_eio_sid(eio_sid, name) is not None for name in self.namespace_handlers
+        )
+
+    async def _drop(self, eio_sid: str, label: str, reason: str) -> None:
+        """Close a session the gateway will not serve, audited and counted (metrics.DROPPED)."""
+        metrics.DROPPED.labels(label).inc()
+        audit.dropped(connection_id=eio_sid, reason=reason)
+        await self._close_session(eio_sid)
 
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
-        if self.manager.sid_from_eio_sid(eio_sid, namespace or "/") is not None:
+        namespace = namespace or "/"
+        if namespace not in self.namespace_handlers:
+            refusal = self.packet_class(
+                packet.CONNECT_ERROR, {"message": "Invalid namespace"}, namespace=namespace
+            )
+            await self._send_packet(eio_sid, refusal)
+            if not self._joined(eio_sid):
+                await self._drop(
+                    eio_sid, "unknown_namespace", f"CONNECT to unknown namespace {namespace[:64]!r}"
+                )
+            return
+        if self.manager.sid_from_eio_sid(eio_sid, namespace) is not None:
             raise ValueError(f"namespace {namespace} is already connected")
         await super()._handle_connect(eio_sid, namespace, data)
+        if self._joined(eio_sid):
+            self._disarm_connect_timeout(eio_sid)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         if not isinstance(data, list) or not data:
@@ -152,6 +227,7 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         await super()._handle_event(eio_sid, namespace, id, data)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        self._disarm_connect_timeout(eio_sid)
         await super()._handle_eio_disconnect(eio_sid, reason)
         if reason != self.reason.CLIENT_DISCONNECT:
             return  # a server-side close queues a CLOSE packet, which answers the poll itself

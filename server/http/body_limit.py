@@ -3,8 +3,14 @@
 Sanic enforces its REQUEST_MAX_SIZE only when it runs its own server, not as an ASGI app,
 so the limit is applied here, in front of it: a declared Content-Length over the limit is
 refused before anything is read, and a chunked body is read up to the limit and no further.
-The body read is then handed to the app unchanged. Socket.IO traffic never passes here:
-python-engineio enforces the same limit on its own requests.
+The body read is then handed to the app unchanged.
+
+It stands in front of python-engineio's long-polling requests too. python-engineio checks a
+POST's declared length itself, but then closes the session waiting for its queue to drain,
+which over polling never happens: the request was never answered and its socket and task
+were kept until restart. And a POST whose client left before its body made python-engineio
+fail with KeyError ('REQUEST_METHOD'), logged as an ASGI application error. Here such a
+request is answered 413 at once, or dropped without a word when the client is gone.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BodyLimit:
+    """``app`` behind the MAX_PAYLOAD_BYTES bound on HTTP request bodies."""
+
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self._app = app
         self._max_bytes = max_bytes
