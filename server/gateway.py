@@ -228,7 +228,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         if connection.expiry is not None:
             connection.expiry.cancel()
         principal = connection.principal
-        delay = max(0.0, principal.expires_at - time.time())
+        delay = max(0.0, self._verifier.ends_at(principal) - time.time())
         connection.expiry = asyncio.get_running_loop().call_later(
             delay, lambda: self.server.start_background_task(self._expire, sid, principal)
         )
