@@ -365,14 +365,19 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             before, connection.principal = connection.principal, principal
             self._expire_at_exp(sid, connection)
             rooms = sorted(connection.rooms)
+            # Presence first: once the swap is made, nothing may keep it from being counted.
             await self._presence.refreshed(before, principal)
-            left = [name for name in rooms if await self._forbidden(sid, connection, principal, name)]
+            left = [
+                name for name in rooms if await self._leave_if_forbidden(sid, connection, principal, name)
+            ]
         except ClientError as exc:
             return _error_ack(exc)
         expires_at = datetime.fromtimestamp(principal.expires_at, UTC)
         return RefreshAck(expires_at=expires_at, left=left).model_dump(mode="json")
 
-    async def _forbidden(self, sid: str, connection: Connection, principal: Principal, name: str) -> bool:
+    async def _leave_if_forbidden(
+        self, sid: str, connection: Connection, principal: Principal, name: str
+    ) -> bool:
         """Leave ``name`` if ``principal``, refreshed in, may not be there; whether it left.
 
         A newer refresh that lands while the policy answers re-checks every room itself: this

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -211,6 +212,23 @@ async def rooms_of(client: Client, url: str) -> dict[str, int]:
     return rooms
 
 
+async def member_events(app: GatewayApp, client: Client, url: str, project: UUID) -> tuple[int | None, int]:
+    """Publish an event to ``project``'s room, then a global marker: how many members the room
+    has (None: no such room) and how many of the project's events ``client`` got before the
+    marker."""
+    await app.broadcaster.broadcast_workflow_progress(
+        workflow_id=uuid4(), project_id=project, status=WorkflowStatus.RUNNING, progress=7
+    )
+    marker: dict[str, Any] = example("ai.analysis_complete")["data"]
+    await app.broadcaster.broadcast_ai_analysis_complete(**(marker | {"project_id": None}))
+    await client.next("ai.analysis_complete")
+    return (await rooms_of(client, url)).get(f"project:{project}"), client.events["workflow.progress"].qsize()
+
+
+def logged_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 @pytest.mark.parametrize("command", ["subscribe", "recover"])
 @pytest.mark.parametrize("keeps_access", [False, True])
 async def test_refresh_during_a_slow_subscribe(
@@ -236,24 +254,39 @@ async def test_refresh_during_a_slow_subscribe(
         policy.open.set()
         ack = await pending
 
-        await app.broadcaster.broadcast_workflow_progress(
-            workflow_id=uuid4(), project_id=project, status=WorkflowStatus.RUNNING, progress=7
-        )
-        await app.broadcaster.broadcast_ai_analysis_complete(**_global_marker())
-        await client.next("ai.analysis_complete")
         if keeps_access:
             assert ack["status"] == "success"
-            assert (await rooms_of(client, url)).get(room) == 1
-            assert (await client.next("workflow.progress"))["data"]["progress"] == 7
+            assert await member_events(app, client, url, project) == (1, 1)
         else:
             assert (ack["status"], ack["error_code"], ack["room"]) == ("error", "ROOM_ACCESS_DENIED", room)
-            assert room not in await rooms_of(client, url)
-            assert client.events["workflow.progress"].qsize() == 0
+            assert await member_events(app, client, url, project) == (None, 0)
         await client.close()
-    assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []
+    assert logged_errors(caplog) == []
 
 
-def _global_marker() -> dict[str, Any]:
-    data: dict[str, Any] = example("ai.analysis_complete")["data"]
-    data["project_id"] = None
-    return data
+async def test_refresh_during_a_slow_resume_at_connect(
+    clients: Callable[[], Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same race, on the rooms a client resumes through ``auth.positions``: their access
+    checks run after the CONNECT is answered, so a refresh can come first."""
+    policy = GatedProjects()
+    user, project = uuid4(), uuid4()
+    room = f"project:{project}"
+    auth = {"token": make_token(user, projects=[project]), "positions": {room: {"epoch": "0", "offset": 0}}}
+    async with gateway_with(policy) as (app, url):
+        client = await clients().connect(url, auth=auth)
+        await asyncio.wait_for(policy.asked.wait(), 5)
+        refresh = await client.call("refresh_token", {"token": make_token(user)})
+        assert refresh["status"] == "success"
+        policy.open.set()
+
+        welcome = await client.next("connection_established")
+        [answer] = welcome["data"]["recovery"]
+        assert (answer["status"], answer["error_code"], answer["room"]) == (
+            "error",
+            "ROOM_ACCESS_DENIED",
+            room,
+        )
+        assert await member_events(app, client, url, project) == (None, 0)
+        await client.close()
+    assert logged_errors(caplog) == []
