@@ -3,6 +3,13 @@
 Verification uses an explicit algorithm allow-list taken from the settings (HMAC only with a
 shared secret, RSA/EC only with a public key), so neither ``none`` nor the HS/RS key-confusion
 trick can pass. ``exp`` and ``sub`` are required and ``sub`` must be a UUID.
+
+``exp``, ``iat`` and ``nbf`` are NumericDates (RFC 7519): JSON numbers, here of seconds from
+1970 to the end of year 9999. PyJWT reads them with ``int()``, which takes the string
+``"9999999999"`` and ``true``; and an ``exp`` of ``10**400`` or ``1e300`` passes PyJWT but not
+``float()``, ``datetime.fromtimestamp`` or an event loop timer. So they are screened before
+PyJWT reads them, and a token is either refused (AuthFailed) or gives an ``expires_at`` every
+caller can use. Clocks may disagree by ``JWT_LEEWAY`` seconds on all three.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from swe_realtime.settings import JwtSettings
 
 MAX_TOKEN_CHARS = 8192
 """Longer tokens are refused before any parsing: no legitimate claim set comes near it."""
+MAX_NUMERIC_DATE = 253402300799
+"""9999-12-31T23:59:59Z, the latest date a token may name (``datetime`` ends there)."""
+NUMERIC_DATES = ("exp", "iat", "nbf")
 
 
 class Role(StrEnum):
@@ -61,12 +71,14 @@ class TokenVerifier:
         if len(token) > MAX_TOKEN_CHARS:
             raise AuthFailed("Token is too long")
         try:
+            _check_dates(jwt.decode(token, options={"verify_signature": False}))
             claims = jwt.decode(
                 token,
                 self._settings.key,
                 algorithms=list(self._settings.algorithms),
                 issuer=self._settings.issuer,
                 audience=self._settings.audience,
+                leeway=self._settings.leeway,
                 options={"require": ["exp", "sub"]},
             )
         except jwt.ExpiredSignatureError:
@@ -82,6 +94,27 @@ class TokenVerifier:
         except jwt.InvalidTokenError:
             raise AuthFailed() from None
         return _principal(claims)
+
+    def ends_at(self, principal: Principal) -> float:
+        """When a connection holding ``principal`` must end: its ``exp``, with the leeway its
+        token was accepted with (a token accepted 2 s after ``exp`` is not dropped at once)."""
+        return principal.expires_at + self._settings.leeway
+
+
+def _check_dates(claims: Mapping[str, Any]) -> None:
+    """Refuse NumericDates that are not numbers of seconds between 1970 and the end of 9999.
+
+    Read from the unverified claims, before PyJWT converts them: refusing needs no signature,
+    and the verified claims are the same bytes.
+    """
+    for claim in NUMERIC_DATES:
+        if claim not in claims:
+            continue
+        value = claims[claim]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AuthFailed(f"Token claim {claim!r} must be a number")
+        if not 0 <= value <= MAX_NUMERIC_DATE:  # also False for NaN
+            raise AuthFailed(f"Token claim {claim!r} is out of range")
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:

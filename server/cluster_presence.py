@@ -72,14 +72,7 @@ from swe_realtime.auth import Principal, Role
 from swe_realtime.broadcaster import Broadcaster
 from swe_realtime.cluster import heartbeat_key
 from swe_realtime.errors import ConnectionLimit
-from swe_realtime.events import utc_now
-from swe_realtime.events.agent import (
-    AgentConnected,
-    AgentConnectedData,
-    AgentDisconnected,
-    AgentDisconnectedData,
-)
-from swe_realtime.presence import Presence
+from swe_realtime.presence import Presence, announcement
 from swe_realtime.redis_connection import AnyRedis, connect
 from swe_realtime.registry import Connection, Registry
 from swe_realtime.settings import RedisSettings
@@ -342,13 +335,9 @@ class ClusterShares:
         if change.before is None or change.after is None:
             return
         if change.before <= 0 < change.after:
-            event: AgentConnected | AgentDisconnected = AgentConnected(
-                data=AgentConnectedData(agent_id=agent, connected_at=utc_now())
-            )
+            event = announcement(agent, connected=True, reason=reason)
         elif change.after <= 0 < change.before:
-            event = AgentDisconnected(
-                data=AgentDisconnectedData(agent_id=agent, disconnected_at=utc_now(), reason=reason)
-            )
+            event = announcement(agent, connected=False, reason=reason)
         else:
             return
         try:
@@ -518,17 +507,12 @@ class ClusterRegistry(Registry):
 
 class ClusterPresence(Presence):
     """Presence decided on the cluster total: announced by the instance whose write took an
-    agent's total from 0 (or to 0), once for the whole cluster."""
+    agent's total from 0 (or to 0), once for the whole cluster. Opens, closes and refreshes
+    are those of server/presence.py; only the counting differs."""
 
     def __init__(self, broadcaster: Broadcaster, shares: ClusterShares) -> None:
         super().__init__(broadcaster)
         self._shares = shares
-
-    async def opened(self, principal: Principal) -> None:
-        await self._moved(principal, 1, None)
-
-    async def closed(self, principal: Principal, reason: str) -> None:
-        await self._moved(principal, -1, reason)
 
     async def _moved(self, principal: Principal, delta: int, reason: str | None) -> None:
         if Role.AGENT not in principal.roles:

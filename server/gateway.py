@@ -19,6 +19,7 @@ server-side TypeError.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -70,7 +71,7 @@ from swe_realtime.gate import Gate
 from swe_realtime.history import Window
 from swe_realtime.limits import SlidingWindow, TokenBucket
 from swe_realtime.presence import Presence
-from swe_realtime.recovery import Recovery, Request
+from swe_realtime.recovery import Plan, Recovery, Request
 from swe_realtime.registry import Connection, Registry
 from swe_realtime.rooms import GLOBAL, AccessPolicy, Room, parse_room
 from swe_realtime.settings import Limits
@@ -181,11 +182,10 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         plan = None
         resumed: set[str] = set()
         if held is not None:
-            requests, answers = await self._position_requests(sid, positions)
-            plan = await self._recovery.prepare(
-                sid, requests, lambda name: self._join_sid(sid, name), held=held
-            )
+            requests, admitted, answers = await self._position_requests(sid, positions)
+            plan, denied = await self._prepare(sid, requests, admitted, held=held)
             answers += [_recover_ack(request, window) for request, window in plan.windows]
+            answers += [_denied_ack(room) for room in sorted(denied)]
             resumed = {request.room for request in requests}
         defaults = [str(room) for room in (Room.user(principal.user_id), GLOBAL) if str(room) not in resumed]
         event = ConnectionEstablished(
@@ -201,34 +201,38 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _position_requests(
         self, sid: str, positions: object
-    ) -> tuple[list[Request], list[RecoverAck | ErrorAck]]:
-        """Check ``auth.positions`` room by room: what to resume, and the refusals."""
+    ) -> tuple[list[Request], dict[str, Principal], list[RecoverAck | ErrorAck]]:
+        """Check ``auth.positions`` room by room: what to resume, the principal each room was
+        admitted for, and the refusals."""
         limit = self._limits.rooms_per_connection
         if not isinstance(positions, dict) or len(positions) > limit:
             refusal = InvalidRequest(f"auth.positions must be an object of at most {limit} rooms")
-            return [], [ErrorAck(room=None, error_code=refusal.code, message=refusal.message)]
+            return [], {}, [ErrorAck(room=None, error_code=refusal.code, message=refusal.message)]
         requests: dict[str, Request] = {}
+        admitted: dict[str, Principal] = {}
         refusals: list[RecoverAck | ErrorAck] = []
         for key, value in positions.items():
             named = key if isinstance(key, str) and len(key) <= MAX_ECHO_ROOM_CHARS else None
             try:
-                room = await self._admit(sid, parse_room(key), pending=len(requests))
+                room = parse_room(key)
+                principal = await self._admit(sid, room, pending=len(requests))
                 named = str(room)
                 try:
                     after = from_wire(StreamPosition, value)
                 except ValidationError:
                     raise InvalidRequest("A position must be an object {epoch, offset}") from None
                 requests[named] = Request(named, after)
+                admitted[named] = principal
             except ClientError as exc:
                 refusals.append(ErrorAck(room=named, error_code=exc.code, message=exc.message))
-        return list(requests.values()), refusals
+        return list(requests.values()), admitted, refusals
 
     def _expire_at_exp(self, sid: str, connection: Connection) -> None:
         """(Re)arm the timer that ends the connection when its token expires."""
         if connection.expiry is not None:
             connection.expiry.cancel()
         principal = connection.principal
-        delay = max(0.0, principal.expires_at - time.time())
+        delay = max(0.0, self._verifier.ends_at(principal) - time.time())
         connection.expiry = asyncio.get_running_loop().call_later(
             delay, lambda: self.server.start_background_task(self._expire, sid, principal)
         )
@@ -296,7 +300,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _subscribe(self, sid: str, *args: object) -> Ack:
         async def subscribe(_: RoomCommand, room: Room) -> RoomAck:
-            window = await self._enter(sid, Request(str(await self._admit(sid, room)), None))
+            window = await self._enter(sid, Request(str(room), None), await self._admit(sid, room))
             return RoomAck(room=str(room), position=window.position)
 
         return await _room_command(args, RoomCommand, "a string 'room'", subscribe)
@@ -312,8 +316,9 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         """Subscribe to a room and replay what came after the client's position."""
 
         async def recover(command: RecoverCommand, room: Room) -> RecoverAck:
-            request = Request(str(await self._admit(sid, room)), command.position)
-            return _recover_ack(request, await self._enter(sid, request))
+            admitted = await self._admit(sid, room)
+            request = Request(str(room), command.position)
+            return _recover_ack(request, await self._enter(sid, request, admitted))
 
         shape = "a string 'room' and a 'position' {epoch, offset}"
         return await _room_command(args, RecoverCommand, shape, recover)
@@ -345,7 +350,11 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         return EventAck(id=receipt.id).model_dump(mode="json")
 
     async def _refresh_token(self, sid: str, *args: object) -> Ack:
-        """Swap in a newer token of the same subject; leave the rooms it no longer allows."""
+        """Swap in a newer token of the same subject; leave the rooms it no longer allows.
+
+        The swap and the snapshot of the rooms to re-check are one step (no await between):
+        a join still on its way re-checks against the new principal itself (``_join_admitted``).
+        """
         try:
             connection = self._registry.get(sid)
             if connection is None:
@@ -353,38 +362,100 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             principal = self._verifier.verify(_payload(args, RefreshTokenCommand, "a string 'token'").token)
             if principal.user_id != connection.principal.user_id:
                 raise AuthFailed("The new token is for another subject")
-            connection.principal = principal
+            before, connection.principal = connection.principal, principal
             self._expire_at_exp(sid, connection)
-            left = []
-            for name in sorted(connection.rooms):
-                if not await self._policy.may_subscribe(principal, parse_room(name)):
-                    await self._leave(sid, name)
-                    left.append(name)
+            rooms = sorted(connection.rooms)
+            # Presence first: once the swap is made, nothing may keep it from being counted.
+            await self._presence.refreshed(before, principal)
+            left = [
+                name for name in rooms if await self._leave_if_forbidden(sid, connection, principal, name)
+            ]
         except ClientError as exc:
             return _error_ack(exc)
         expires_at = datetime.fromtimestamp(principal.expires_at, UTC)
         return RefreshAck(expires_at=expires_at, left=left).model_dump(mode="json")
 
-    async def _admit(self, sid: str, room: Room, pending: int = 0) -> Room:
-        """``room`` if this connection may join it (``pending`` more joins on the way)."""
+    async def _leave_if_forbidden(
+        self, sid: str, connection: Connection, principal: Principal, name: str
+    ) -> bool:
+        """Leave ``name`` if ``principal``, refreshed in, may not be there; whether it left.
+
+        A newer refresh that lands while the policy answers re-checks every room itself: this
+        one's answer is then stale and not acted on."""
+        if name not in connection.rooms or await self._policy.may_subscribe(principal, parse_room(name)):
+            return False
+        if connection.principal is not principal or name not in connection.rooms:
+            return False
+        await self._leave(sid, name)
+        return True
+
+    async def _admit(self, sid: str, room: Room, pending: int = 0) -> Principal:
+        """The principal for which this connection may join ``room`` (``pending`` more joins
+        on the way); the join checks again if a refresh replaces it meanwhile."""
         connection = self._registry.get(sid)
-        if connection is None or not await self._policy.may_subscribe(connection.principal, room):
+        if connection is None:
+            raise RoomAccessDenied()
+        principal = connection.principal
+        if not await self._policy.may_subscribe(principal, room):
             raise RoomAccessDenied()
         limit = self._limits.rooms_per_connection
         if str(room) not in connection.rooms and len(connection.rooms) + pending >= limit:
             raise RoomLimit(f"A connection may be in {limit} rooms at most")
-        return room
+        return principal
 
-    async def _enter(self, sid: str, request: Request) -> Window:
-        """Join an admitted room at a position (server/recovery.py)."""
-        plan = await self._recovery.prepare(sid, [request], lambda name: self._join_sid(sid, name))
+    async def _enter(self, sid: str, request: Request, admitted: Principal) -> Window:
+        """Join a room admitted for ``admitted`` at a position (server/recovery.py);
+        RoomAccessDenied if a refreshed token forbids it by the time of the join."""
+        plan, denied = await self._prepare(sid, [request], {request.room: admitted})
         await self._recovery.finish(plan)
+        if denied:
+            raise RoomAccessDenied()
         return plan.windows[0][1]
 
-    async def _join_sid(self, sid: str, name: str) -> None:
-        connection = self._registry.get(sid)
-        if connection is not None:
-            await self._join(connection, sid, name)
+    async def _prepare(
+        self,
+        sid: str,
+        requests: list[Request],
+        admitted: Mapping[str, Principal],
+        *,
+        held: Gate | None = None,
+    ) -> tuple[Plan, set[str]]:
+        """``Recovery.prepare`` with joins that re-check access: the plan of the rooms joined
+        (a denied room's history is neither read out nor replayed), and the rooms denied."""
+        denied: set[str] = set()
+
+        async def join(name: str) -> None:
+            if not await self._join_admitted(sid, name, admitted[name]):
+                denied.add(name)
+
+        plan = await self._recovery.prepare(sid, requests, join, held=held)
+        windows = tuple(pair for pair in plan.windows if pair[0].room not in denied)
+        return dataclasses.replace(plan, windows=windows), denied
+
+    async def _join_admitted(self, sid: str, name: str, principal: Principal) -> bool:
+        """Join ``name``, admitted for ``principal``, if the connection may still be there.
+
+        The admission awaited the policy (a database, perhaps); a ``refresh_token`` may have
+        swapped the principal meanwhile, and its re-check of the connection's rooms ran
+        before this room was one of them. So when the principal is no longer the one admitted,
+        the policy is asked again for the current one, until the principal stays put across
+        an answer; then the room is added with no await between that comparison and the add.
+        Either the refresh swapped first and this sees its principal, or the room was added
+        first and the refresh re-checks it.
+
+        Chosen over serialising refreshes with subscribes (a lock per connection): nothing
+        waits on a slow policy but the command that asked it, concurrent subscribes stay
+        concurrent, and without a refresh the cost is one identity comparison.
+        """
+        room = parse_room(name)
+        while (connection := self._registry.get(sid)) is not None:
+            if connection.principal is principal:
+                await self._join(connection, sid, name)
+                return True
+            principal = connection.principal
+            if not await self._policy.may_subscribe(principal, room):
+                return False
+        return False  # closed meanwhile
 
     async def _join(self, connection: Connection, sid: str, name: str) -> None:
         connection.rooms.add(name)
@@ -434,6 +505,11 @@ def _recover_ack(request: Request, window: Window) -> RecoverAck:
         reason=window.failure,
         position=window.position,
     )
+
+
+def _denied_ack(room: str) -> ErrorAck:
+    denied = RoomAccessDenied()
+    return ErrorAck(room=room, error_code=denied.code, message=denied.message)
 
 
 def _error_ack(error: ClientError, room: str | None = None) -> Ack:

@@ -112,3 +112,67 @@ async def test_users_cannot_report_agent_status(server: ServerProcess, clients: 
     assert ack["error_code"] == "PERMISSION_DENIED"
     marker = await publish_marker(server, "agent.status_changed")
     assert await drained(watcher, marker, "agent.status_changed") == 0
+
+
+# --- presence follows refresh_token ----------------------------------------------------------
+
+
+async def test_a_refresh_out_of_the_agent_role_is_the_agents_disconnect(
+    server: ServerProcess, clients: Callable[[], Client]
+) -> None:
+    agent = uuid4()
+    watcher = await listener(server, clients, Room(RoomKind.AGENT, agent))
+    robot = await agent_connection(server, clients, agent)
+    await watcher.next("agent.connected")
+
+    assert (await robot.call("refresh_token", {"token": make_token(agent)}))["status"] == "success"
+    disconnected = await watcher.next("agent.disconnected")
+    assert disconnected["data"]["agent_id"] == str(agent)
+    assert disconnected["data"]["reason"] == "token refreshed without the agent role"
+    await robot.close()
+    marker = await publish_marker(server, "agent.disconnected")
+    assert await drained(watcher, marker, "agent.disconnected") == 0  # the close is no second one
+
+    again = await agent_connection(server, clients, agent)
+    assert (await watcher.next("agent.connected"))["data"]["agent_id"] == str(agent)
+    await again.close()
+    assert (await watcher.next("agent.disconnected"))["data"]["agent_id"] == str(agent)
+
+
+async def test_a_refresh_into_the_agent_role_is_the_agents_connect(
+    server: ServerProcess, clients: Callable[[], Client]
+) -> None:
+    agent = uuid4()
+    watcher = await listener(server, clients, Room(RoomKind.AGENT, agent))
+    user = await clients().connect(server.url, make_token(agent))
+    await user.next("connection_established")
+
+    ack = await user.call("refresh_token", {"token": make_token(agent, roles=["agent"])})
+    assert ack["status"] == "success"
+    assert (await watcher.next("agent.connected"))["data"]["agent_id"] == str(agent)
+    assert (await user.call("agent.status", STATUS))["status"] == "success"
+    await user.close()
+    assert (await watcher.next("agent.disconnected"))["data"]["agent_id"] == str(agent)
+
+    again = await agent_connection(server, clients, agent)
+    assert (await watcher.next("agent.connected"))["data"]["agent_id"] == str(agent)
+    await again.close()
+    assert (await watcher.next("agent.disconnected"))["data"]["agent_id"] == str(agent)
+
+
+async def test_a_refresh_out_of_the_role_on_one_of_two_connections_announces_nothing(
+    server: ServerProcess, clients: Callable[[], Client]
+) -> None:
+    agent = uuid4()
+    watcher = await listener(server, clients, Room(RoomKind.AGENT, agent))
+    first = await agent_connection(server, clients, agent)
+    second = await agent_connection(server, clients, agent)
+    await watcher.next("agent.connected")
+
+    assert (await first.call("refresh_token", {"token": make_token(agent)}))["status"] == "success"
+    marker = await publish_marker(server, "agent.disconnected")
+    assert await drained(watcher, marker, "agent.disconnected") == 0
+    await second.close()
+    assert (await watcher.next("agent.disconnected"))["data"][
+        "reason"
+    ] != "token refreshed without the agent role"

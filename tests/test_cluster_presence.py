@@ -24,6 +24,7 @@ from swe_realtime.cluster import heartbeat_key
 from swe_realtime.cluster_presence import LOST, ClusterPresence, ClusterRegistry, ClusterShares
 from swe_realtime.errors import ConnectionLimit
 from swe_realtime.limits import TokenBucket
+from swe_realtime.presence import REFRESHED
 from swe_realtime.registry import Connection
 from swe_realtime.settings import RedisSettings
 from tests.support import (
@@ -269,6 +270,33 @@ async def test_an_agent_connected_through_two_instances_is_announced_once(
     for watcher in watchers:
         assert await drained(watcher, marker, "agent.disconnected") == 0
         assert watcher.events["agent.connected"].qsize() == 0
+
+
+async def test_presence_over_the_cluster_follows_refresh_token(
+    start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
+) -> None:
+    """A refresh out of the agent role is the agent's last connection closing, cluster-wide;
+    its next connection, on any instance, is announced; and the same into the role."""
+    first, second = gateways(start_server, 2)
+    watcher = await connected(second, clients, make_token())
+    robot = uuid4()
+    as_agent, as_user = make_token(robot, roles=["agent"]), make_token(robot)
+
+    on_first = await connected(first, clients, as_agent)
+    assert (await watcher.next("agent.connected"))["data"]["agent_id"] == str(robot)
+    assert (await on_first.call("refresh_token", {"token": as_user}))["status"] == "success"
+    assert (await watcher.next("agent.disconnected"))["data"]["reason"] == REFRESHED
+    on_second = await connected(second, clients, as_agent)
+    assert (await watcher.next("agent.connected"))["data"]["agent_id"] == str(robot)
+    await on_second.close()
+    assert (await watcher.next("agent.disconnected"))["data"]["agent_id"] == str(robot)
+
+    assert (await on_first.call("refresh_token", {"token": as_agent}))["status"] == "success"
+    assert (await watcher.next("agent.connected"))["data"]["agent_id"] == str(robot)
+    await on_first.close()
+    assert (await watcher.next("agent.disconnected"))["data"]["agent_id"] == str(robot)
+    marker = await publish_marker(second, "agent.connected")
+    assert await drained(watcher, marker, "agent.connected") == 0
 
 
 async def test_max_connections_per_user_counts_every_instance(

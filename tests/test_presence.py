@@ -20,7 +20,7 @@ from swe_realtime.errors import ConnectionLimit
 from swe_realtime.events import CLIENT_COMMANDS, Command, PingCommand, PongAck
 from swe_realtime.gateway import Gateway
 from swe_realtime.limits import TokenBucket
-from swe_realtime.presence import Presence
+from swe_realtime.presence import REFRESHED, Presence
 from swe_realtime.registry import Connection, Registry
 from swe_realtime.settings import Settings
 from tests.support import SECRET, Client, ServerProcess, make_token
@@ -155,3 +155,41 @@ async def test_presence_ignores_users() -> None:
     await presence.opened(user)
     await presence.closed(user, "client disconnect")
     assert sink.events == []
+
+
+async def test_presence_follows_a_refresh_out_of_and_into_the_agent_role() -> None:
+    sink = Recorded()
+    presence = Presence(Broadcaster(sink))
+    agent_id = uuid4()
+    as_agent, as_user = principal(agent_id, Role.AGENT), principal(agent_id)
+
+    await presence.opened(as_agent)
+    await presence.refreshed(as_agent, as_user)
+    await presence.closed(as_user, "client disconnect")
+    await presence.opened(as_user)
+    await presence.refreshed(as_user, as_agent)
+    await presence.refreshed(as_agent, principal(agent_id, Role.AGENT))  # still an agent: nothing
+    await presence.closed(as_agent, "transport close")
+
+    assert [(name, data["data"].get("reason")) for name, data in sink.events] == [
+        ("agent.connected", None),
+        ("agent.disconnected", REFRESHED),
+        ("agent.connected", None),
+        ("agent.disconnected", "transport close"),
+    ]
+
+
+async def test_presence_balances_a_refresh_before_the_open_is_counted() -> None:
+    """The refresh handler can run while the connect handler is still joining rooms: the
+    counts balance whatever the order, and the next connection is announced."""
+    sink = Recorded()
+    presence = Presence(Broadcaster(sink))
+    agent_id = uuid4()
+    as_agent, as_user = principal(agent_id, Role.AGENT), principal(agent_id)
+
+    await presence.refreshed(as_agent, as_user)
+    await presence.opened(as_agent)
+    await presence.closed(as_user, "client disconnect")
+    assert sink.events == []
+    await presence.opened(as_agent)
+    assert [name for name, _ in sink.events] == ["agent.connected"]
