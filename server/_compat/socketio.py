@@ -16,7 +16,8 @@ UPSTREAM table below); the Engine.IO server's own patches are in engineio.py.
    The Node engine.io server answers the pending poll at once (engine.io PR #291); so do we,
    by waking the session's send queue with the end-of-stream marker its ``poll()`` knows.
 3. Malformed packets. A packet python-socketio cannot parse (bad JSON, a bad id, an
-   unexpected type) raised out of its dispatcher and was logged at ERROR with a traceback.
+   unexpected type, JSON nested too deep: see ``JSON`` in engineio.py) raised out of its
+   dispatcher and was logged at ERROR with a traceback.
    Like the Node server on a parse error, we log a warning and close that connection. Binary
    packets are refused the same way: the API is JSON, and python-socketio would otherwise
    buffer up to ten billion announced attachments per packet. A second CONNECT for a
@@ -38,7 +39,7 @@ import socketio
 
 from swe_realtime import audit, metrics
 from swe_realtime._compat import Upstream
-from swe_realtime._compat.engineio import EngineServer
+from swe_realtime._compat.engineio import JSON, EngineServer
 
 LIFECYCLE_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
 BINARY_PACKET_TYPES = ("5", "6")
@@ -81,7 +82,7 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's server with the patches listed above."""
 
     def __init__(self, *args: Any, max_queued_packets: int = 1000, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, json=JSON, **kwargs)
         self.max_queued_packets = max_queued_packets
 
     def _engineio_server_class(self) -> type[EngineServer]:
