@@ -48,7 +48,7 @@ from engineio.async_drivers import asgi as engineio_asgi
 
 from swe_realtime import metrics
 from swe_realtime._compat import Upstream
-from swe_realtime.slim import SingleConsumerQueue
+from swe_realtime.slim import SendQueue
 
 MAX_PACKETS_PER_POST = 1024
 
@@ -216,9 +216,10 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
             self.sockets[args[0]].__class__ = Socket
         return await super()._trigger_event(event, *args, **kwargs)
 
-    def create_queue(self, *args: Any, **kwargs: Any) -> SingleConsumerQueue[Any]:
-        """Each session's send queue, read by its writer task alone (see slim.py)."""
-        return SingleConsumerQueue()
+    def create_queue(self, *args: Any, **kwargs: Any) -> SendQueue:
+        """Each session's send queue, read by its writer task alone, counting what the client
+        has not read (see slim.py)."""
+        return SendQueue()
 
     SERVER_FAULTS = frozenset({"no-websocket"})
     """The one message key python-engineio logs once that is about the server, not a client."""
