@@ -104,3 +104,52 @@ async def test_unread_acks_drop_the_client(start_server: Callable[..., ServerPro
         assert await reader.call("ping") == {"status": "pong"}
     finally:
         await reader.close()
+
+
+def rss_kib(server: ServerProcess) -> int:
+    with open(f"/proc/{server.process.pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+async def test_replays_to_stalled_clients_are_bounded_and_a_reader_recovers_all(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """20 connections that never read each ask for the whole history of ``global`` (1,000
+    events of 10 KB): the server's memory stays bounded and they are dropped; a client that
+    reads recovers all 1,000 events, more than its byte budget."""
+    server = start_server({"JWT_SECRET": SECRET, "MAX_CONNECTIONS_PER_USER": "100"})
+    for _ in range(20):  # batches under MAX_PAYLOAD_BYTES (1 MB)
+        batch = []
+        for _ in range(50):
+            event = progress_event(None)
+            event["data"]["logs"] = ["x" * 10_000]
+            batch.append(event)
+        status, body = await api(server, "POST", "/api/v1/events/batch", SERVICE, batch)
+        assert status == 202, body
+    user = make_token()
+    probe = await Client().connect(server.url, user)
+    position = (await probe.next("connection_established"))["positions"]["global"]
+    await probe.close()
+    assert position["offset"] == 1000
+    start = rss_kib(server)
+
+    stalled = [await StalledClient.connect(server.url, user) for _ in range(20)]
+    try:
+        recover = {"room": "global", "position": {**position, "offset": 0}}
+        await asyncio.gather(*(client.command("recover", recover, 1) for client in stalled))
+        await eventually(lambda: drops(server, 0) >= 20, 40, message="stalled replays were not dropped")
+        grown = rss_kib(server) - start
+    finally:
+        for client in stalled:
+            client.close()
+    assert grown < 60 * 1024, f"RSS grew by {grown} KiB"
+
+    reader = Client()
+    try:
+        await reader.connect(server.url, user)
+        ack = await reader.call("recover", recover)
+        assert (ack["recovered"], ack["replayed"]) == (True, 1000)
+        got = [await reader.next("workflow.progress", timeout=20) for _ in range(1000)]
+        assert [event["positions"]["global"]["offset"] for event in got] == list(range(1, 1001))
+    finally:
+        await reader.close()
