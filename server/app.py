@@ -107,6 +107,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         max_http_buffer_size=settings.max_payload_bytes,
         max_queued_packets=settings.limits.queued_packets,
         connect_timeout=settings.limits.connect_timeout,
+        max_queued_bytes=settings.limits.queued_bytes,
         logger=logging.getLogger("socketio.server"),
         engineio_logger=EngineLogger(logging.getLogger("engineio.server")),
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ class Recovery:
         self._gates = manager.gates
         self._history = history
         self._namespace = namespace
+        self._encoded: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
+        """A replayed event's Engine.IO packet, by the event's positions, while a send queue
+        holds it: connections replaying the same history share one encoded copy."""
 
     def hold(self, sid: str) -> Gate:
         """Start holding ``sid``'s live events (before it joins anything); ``prepare`` takes
@@ -89,7 +93,7 @@ class Recovery:
         gate, send = plan.gate, self.sender(plan.sid)
         for entry in _merged([window.entries for _, window in plan.windows if window.failure is None]):
             if gate.passes(entry.payload.get("positions")):
-                await send(encode(self._server, entry.event, entry.payload, self._namespace))
+                await send(self._frames(entry))
                 metrics.REPLAYED.inc()
         for request, window in plan.windows:
             # Only a replay can be repeated by live delivery; a plain subscribe needs no floor
@@ -122,10 +126,23 @@ class Recovery:
         else:
             gate.floors.pop(room, None)
 
+    def _frames(self, entry: Entry) -> list[Any]:
+        """The entry's frames, encoded once for every connection replaying it meanwhile (a
+        room's copy of an event is the one with its positions)."""
+        positions = entry.payload.get("positions") or {}
+        key = tuple((room, p.get("epoch"), p.get("offset")) for room, p in positions.items())
+        frame = self._encoded.get(key) if key else None
+        if frame is not None:
+            return [frame]
+        frames = encode(self._server, entry.event, entry.payload, self._namespace)
+        if key and len(frames) == 1:
+            self._encoded[key] = frames[0]
+        return frames
+
     def sender(self, sid: str) -> Callable[[list[Any]], Awaitable[None]]:
         """Sends frames to ``sid`` straight to its Engine.IO queue: past the gate (this is the
-        gate's own output) and past the slow-consumer bound (a replay is bounded by
-        HISTORY_SIZE per room, and is not the client falling behind)."""
+        gate's own output), paced by the slow-consumer bound (a replay may be longer than
+        the budget: see ``send_now`` in _compat/socketio.py)."""
 
         async def send(frames: list[Any]) -> None:
             await self._server.send_now(sid, self._namespace, frames)

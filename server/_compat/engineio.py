@@ -26,6 +26,17 @@ Read against python-engineio 4.12.2 to 4.15.1 (the UPSTREAM table below).
    HTTP status as an Engine.IO error response (``_make_response`` turns it into a refused
    WebSocket upgrade) and no session, with ``Connection: close`` so that a flood does not
    keep its sockets open.
+6. Malformed frames. python-engineio decodes a WebSocket frame outside its error handling
+   (a frame that is empty or does not start with a digit escaped the session's loop), logs
+   the name of a packet type it does not know (``7`` to ``9``) with an IndexError at ERROR
+   ("Unknown receive error"), and logs an undecodable polling POST ("post request handler
+   error") with the session left open. JSON nested deeper than the interpreter's recursion
+   limit raised RecursionError out of the decoders. Like the Node engine.io server on a
+   parse error, we log a warning and close the session: the driver's WebSocket
+   (:class:`CheckedWebSocket`) ends the session on a frame that cannot be a packet, each
+   session is a :class:`Socket` that refuses unknown packet types and undecodable POSTs,
+   and :data:`JSON` (given to python-socketio, which hands it to python-engineio: both keep
+   it on their packet classes, for the whole process) turns RecursionError into ValueError.
 """
 
 from __future__ import annotations
@@ -33,15 +44,19 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import engineio
+import engineio.json
 import engineio.payload
+from engineio import async_socket, exceptions
 from engineio.async_drivers import asgi as engineio_asgi
 
+from swe_realtime import metrics
 from swe_realtime._compat import Upstream
 from swe_realtime.limits import Refusal
-from swe_realtime.slim import SingleConsumerQueue
+from swe_realtime.slim import SendQueue
 
 MAX_PACKETS_PER_POST = 1024
 
@@ -91,7 +106,98 @@ UPSTREAM = (
         "engineio.async_drivers.asgi:translate_request",
         {"4.12.2": "656f6ed71fbefdbc", "4.15.1": "39e74733f1fe46aa"},
     ),
+    Upstream(
+        "python-engineio",
+        "engineio.async_drivers.asgi:WebSocket",
+        {"4.15.1": "ce9c81653992cd62"},
+    ),
+    Upstream(
+        "python-engineio",
+        "engineio.async_server:AsyncServer._handle_connect",
+        {"4.15.1": "5bd7edc1d1ae115a"},
+    ),
+    Upstream(
+        "python-engineio",
+        "engineio.async_server:AsyncServer._trigger_event",
+        {"4.15.1": "4a09b6e47eb66532"},
+    ),
+    Upstream(
+        "python-engineio",
+        "engineio.packet:Packet.decode",
+        {"4.15.1": "18e27ff7fd56addd"},
+    ),
+    Upstream(
+        "python-engineio",
+        "engineio.json:loads",
+        {"4.15.1": "8a4490ed912f80c2"},
+    ),
 )
+
+PACKET_TYPES = frozenset("0123456")
+"""The first character of every Engine.IO text packet (OPEN to NOOP)."""
+
+
+def _loads(*args: Any, **kwargs: Any) -> Any:
+    try:
+        return engineio.json.loads(*args, **kwargs)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+
+
+JSON = SimpleNamespace(dumps=engineio.json.dumps, loads=_loads)
+"""python-engineio's JSON module (which bounds integers), with JSON nested too deep for the
+parser refused as a ValueError, which the packet decoders treat as bad input."""
+
+
+def _malformed(socket: async_socket.AsyncSocket, reason: object) -> None:
+    socket.server.logger.warning("closing session %s after a malformed frame: %.120s", socket.sid, reason)
+    metrics.DROPPED.labels("malformed").inc()
+
+
+class Socket(async_socket.AsyncSocket):  # type: ignore[misc]
+    """A session that ends on a packet it cannot take instead of logging an error, reads
+    nothing more once closed, and leaves the server's table as it closes (python-engineio
+    keeps a closed session there until its sweep, and a POST to it meanwhile raised
+    "Session is disconnected" out of the request handler)."""
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        if self.closed or self.closing:
+            return
+        await super().close(wait=False, abort=abort, reason=reason)
+        if self.server.sockets.get(self.sid) is self:
+            del self.server.sockets[self.sid]
+        if wait:
+            await self.queue.join()
+
+    async def receive(self, pkt: Any) -> None:
+        if self.closed:  # by an earlier packet; ends python-engineio's WebSocket loop
+            raise exceptions.SocketIsClosedError()
+        if not 0 <= pkt.packet_type < len(PACKET_TYPES):
+            raise ValueError(f"unknown packet type {pkt.packet_type}")
+        await super().receive(pkt)
+
+    async def handle_post_request(self, environ: dict[str, Any]) -> None:
+        """Read a POST's packets; on one it cannot take, close the session at once (python-
+        engineio would log an error and keep it, or wait for a GET that drains its queue)."""
+        try:
+            await super().handle_post_request(environ)
+        except exceptions.SocketIsClosedError:
+            return  # an earlier packet of the POST closed the session: the rest is moot
+        except (ValueError, LookupError, exceptions.UnknownPacketError) as exc:
+            _malformed(self, exc or type(exc).__name__)
+            await self.close(wait=False, reason=self.server.reason.SERVER_DISCONNECT)
+
+
+class CheckedWebSocket(engineio_asgi.WebSocket):  # type: ignore[misc]
+    """The ASGI driver's WebSocket, ending the session on a frame that cannot be a packet
+    (python-engineio would raise out of its loop, or log an error and carry on)."""
+
+    async def wait(self) -> Any:
+        frame = await super().wait()
+        if isinstance(frame, str) and frame[:1] not in PACKET_TYPES:
+            _malformed(self.handler.__self__, f"frame {frame[:20]!r}")
+            return None  # as if the client had closed: python-engineio ends the session
+        return frame
 
 
 class EngineLogger(logging.LoggerAdapter[logging.Logger]):
@@ -118,12 +224,25 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.admission: Admission = lambda environ, sessions: None
         engineio.payload.Payload.max_decode_packets = MAX_PACKETS_PER_POST
-        # The driver's table is shared by the module: replace the entry in a copy.
-        self._async: dict[str, Any] = {**self._async, "translate_request": translate_request}
+        # The driver's table is shared by the module: replace the entries in a copy.
+        self._async: dict[str, Any] = {
+            **self._async,
+            "translate_request": translate_request,
+            "websocket": CheckedWebSocket,
+        }
 
-    def create_queue(self, *args: Any, **kwargs: Any) -> SingleConsumerQueue[Any]:
-        """Each session's send queue, read by its writer task alone (see slim.py)."""
-        return SingleConsumerQueue()
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "connect":
+            # python-engineio creates each session as a plain AsyncSocket (_handle_connect),
+            # then reports it here before reading any of its packets: make it our Socket,
+            # a subclass without state of its own.
+            self.sockets[args[0]].__class__ = Socket
+        return await super()._trigger_event(event, *args, **kwargs)
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> SendQueue:
+        """Each session's send queue, read by its writer task alone, counting what the client
+        has not read (see slim.py)."""
+        return SendQueue()
 
     async def _handle_connect(
         self, environ: dict[str, Any], transport: str, jsonp_index: int | None = None

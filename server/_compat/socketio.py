@@ -16,7 +16,8 @@ UPSTREAM table below); the Engine.IO server's own patches are in engineio.py.
    The Node engine.io server answers the pending poll at once (engine.io PR #291); so do we,
    by waking the session's send queue with the end-of-stream marker its ``poll()`` knows.
 3. Malformed packets. A packet python-socketio cannot parse (bad JSON, a bad id, an
-   unexpected type) raised out of its dispatcher and was logged at ERROR with a traceback.
+   unexpected type, JSON nested too deep: see ``JSON`` in engineio.py) raised out of its
+   dispatcher and was logged at ERROR with a traceback.
    Like the Node server on a parse error, we log a warning and close that connection. Binary
    packets are refused the same way: the API is JSON, and python-socketio would otherwise
    buffer up to ten billion announced attachments per packet. A second CONNECT for a
@@ -24,7 +25,11 @@ UPSTREAM table below); the Engine.IO server's own patches are in engineio.py.
    second sid and leak the first when the session ends.
 4. Slow consumers. A client that stops reading lets its outbound queue grow without bound
    (uvicorn applies back-pressure, so packets wait in python-engineio's queue). At
-   ``max_queued_packets`` unread packets the session is closed and counted instead.
+   ``max_queued_packets`` unread packets, or ``max_queued_bytes`` unread characters, the
+   session is closed and counted instead, whatever the packet (event, ack, CONNECT). The
+   queue (slim.SendQueue) counts what it holds and hands the writer a bounded batch at a
+   time: python-engineio's writer used to take the whole queue into its batch, where a
+   stalled client's acks piled up uncounted.
 5. Namespaces and the connect timeout. python-socketio accepts a CONNECT to the default
    namespace ``/`` without any handler, and keeps an Engine.IO session open for as long as
    it answers pings whether it joins a namespace or not: both need no token. Here only the
@@ -34,8 +39,10 @@ UPSTREAM table below); the Engine.IO server's own patches are in engineio.py.
    CONNECT does not count) is closed, like the Node server's ``connectTimeout``; both are
    audited and counted as drops.
 6. Sends past the gate. A replay goes straight to the session's Engine.IO socket
-   (:meth:`AsyncServer.send_now`): past the recovery gate (it is the gate's own output) and
-   past the slow-consumer bound (a replay is bounded by HISTORY_SIZE per room).
+   (:meth:`AsyncServer.send_now`): past the recovery gate (it is the gate's own output),
+   and paced rather than dropped: a replay may be longer than the budget, so each packet
+   waits until the queue is at most half full; a client that leaves it full for
+   ``ping_timeout`` seconds is dropped as a slow consumer.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from socketio import packet
 
 from swe_realtime import audit, metrics
 from swe_realtime._compat import Upstream
-from swe_realtime._compat.engineio import EngineServer
+from swe_realtime._compat.engineio import JSON, EngineServer
 
 LIFECYCLE_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
 BINARY_PACKET_TYPES = ("5", "6")
@@ -58,6 +65,11 @@ UPSTREAM = (
         "python-socketio",
         "socketio.async_server:AsyncServer._send_eio_packet",
         {"5.16.1": "64cf72a2ab7d75b1", "5.18.1": "64cf72a2ab7d75b1"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_server:AsyncServer._send_packet",
+        {"5.18.1": "a00022b42c1c29e9"},
     ),
     Upstream(
         "python-socketio",
@@ -101,10 +113,16 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's server with the patches listed above."""
 
     def __init__(
-        self, *args: Any, max_queued_packets: int = 1000, connect_timeout: float = 5.0, **kwargs: Any
+        self,
+        *args: Any,
+        max_queued_packets: int = 1000,
+        max_queued_bytes: int = 4 * 1024 * 1024,
+        connect_timeout: float = 5.0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, json=JSON, **kwargs)
         self.max_queued_packets = max_queued_packets
+        self.max_queued_bytes = max_queued_bytes
         self.connect_timeout = connect_timeout
         self._unjoined: dict[str, asyncio.TimerHandle] = {}
         """Engine.IO sessions not yet in a namespace, and the timer that closes them."""
@@ -113,15 +131,37 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         return EngineServer
 
     async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
-        engine_socket = self.eio.sockets.get(eio_sid)
-        if engine_socket is not None and engine_socket.queue.qsize() >= self.max_queued_packets:
-            metrics.DROPPED.labels("slow_consumer").inc()
-            audit.dropped(
-                connection_id=eio_sid, reason=f"slow consumer: {self.max_queued_packets} packets unread"
-            )
-            await self._close_session(eio_sid)
+        """Every event of a fan-out comes here (_compat/fanout.py)."""
+        why = self._over_budget(eio_sid)
+        if why is not None:
+            await self._drop_slow(eio_sid, why)
             return
         await super()._send_eio_packet(eio_sid, eio_pkt)
+
+    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        """Acks, CONNECT answers and emits to one client come here."""
+        why = self._over_budget(eio_sid)
+        if why is not None:
+            await self._drop_slow(eio_sid, why)
+            return
+        await super()._send_packet(eio_sid, pkt)
+
+    def _over_budget(self, eio_sid: str) -> str | None:
+        """Why the session's client is too far behind to be sent more, if it is."""
+        engine_socket = self.eio.sockets.get(eio_sid)
+        if engine_socket is None:
+            return None
+        queue = engine_socket.queue
+        if queue.qsize() >= self.max_queued_packets:
+            return f"{self.max_queued_packets} packets unread"
+        if queue.chars >= self.max_queued_bytes:
+            return f"{queue.chars} bytes unread"
+        return None
+
+    async def _drop_slow(self, eio_sid: str, why: str) -> None:
+        metrics.DROPPED.labels("slow_consumer").inc()
+        audit.dropped(connection_id=eio_sid, reason=f"slow consumer: {why}")
+        await self._close_session(eio_sid)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:
@@ -144,11 +184,22 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
             await self._close_session(eio_sid)
 
     async def send_now(self, sid: str, namespace: str, frames: list[Any]) -> None:
-        """Queue encoded frames for ``sid`` on its Engine.IO socket, as they are."""
-        socket = self.eio.sockets.get(self.manager.eio_sid_from_sid(sid, namespace))
-        if socket is None or socket.closed:
-            return
+        """Queue encoded frames for ``sid`` on its Engine.IO socket, as they are, each once
+        the queue is at most half full (see 5. above)."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
+        socket = self.eio.sockets.get(eio_sid)
         for frame in frames:
+            if socket is None or socket.closed:
+                return
+            room = socket.queue.room(self.max_queued_bytes // 2, self.max_queued_packets // 2)
+            if room is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(room), self.eio.ping_timeout)
+                except TimeoutError:
+                    await self._drop_slow(eio_sid, f"nothing read for {self.eio.ping_timeout} s")
+                    return
+                if socket.closed:
+                    return
             await socket.send(frame)
 
     async def _close_session(self, eio_sid: str) -> None:

@@ -1,0 +1,155 @@
+"""The budget of unread output per connection: whatever a client leaves unread (events, acks,
+replays) is bounded in bytes, a client that stops reading is dropped, a client that reads is
+served however long its replay."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from tests.support import SECRET, SERVICE, Client, ServerProcess, api, eventually, make_token, progress_event
+
+DROP = re.compile(r"swe_realtime\.audit: drop connection=\S+ reason=\"slow consumer: [^\"]*\"")
+
+
+class StalledClient:
+    """A raw WebSocket that joins ``/ws``, sends what it is told, and never reads: its receive
+    buffer is made small so that the kernel holds little of what the server sends it."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, url: str, token: str) -> StalledClient:
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+        client = cls(writer)
+        client.send(f"40/ws,{json.dumps({'token': token})}")
+        await writer.drain()
+        return client
+
+    def send(self, text: str) -> None:
+        """One masked text frame (a client's frames are masked)."""
+        data, mask = text.encode(), os.urandom(4)
+        size = len(data)
+        header = bytes([0x81]) + (
+            bytes([0x80 | size])
+            if size < 126
+            else struct.pack("!BH", 0x80 | 126, size)
+            if size < 65536
+            else struct.pack("!BQ", 0x80 | 127, size)
+        )
+        self.writer.write(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    async def command(self, name: str, args: Any, count: int, first_id: int = 1) -> None:
+        """``count`` acked commands, as fast as the socket takes them."""
+        for number in range(first_id, first_id + count):
+            self.send(f"42/ws,{number}{json.dumps([name, args])}")
+            if number % 500 == 0:
+                await self.writer.drain()
+        await self.writer.drain()
+
+    def close(self) -> None:
+        self.writer.transport.abort()
+
+
+def drops(server: ServerProcess, offset: int) -> int:
+    return len(DROP.findall(server.log_since(offset)))
+
+
+async def test_unread_acks_drop_the_client(start_server: Callable[..., ServerProcess]) -> None:
+    """Acks count like events: a client that sends commands and never reads their answers is
+    dropped once they pass the byte budget (the packet bound set out of the way)."""
+    server = start_server(
+        {
+            "JWT_SECRET": SECRET,
+            "MAX_QUEUED_BYTES": str(64 * 1024),
+            "MAX_QUEUED_PACKETS": "10000000",
+            "COMMANDS_PER_SECOND": "1000000",
+        }
+    )
+    stalled = await StalledClient.connect(server.url, make_token())
+    try:
+        sent = 0
+        while sent < 120_000 and not drops(server, 0):
+            await stalled.command("ping", None, 5000, first_id=sent + 1)
+            sent += 5000
+            await asyncio.sleep(0.2)
+        await eventually(lambda: drops(server, 0) == 1, 10, message=f"{sent} acked pings unread, no drop")
+        assert "bytes unread" in server.log()
+    finally:
+        stalled.close()
+    reader = Client()
+    try:
+        await reader.connect(server.url, make_token())
+        assert await reader.call("ping") == {"status": "pong"}
+    finally:
+        await reader.close()
+
+
+def rss_kib(server: ServerProcess) -> int:
+    with open(f"/proc/{server.process.pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+async def test_replays_to_stalled_clients_are_bounded_and_a_reader_recovers_all(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """20 connections that never read each ask for the whole history of ``global`` (1,000
+    events of 10 KB): the server's memory stays bounded and they are dropped; a client that
+    reads recovers all 1,000 events, more than its byte budget."""
+    server = start_server({"JWT_SECRET": SECRET, "MAX_CONNECTIONS_PER_USER": "100"})
+    for _ in range(20):  # batches under MAX_PAYLOAD_BYTES (1 MB)
+        batch = []
+        for _ in range(50):
+            event = progress_event(None)
+            event["data"]["logs"] = ["x" * 10_000]
+            batch.append(event)
+        status, body = await api(server, "POST", "/api/v1/events/batch", SERVICE, batch)
+        assert status == 202, body
+    user = make_token()
+    probe = await Client().connect(server.url, user)
+    position = (await probe.next("connection_established"))["positions"]["global"]
+    await probe.close()
+    assert position["offset"] == 1000
+    start = rss_kib(server)
+
+    stalled = [await StalledClient.connect(server.url, user) for _ in range(20)]
+    try:
+        recover = {"room": "global", "position": {**position, "offset": 0}}
+        await asyncio.gather(*(client.command("recover", recover, 1) for client in stalled))
+        await eventually(lambda: drops(server, 0) >= 20, 40, message="stalled replays were not dropped")
+        grown = rss_kib(server) - start
+    finally:
+        for client in stalled:
+            client.close()
+    assert grown < 60 * 1024, f"RSS grew by {grown} KiB"
+
+    reader = Client()
+    try:
+        await reader.connect(server.url, user)
+        ack = await reader.call("recover", recover)
+        assert (ack["recovered"], ack["replayed"]) == (True, 1000)
+        got = [await reader.next("workflow.progress", timeout=20) for _ in range(1000)]
+        assert [event["positions"]["global"]["offset"] for event in got] == list(range(1, 1001))
+    finally:
+        await reader.close()
