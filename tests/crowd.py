@@ -18,6 +18,7 @@ import socketio
 BATCH = 50
 FLOWING_ACKS = 5
 """Answers each client gets back before the crowd counts as flowing."""
+IN_FLIGHT = 50
 
 
 async def connect(url: str, token: str, index: int) -> socketio.AsyncClient:
@@ -28,15 +29,20 @@ async def connect(url: str, token: str, index: int) -> socketio.AsyncClient:
 
 
 async def flood(client: socketio.AsyncClient, flowing: Callable[[], None]) -> None:
+    """Commands without pause, at most IN_FLIGHT of them unanswered: a client that sends
+    without ever reading the answers is a slow consumer, and the gateway drops those."""
     acks = 0
+    window = asyncio.Semaphore(IN_FLIGHT)
 
     def acked(*_: object) -> None:
         nonlocal acks
+        window.release()
         acks += 1
         if acks == FLOWING_ACKS:
             flowing()
 
     while True:
+        await window.acquire()
         await client.emit("ping", {}, namespace="/ws", callback=acked)
         await client.emit("subscribe", {"room": "global"}, namespace="/ws")
         await asyncio.sleep(0)  # one loop turn, so that every client of the crowd gets to send

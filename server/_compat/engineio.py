@@ -2,7 +2,7 @@
 
 Read against python-engineio 4.12.2 to 4.15.1 (the UPSTREAM table below).
 
-1. Send queues. Each session's send queue is a :class:`~swe_realtime.slim.SingleConsumerQueue`
+1. Send queues. Each session's send queue is a :class:`~swe_realtime.slim.SendQueue`
    (``create_queue``): ``AsyncSocket`` reads it from its writer task alone, through
    ``asyncio.wait_for(queue.get(), ...)``, ``get_nowait``, ``put``, ``put_nowait``,
    ``task_done``, ``join`` and ``qsize``; a ``None`` item ends a pending poll and the writer.

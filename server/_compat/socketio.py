@@ -132,26 +132,29 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
         """Every event of a fan-out comes here (_compat/fanout.py)."""
-        why = self._over_budget(eio_sid)
-        if why is not None:
-            await self._drop_slow(eio_sid, why)
-            return
-        await super()._send_eio_packet(eio_sid, eio_pkt)
+        if await self._may_send(eio_sid):
+            await super()._send_eio_packet(eio_sid, eio_pkt)
 
     async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
         """Acks, CONNECT answers and emits to one client come here."""
-        why = self._over_budget(eio_sid)
-        if why is not None:
-            await self._drop_slow(eio_sid, why)
-            return
-        await super()._send_packet(eio_sid, pkt)
+        if await self._may_send(eio_sid):
+            await super()._send_packet(eio_sid, pkt)
 
-    def _over_budget(self, eio_sid: str) -> str | None:
-        """Why the session's client is too far behind to be sent more, if it is."""
+    async def _may_send(self, eio_sid: str) -> bool:
+        """Whether to queue a packet for the session: not once it is closed (the answers to a
+        closed session's last packets have nowhere to go: python-engineio would log a warning
+        per packet), nor past its budget (the slow consumer is dropped)."""
         engine_socket = self.eio.sockets.get(eio_sid)
         if engine_socket is None:
-            return None
-        queue = engine_socket.queue
+            return False
+        why = self._over_budget(engine_socket.queue)
+        if why is not None:
+            await self._drop_slow(eio_sid, why)
+            return False
+        return True
+
+    def _over_budget(self, queue: Any) -> str | None:
+        """Why a session's client is too far behind to be sent more, if it is."""
         if queue.qsize() >= self.max_queued_packets:
             return f"{self.max_queued_packets} packets unread"
         if queue.chars >= self.max_queued_bytes:
