@@ -109,27 +109,22 @@ UPSTREAM = (
     Upstream(
         "python-engineio",
         "engineio.async_drivers.asgi:WebSocket",
-        {"4.15.1": "ce9c81653992cd62"},
-    ),
-    Upstream(
-        "python-engineio",
-        "engineio.async_server:AsyncServer._handle_connect",
-        {"4.15.1": "5bd7edc1d1ae115a"},
+        {"4.12.2": "ce9c81653992cd62", "4.15.1": "ce9c81653992cd62"},
     ),
     Upstream(
         "python-engineio",
         "engineio.async_server:AsyncServer._trigger_event",
-        {"4.15.1": "4a09b6e47eb66532"},
+        {"4.12.2": "3b262dee71589e08", "4.15.1": "4a09b6e47eb66532"},
     ),
     Upstream(
         "python-engineio",
         "engineio.packet:Packet.decode",
-        {"4.15.1": "18e27ff7fd56addd"},
+        {"4.12.2": "18e27ff7fd56addd", "4.15.1": "18e27ff7fd56addd"},
     ),
     Upstream(
         "python-engineio",
         "engineio.json:loads",
-        {"4.15.1": "8a4490ed912f80c2"},
+        {"4.12.2": "8a4490ed912f80c2", "4.15.1": "8a4490ed912f80c2"},
     ),
 )
 

@@ -69,7 +69,7 @@ UPSTREAM = (
     Upstream(
         "python-socketio",
         "socketio.async_server:AsyncServer._send_packet",
-        {"5.18.1": "a00022b42c1c29e9"},
+        {"5.16.1": "a00022b42c1c29e9", "5.18.1": "a00022b42c1c29e9"},
     ),
     Upstream(
         "python-socketio",
