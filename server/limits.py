@@ -83,13 +83,16 @@ class FileDescriptors:
 
     Listing the open descriptors costs one directory read per descriptor, so it is done at
     most once a second while far from the limit: in between, each check counts one more
-    descriptor (a handshake opens at most one), and near the limit every check counts again.
+    descriptor (a handshake opens at most one), and at the limit it counts again ten times a
+    second (so a flood of refused handshakes is not one directory listing each).
     ``reserve`` descriptors are kept for what must still work when sessions are refused:
     ``/health``, the Redis clients, the refusals' own sockets.
     """
 
     RESERVE = 64
     RECOUNT_SECONDS = 1.0
+    NEAR_RECOUNT_SECONDS = 0.1
+    """At the ceiling a flood of handshakes recounts this often, not once per handshake."""
     FOLDER = "/dev/fd"
 
     def __init__(self, reserve: int = RESERVE) -> None:
@@ -110,8 +113,14 @@ class FileDescriptors:
             return False
         now = time.monotonic()
         self._estimate += 1
-        if self._estimate >= ceiling or now - self._counted_at >= self.RECOUNT_SECONDS:
-            self._estimate = len(os.listdir(self.FOLDER))
+        since = now - self._counted_at
+        if since >= self.RECOUNT_SECONDS or (
+            self._estimate >= ceiling and since >= self.NEAR_RECOUNT_SECONDS
+        ):
+            try:
+                self._estimate = len(os.listdir(self.FOLDER))
+            except OSError:  # listing needs a descriptor of its own: none left is short indeed
+                self._estimate = ceiling
             self._counted_at = now
         return self._estimate >= ceiling
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
 from tests.support import SECRET, SERVICE, Client, ServerProcess, api, eventually, make_token, progress_event
 
 DROP = re.compile(r"swe_realtime\.audit: drop connection=\S+ reason=\"slow consumer: [^\"]*\"")
@@ -153,3 +155,83 @@ async def test_replays_to_stalled_clients_are_bounded_and_a_reader_recovers_all(
         assert [event["positions"]["global"]["offset"] for event in got] == list(range(1, 1001))
     finally:
         await reader.close()
+
+
+async def fill_global(server: ServerProcess, batches: int, size: int = 10_000) -> None:
+    """``batches`` x 50 events of ``size`` characters in ``global``'s history."""
+    for _ in range(batches):
+        batch = []
+        for _ in range(50):
+            event = progress_event(None)
+            event["data"]["logs"] = ["x" * size]
+            batch.append(event)
+        status, body = await api(server, "POST", "/api/v1/events/batch", SERVICE, batch)
+        assert status == 202, body
+
+
+async def test_an_agent_dropped_as_a_slow_consumer_does_not_stall_publishing(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """The drop used to close the session inside the fan-out, which holds the in-memory
+    history's lock; the agent's ``agent.disconnected`` then waited for that lock: every
+    publish after it hung for good."""
+    server = start_server({"JWT_SECRET": SECRET, "MAX_QUEUED_BYTES": "65536"})
+    agent = await StalledClient.connect(server.url, make_token(roles=["agent"]))
+    try:
+        await server.logged(r".*swe_realtime\.audit: connect .*", 0)
+        for _ in range(4):
+            await asyncio.wait_for(fill_global(server, 1, 15_000), 10)
+        await eventually(lambda: drops(server, 0) >= 1, 10, message="the agent was not dropped")
+        status, _ = await asyncio.wait_for(
+            api(server, "POST", "/api/v1/events", SERVICE, progress_event(None)), 10
+        )
+        assert status == 202
+        await server.logged(r".*swe_realtime\.audit: disconnect .*", 0)
+    finally:
+        agent.close()
+
+
+async def test_live_events_held_behind_a_stalled_replay_are_bounded(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """While a replay waits for its client to read, the live events of its rooms are held
+    behind it: a client that reads neither is dropped once MAX_QUEUED_PACKETS of them wait."""
+    server = start_server({"JWT_SECRET": SECRET, "MAX_QUEUED_PACKETS": "20"})
+    await fill_global(server, 20)  # more than the kernel's socket buffers take on loopback
+    user = make_token()
+    probe = await Client().connect(server.url, user)
+    position = (await probe.next("connection_established"))["positions"]["global"]
+    await probe.close()
+    stalled = await StalledClient.connect(server.url, user)
+    try:
+        await stalled.command("recover", {"room": "global", "position": {**position, "offset": 0}}, 1)
+        await asyncio.sleep(1)  # the replay under way, and stalled once the socket buffers are full
+        for _ in range(30):
+            status, _ = await api(server, "POST", "/api/v1/events", SERVICE, progress_event(None))
+            assert status == 202
+        line = await server.logged(r".*swe_realtime\.audit: drop .*", 0, timeout=10)
+        assert "live events held behind a replay" in line, line
+    finally:
+        stalled.close()
+
+
+@pytest.mark.slow
+async def test_a_replay_to_a_client_that_hung_up_ends_without_a_false_drop(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """A paced replay waiting for room in a session that closes meanwhile stops at once: it
+    used to wait the whole ping timeout (20 s), then audit a "slow consumer" drop of a
+    client that had simply left."""
+    server = start_server({"JWT_SECRET": SECRET})
+    await fill_global(server, 20)
+    user = make_token()
+    probe = await Client().connect(server.url, user)
+    position = (await probe.next("connection_established"))["positions"]["global"]
+    await probe.close()
+    stalled = await StalledClient.connect(server.url, user)
+    await stalled.command("recover", {"room": "global", "position": {**position, "offset": 0}}, 1)
+    await asyncio.sleep(2)  # the replay fills the budget and waits for the client to read
+    stalled.close()
+    await server.logged(r".*swe_realtime\.audit: disconnect .*reason=\"transport close\"", 0, timeout=10)
+    await asyncio.sleep(22)  # past the ping timeout: what the old wait would have reached
+    assert drops(server, 0) == 0, server.log()

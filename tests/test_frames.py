@@ -160,3 +160,18 @@ def test_fuzzed_frames_never_log_an_error(
 
     asyncio.run(attack())
     assert server.errors_since(offset) == [], frames
+
+
+async def test_a_malformed_frame_in_an_upgrade_closes_the_polling_session(
+    http: aiohttp.ClientSession, server: ServerProcess
+) -> None:
+    """A polling session upgrading to WebSocket whose first WebSocket frame cannot be a packet:
+    the failed upgrade used to leave the polling session open (though logged as closed)."""
+    session = await RawSession(http, server.url, "polling").open()
+    await session.send("40/ws," + json.dumps({"token": make_token()}))  # a member: no connect timeout
+    upgrade = await http.ws_connect(
+        session.url.replace("http", "ws", 1).replace("transport=polling", "transport=websocket")
+    )
+    await upgrade.send_str("x")
+    assert await session.closed(timeout=2)
+    await upgrade.close()

@@ -126,6 +126,22 @@ async def test_a_session_that_joins_nothing_is_closed_after_the_connect_timeout(
     assert await member.call("ping") == {"status": "pong"}  # a /ws member is not timed out
 
 
+async def test_a_session_that_leaves_ws_is_closed_after_the_connect_timeout(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """A client that disconnects from ``/ws`` but keeps its Engine.IO session (a DISCONNECT
+    packet, or ignoring the gateway's at token expiry) is in no namespace again: the same
+    timeout applies, or one token would buy a session no limit or stat sees."""
+    server = start_server({"JWT_SECRET": SECRET, "CONNECT_TIMEOUT": "1"})
+    async with http_session() as session:
+        ws = await engineio_socket(session, server)
+        await ws.send_str('40/ws,{"token":"' + make_token() + '"}')
+        assert (await ws.receive_str(timeout=5)).startswith("40/ws,")
+        await ws.send_str("41/ws,")
+        await until_closed(ws, 5)
+    await server.logged(r".*swe_realtime\.audit: drop .*connect timeout.*", 0)
+
+
 # -- item 1c: handshakes count toward the address and instance limits ----------------------
 
 

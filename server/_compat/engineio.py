@@ -190,7 +190,10 @@ class CheckedWebSocket(engineio_asgi.WebSocket):  # type: ignore[misc]
     async def wait(self) -> Any:
         frame = await super().wait()
         if isinstance(frame, str) and frame[:1] not in PACKET_TYPES:
-            _malformed(self.handler.__self__, f"frame {frame[:20]!r}")
+            session = self.handler.__self__
+            _malformed(session, f"frame {frame[:20]!r}")
+            if session.upgrading:  # a failed upgrade would leave the polling session open
+                await session.close(wait=False, reason=session.server.reason.SERVER_DISCONNECT)
             return None  # as if the client had closed: python-engineio ends the session
         return frame
 

@@ -97,6 +97,9 @@ async def emit_to_participants(
         if gates:
             gate = gates.get(sid)
             if gate is not None and not gate.admit(positions, frames):
+                if gate.held is not None and len(gate.held) > manager.server.max_queued_packets:
+                    # A replay the client reads too slowly: what waits behind it counts too.
+                    manager.server.drop_slow(eio_sid, "live events held behind a replay")
                 continue
             if gate is not None and gate.idle:
                 del gates[sid]

@@ -36,8 +36,9 @@ UPSTREAM table below); the Engine.IO server's own patches are in engineio.py.
    registered namespaces (``/ws``) exist: a CONNECT to another gets CONNECT_ERROR "Invalid
    namespace", like the Node server, and its session is closed unless it is in ``/ws``. A
    session that has not joined ``/ws`` within ``connect_timeout`` seconds (a refused
-   CONNECT does not count) is closed, like the Node server's ``connectTimeout``; both are
-   audited and counted as drops.
+   CONNECT does not count) is closed, like the Node server's ``connectTimeout``; so is one
+   that left ``/ws`` (``disconnect``, ``_handle_disconnect``) and did not join again in as
+   long; both are audited and counted as drops.
 6. Sends past the gate. A replay goes straight to the session's Engine.IO socket
    (:meth:`AsyncServer.send_now`): past the recovery gate (it is the gate's own output),
    and paced rather than dropped: a replay may be longer than the budget, so each packet
@@ -57,6 +58,8 @@ from swe_realtime import audit, metrics
 from swe_realtime._compat import Upstream
 from swe_realtime._compat.engineio import JSON, EngineServer
 
+ROOM_CHECK_SECONDS = 1.0
+"""How often a paced replay looks whether its session closed while it waits for room."""
 LIFECYCLE_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
 BINARY_PACKET_TYPES = ("5", "6")
 
@@ -93,6 +96,16 @@ UPSTREAM = (
     ),
     Upstream(
         "python-socketio",
+        "socketio.async_server:AsyncServer.disconnect",
+        {"5.16.1": "d41c0c7595121594", "5.18.1": "7d2f76686c12cc23"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_server:AsyncServer._handle_disconnect",
+        {"5.16.1": "7d742f83353ccd57", "5.18.1": "c0b32ada5b371230"},
+    ),
+    Upstream(
+        "python-socketio",
         "socketio.async_server:AsyncServer._handle_event",
         {"5.16.1": "65178105ef8b593d", "5.18.1": "65178105ef8b593d"},
     ),
@@ -126,6 +139,8 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         self.connect_timeout = connect_timeout
         self._unjoined: dict[str, asyncio.TimerHandle] = {}
         """Engine.IO sessions not yet in a namespace, and the timer that closes them."""
+        self._dropping: set[str] = set()
+        """Engine.IO sessions found too slow, whose close is under way: sent nothing more."""
 
     def _engineio_server_class(self) -> type[EngineServer]:
         return EngineServer
@@ -145,11 +160,11 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         closed session's last packets have nowhere to go: python-engineio would log a warning
         per packet), nor past its budget (the slow consumer is dropped)."""
         engine_socket = self.eio.sockets.get(eio_sid)
-        if engine_socket is None:
+        if engine_socket is None or eio_sid in self._dropping:
             return False
         why = self._over_budget(engine_socket.queue)
         if why is not None:
-            await self._drop_slow(eio_sid, why)
+            self.drop_slow(eio_sid, why)
             return False
         return True
 
@@ -161,10 +176,19 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
             return f"{queue.chars} bytes unread"
         return None
 
-    async def _drop_slow(self, eio_sid: str, why: str) -> None:
+    def drop_slow(self, eio_sid: str, why: str) -> None:
+        """Drop a slow consumer: counted and audited now, closed in a task of its own.
+
+        Never inline: the send that finds the client too slow may run inside a fan-out that
+        holds the in-memory history's lock, and the close runs the disconnect handler, which
+        may publish (an agent's ``agent.disconnected``) and so wait for that same lock.
+        """
+        if eio_sid in self._dropping or eio_sid not in self.eio.sockets:
+            return
+        self._dropping.add(eio_sid)
         metrics.DROPPED.labels("slow_consumer").inc()
         audit.dropped(connection_id=eio_sid, reason=f"slow consumer: {why}")
-        await self._close_session(eio_sid)
+        self.start_background_task(self._close_session, eio_sid)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:
@@ -188,22 +212,31 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def send_now(self, sid: str, namespace: str, frames: list[Any]) -> None:
         """Queue encoded frames for ``sid`` on its Engine.IO socket, as they are, each once
-        the queue is at most half full (see 5. above)."""
+        the queue is at most half full (see 6. above)."""
         eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
         socket = self.eio.sockets.get(eio_sid)
         for frame in frames:
-            if socket is None or socket.closed:
+            if socket is None or socket.closed or eio_sid in self._dropping:
                 return
             room = socket.queue.room(self.max_queued_bytes // 2, self.max_queued_packets // 2)
-            if room is not None:
-                try:
-                    await asyncio.wait_for(asyncio.shield(room), self.eio.ping_timeout)
-                except TimeoutError:
-                    await self._drop_slow(eio_sid, f"nothing read for {self.eio.ping_timeout} s")
-                    return
-                if socket.closed:
-                    return
+            if room is not None and not await self._room_made(socket, room):
+                if not socket.closed:
+                    self.drop_slow(eio_sid, f"nothing read for {self.eio.ping_timeout} s")
+                return
             await socket.send(frame)
+
+    async def _room_made(self, socket: Any, room: asyncio.Future[None]) -> bool:
+        """Whether the client read enough for ``room`` within a ping timeout. Checked every
+        second: a session that closes meanwhile (nothing will read its queue again) ends the
+        wait at once rather than at the timeout."""
+        waited = 0.0
+        while waited < self.eio.ping_timeout and not socket.closed:
+            try:
+                await asyncio.wait_for(asyncio.shield(room), ROOM_CHECK_SECONDS)
+                return True
+            except TimeoutError:
+                waited += ROOM_CHECK_SECONDS
+        return False
 
     async def _close_session(self, eio_sid: str) -> None:
         """Close an Engine.IO session without waiting for its queue to drain.
@@ -219,6 +252,7 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
             self.eio.sockets.pop(eio_sid, None)
             if engine_socket.upgraded:  # after the CLOSE packet, end the writer: it closes the WebSocket
                 engine_socket.queue.put_nowait(None)
+        self._dropping.discard(eio_sid)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: Any) -> Any:
         self._arm_connect_timeout(eio_sid)
@@ -271,6 +305,23 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         await super()._handle_connect(eio_sid, namespace, data)
         if self._joined(eio_sid):
             self._disarm_connect_timeout(eio_sid)
+
+    async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace or "/")
+        await super().disconnect(sid, namespace, ignore_queue)
+        self._left(eio_sid)
+
+    async def _handle_disconnect(self, eio_sid: str, namespace: str | None, reason: Any = None) -> None:
+        await super()._handle_disconnect(eio_sid, namespace, reason)
+        self._left(eio_sid)
+
+    def _left(self, eio_sid: str | None) -> None:
+        """A session left a namespace (its client asked, or the gateway ended its connection,
+        as at token expiry); in none now, it has CONNECT_TIMEOUT to join again, like a new
+        one, or is closed: a session in no namespace is one no limit or stat sees."""
+        if eio_sid is not None and eio_sid in self.eio.sockets and not self._joined(eio_sid):
+            self._disarm_connect_timeout(eio_sid)
+            self._arm_connect_timeout(eio_sid)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         if not isinstance(data, list) or not data:
