@@ -139,6 +139,7 @@ class Watch:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 async def test_a_minute_of_every_hostile_client(start_server: Callable[..., ServerProcess]) -> None:
     server = start_server({"JWT_SECRET": SECRET})
     async with aiohttp.ClientSession() as http:
