@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import aiohttp
 import jwt
@@ -40,6 +40,9 @@ class Target:
     url: str
     network: int
     deadline: float
+    user: UUID = field(default_factory=uuid4)
+    """The one subject the attack holds a valid token of (a stolen or its own account): an
+    attacker cannot mint tokens, so it does not get a new user per connection."""
     _turn: Iterator[int] = field(default_factory=lambda: itertools.cycle(range(ADDRESSES)))
 
     @property
@@ -149,7 +152,9 @@ async def bad_frames(target: Target) -> None:
         async with target.session() as http:
             for frame in frames:
                 await quietly(
-                    _send_and_linger(target, http, ["40/ws," + json.dumps({"token": make_token()}), frame])
+                    _send_and_linger(
+                        target, http, ["40/ws," + json.dumps({"token": make_token(target.user)}), frame]
+                    )
                 )
                 await quietly(_post_to_new_session(target, http, frame))
         await asyncio.sleep(0.2)
@@ -198,7 +203,7 @@ async def forged_log_lines(target: Target) -> None:
 
 async def role_flips(target: Target) -> None:
     """An agent refreshing into a user token, and back."""
-    agent = uuid4()
+    agent = target.user
     while target.running:
         async with target.session() as http, websocket(target, http) as ws:
             with contextlib.suppress(Exception):
@@ -215,10 +220,9 @@ async def role_flips(target: Target) -> None:
 
 async def replay_hogs(target: Target) -> None:
     """Connections that ask for the whole history of ``global`` and never read it."""
-    user = uuid4()
     while target.running:
         async with target.session() as http:
-            hogs = [_replay_hog(target, http, user) for _ in range(10)]
+            hogs = [_replay_hog(target, http, target.user) for _ in range(10)]
             await asyncio.gather(*(quietly(hog) for hog in hogs))
         await asyncio.sleep(0.5)
 
@@ -237,7 +241,7 @@ async def ack_floods(target: Target) -> None:
     while target.running:
         async with target.session() as http, websocket(target, http) as ws:
             with contextlib.suppress(Exception):
-                await joined(ws, make_token())
+                await joined(ws, make_token(target.user))
                 for number in range(20_000):
                     await ws.send_str(f'42/ws,{number}["ping"]')
                     if not target.running or ws.closed:
@@ -263,7 +267,7 @@ async def bad_tokens(target: Target) -> None:
                 )
             with contextlib.suppress(Exception):
                 async with websocket(target, http) as ws:
-                    await joined(ws, make_token())
+                    await joined(ws, make_token(target.user))
                     for token in tokens:
                         await ws.send_str('42/ws,1["refresh_token",' + json.dumps({"token": token}) + "]")
                         await ws.receive(timeout=5)
@@ -290,16 +294,26 @@ async def huge_integers(target: Target) -> None:
 
 
 async def room_churn(target: Target) -> None:
-    """A user entering and leaving hundreds of quiet rooms of its own projects."""
+    """A user entering and leaving room after quiet room: agent rooms, which any user may
+    watch, each of an agent id never seen before."""
     while target.running:
-        projects = [uuid4() for _ in range(90)]
         async with target.session() as http, websocket(target, http) as ws:
             with contextlib.suppress(Exception):
-                await joined(ws, make_token(projects=projects))
-                for number, project in enumerate(projects):
+                await joined(ws, make_token(target.user))
+                for number in range(1, 1000):
+                    room = f"agent:{uuid4()}"
                     for command in ("subscribe", "unsubscribe"):
-                        await ws.send_str(f'42/ws,{number}["{command}",{{"room":"project:{project}"}}]')
+                        await ws.send_str(f'42/ws,{number}["{command}",{{"room":"{room}"}}]')
                         await ws.receive(timeout=5)
+
+
+async def relentlessly(attack: Attack, target: Target) -> None:
+    """Run ``attack`` until its deadline, starting it again whenever it stops on an error of
+    its own (a refused connection, a timeout): an attacker does not give up."""
+    while target.running:
+        with contextlib.suppress(Exception):
+            await attack(target)
+        await asyncio.sleep(0.1)
 
 
 ATTACKS: dict[str, Attack] = {

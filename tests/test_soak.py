@@ -26,7 +26,7 @@ from uuid import uuid4
 import aiohttp
 import pytest
 
-from tests.hostile import ATTACKS, Target
+from tests.hostile import ATTACKS, Target, relentlessly
 from tests.support import (
     SECRET,
     SERVICE,
@@ -64,7 +64,9 @@ def loadavg() -> list[str]:
 async def attack(server: ServerProcess, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     targets = [Target(server.url, 10 + n, deadline) for n in range(1, len(ATTACKS) + 1)]
-    await asyncio.gather(*(run(target) for run, target in zip(ATTACKS.values(), targets, strict=True)))
+    await asyncio.gather(
+        *(relentlessly(run, target) for run, target in zip(ATTACKS.values(), targets, strict=True))
+    )
 
 
 async def settled(server: ServerProcess, baseline_sockets: int, connections: int) -> None:
