@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from swe_realtime import tasks
 from swe_realtime.redis_connection import AnyRedis, connect
 from swe_realtime.redis_health import RedisHealth
 from swe_realtime.settings import RedisSettings
@@ -96,9 +97,7 @@ class ClusterStats:
         """Stop the companions, then beating, and withdraw this instance's entry (best effort)."""
         for companion in self._companions:
             await companion.stop()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await tasks.stop([self._task])
         try:
             await self._redis.delete(self._prefix + self.instance_id)
         except Exception as exc:  # Redis gone at shutdown: the TTL removes the entry anyway

@@ -68,6 +68,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from swe_realtime import tasks
 from swe_realtime.auth import Principal, Role
 from swe_realtime.broadcaster import Broadcaster
 from swe_realtime.cluster import heartbeat_key
@@ -296,9 +297,7 @@ class ClusterShares:
 
     async def stop(self) -> None:
         """Withdraw this instance's share (announcing its agents' last connections), then close."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await tasks.stop([self._task])
         self._stopped = True  # connections closed from now on are counted here alone
         # Whatever is not withdrawn, the other instances sweep once the heartbeat has expired.
         if self._down:  # known to be away: shutting down does not wait on it

@@ -28,6 +28,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from swe_realtime import tasks
 from swe_realtime.redis_connection import PUBLISH_TIMEOUT, node_client
 from swe_realtime.redis_health import RedisHealth
 from swe_realtime.streams import ChannelMessage, RoomStreams
@@ -113,10 +114,7 @@ class RoomChannels:
         self._sweeper = asyncio.create_task(self._sweep_forever(members))
 
     async def stop(self) -> None:
-        tasks = [task for task in (self._sweeper, *(s.reader for s in self._shards.values())) if task]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await tasks.stop([self._sweeper, *(shard.reader for shard in self._shards.values())])
         for shard in self._shards.values():
             if shard.pubsub is not None:
                 await shard.pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
