@@ -92,8 +92,10 @@ class TokenVerifier:
             raise AuthFailed("Token is not valid yet") from None
         except jwt.InvalidTokenError:
             raise AuthFailed() from None
-        except OverflowError:  # an infinite date (1e400 in the JSON): PyJWT's int() of it
-            raise AuthFailed("Token claim 'exp', 'iat' or 'nbf' is out of range") from None
+        except (OverflowError, TypeError, ValueError):
+            # A date PyJWT's int() cannot take: infinite (1e400 in the JSON), or a list or an
+            # object, which PyJWT 2.9 (the floor) lets out as it is.
+            raise AuthFailed("Token claim 'exp', 'iat' or 'nbf' is not a number of seconds") from None
         _check_dates(claims)
         return _principal(claims)
 
