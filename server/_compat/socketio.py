@@ -177,7 +177,7 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         return None
 
     def drop_slow(self, eio_sid: str, why: str) -> None:
-        """Drop a slow consumer: counted and audited now, closed in a task of its own.
+        """Drop a slow consumer (once), in a task of its own (:meth:`_drop`).
 
         Never inline: the send that finds the client too slow may run inside a fan-out that
         holds the in-memory history's lock, and the close runs the disconnect handler, which
@@ -186,9 +186,7 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         if eio_sid in self._dropping or eio_sid not in self.eio.sockets:
             return
         self._dropping.add(eio_sid)
-        metrics.DROPPED.labels("slow_consumer").inc()
-        audit.dropped(connection_id=eio_sid, reason=f"slow consumer: {why}")
-        self.start_background_task(self._close_session, eio_sid)
+        self.start_background_task(self._drop, eio_sid, "slow_consumer", f"slow consumer: {why}")
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:
