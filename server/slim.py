@@ -27,10 +27,9 @@ _compat/engineio.py (1, 2, 3) and _compat/uvicorn.py (4). tests/test_memory.py k
 saving from vanishing unseen.
 
 The send queue (:class:`SendQueue`) also keeps the count of what a client has not read, in
-characters as well as packets, for the slow-consumer bound (_compat/socketio.py): it counts
-what it holds, and hands its reader (python-engineio's writer task, or a long-poll) at most
-:data:`BATCH_CHARS` at a time, so what a stalled client leaves unread stays in the queue,
-counted, instead of in the writer's batch.
+characters as well as packets, for the slow-consumer bound (_compat/socketio.py). Over a
+WebSocket it holds what was sent before the session's frame writer took over (wire.py);
+over long-polling, what the next poll takes.
 """
 
 from __future__ import annotations
@@ -40,9 +39,6 @@ from collections import deque
 from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
-
-BATCH_CHARS = 64 * 1024
-"""The most a reader of a :class:`SendQueue` takes at once (a larger packet goes alone)."""
 
 
 class SingleConsumerQueue(Generic[T]):
@@ -122,59 +118,45 @@ class Encodable(Protocol):
 
 
 class SendQueue(SingleConsumerQueue[Encodable | None]):
-    """A session's send queue that knows how much it holds unread (``chars``) and ends each
-    batch of ``get_nowait`` at :data:`BATCH_CHARS` (python-engineio's ``poll`` takes a
-    ``get`` then ``get_nowait`` until QueueEmpty). ``None`` is the end-of-stream marker."""
+    """A session's send queue that knows how much it holds unread (``pending_bytes``, in
+    characters of the encoded packets). ``None`` is the end-of-stream marker. One of the two
+    kinds of a session's outbox (the other: wire.FrameWriter)."""
 
-    __slots__ = ("_batch", "_room", "_room_chars", "_room_items", "chars")
+    __slots__ = ("_room", "_room_chars", "_room_items", "pending_bytes")
 
     def __init__(self) -> None:
         super().__init__()
-        self.chars = 0
-        """Characters of the encoded packets queued."""
-        self._batch = 0
+        self.pending_bytes = 0
         self._room: asyncio.Future[None] | None = None
         self._room_chars = 0
         self._room_items = 0
 
+    @property
+    def pending_frames(self) -> int:
+        return self.qsize()
+
     def put_nowait(self, item: Encodable | None) -> None:
-        handed_over = self._getter is not None and not self._getter.done()
+        if item is not None and (self._getter is None or self._getter.done()):
+            self.pending_bytes += len(item.encode())  # not if handed straight to a waiting reader
         super().put_nowait(item)
-        if item is None:
-            return
-        if handed_over:  # straight to the waiting reader: the first of its batch
-            self._batch += len(item.encode())
-        else:
-            self.chars += len(item.encode())
-
-    def get(self) -> asyncio.Future[Encodable | None]:
-        self._batch = 0
-        return super().get()
-
-    def get_nowait(self) -> Encodable | None:
-        if self._batch >= BATCH_CHARS:
-            raise asyncio.QueueEmpty  # this batch is full; the next ``get`` starts another
-        return super().get_nowait()
 
     def _take(self) -> Encodable | None:
         item = super()._take()
         if item is not None:
-            size = len(item.encode())
-            self.chars -= size
-            self._batch += size
+            self.pending_bytes -= len(item.encode())
         room = self._room
-        if room is not None and self.chars <= self._room_chars and self.qsize() <= self._room_items:
+        if room is not None and self.pending_bytes <= self._room_chars and self.qsize() <= self._room_items:
             self._room = None
             if not room.done():
                 room.set_result(None)
         return item
 
-    def room(self, chars: int, items: int) -> asyncio.Future[None] | None:
-        """None while at most ``chars`` characters and ``items`` packets are queued; else a
-        future done once they are (shared by every waiter: await it shielded)."""
-        if self.chars <= chars and self.qsize() <= items:
+    def room(self, max_bytes: int, max_frames: int) -> asyncio.Future[None] | None:
+        """None while at most ``max_bytes`` characters and ``max_frames`` packets are queued;
+        else a future done once they are (shared by every waiter: await it shielded)."""
+        if self.pending_bytes <= max_bytes and self.qsize() <= max_frames:
             return None
-        self._room_chars, self._room_items = chars, items
+        self._room_chars, self._room_items = max_bytes, max_frames
         if self._room is None or self._room.done():
             self._room = asyncio.get_running_loop().create_future()
         return self._room

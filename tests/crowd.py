@@ -19,6 +19,10 @@ BATCH = 50
 FLOWING_ACKS = 5
 """Answers each client gets back before the crowd counts as flowing."""
 IN_FLIGHT = 50
+PAUSE = 0.02
+"""Seconds each client waits between two commands. Unpaced, the WebSocket clients (answered
+within a loop pass by the gateway's writer) kept this process busy enough that the long-
+polling quarter's GET requests starved, and never got their first answers."""
 
 
 async def connect(url: str, token: str, index: int) -> socketio.AsyncClient:
@@ -45,7 +49,7 @@ async def flood(client: socketio.AsyncClient, flowing: Callable[[], None]) -> No
         await window.acquire()
         await client.emit("ping", {}, namespace="/ws", callback=acked)
         await client.emit("subscribe", {"room": "global"}, namespace="/ws")
-        await asyncio.sleep(0)  # one loop turn, so that every client of the crowd gets to send
+        await asyncio.sleep(PAUSE)
 
 
 async def main(url: str, token: str, count: int, mode: str) -> None:

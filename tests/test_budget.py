@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -63,12 +64,14 @@ class StalledClient:
         self.writer.write(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
 
     async def command(self, name: str, args: Any, count: int, first_id: int = 1) -> None:
-        """``count`` acked commands, as fast as the socket takes them."""
-        for number in range(first_id, first_id + count):
-            self.send(f"42/ws,{number}{json.dumps([name, args])}")
-            if number % 500 == 0:
-                await self.writer.drain()
-        await self.writer.drain()
+        """``count`` acked commands, as fast as the socket takes them; none once the server has
+        cut the connection (it aborts one it drops while its writes wait on the client)."""
+        with contextlib.suppress(ConnectionResetError):
+            for number in range(first_id, first_id + count):
+                self.send(f"42/ws,{number}{json.dumps([name, args])}")
+                if number % 500 == 0:
+                    await self.writer.drain()
+            await self.writer.drain()
 
     def close(self) -> None:
         self.writer.transport.abort()

@@ -41,8 +41,10 @@ Read against python-engineio 4.12.2 to 4.15.1 (the UPSTREAM table below).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+import time
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -50,13 +52,14 @@ from typing import Any
 import engineio
 import engineio.json
 import engineio.payload
-from engineio import async_socket, exceptions
+from engineio import async_socket, exceptions, packet
 from engineio.async_drivers import asgi as engineio_asgi
 
 from swe_realtime import metrics
 from swe_realtime._compat import Upstream
 from swe_realtime.limits import Refusal
 from swe_realtime.slim import SendQueue
+from swe_realtime.wire import FRAME_WRITER, FrameWriter, State, binary_frame, text_frame
 
 MAX_PACKETS_PER_POST = 1024
 
@@ -149,23 +152,172 @@ def _malformed(socket: async_socket.AsyncSocket, reason: object) -> None:
     metrics.DROPPED.labels("malformed").inc()
 
 
+class SharedPacket(packet.Packet):  # type: ignore[misc]
+    """An Engine.IO packet sent to many sessions (a fan-out): its WebSocket frame is built
+    once, by the first writer that needs it, and reused by every other."""
+
+    frame: bytes | None = None
+
+
+def frame_of(pkt: Any) -> bytes:
+    """The WebSocket frame of an Engine.IO packet (a binary packet goes in a binary frame)."""
+    if isinstance(pkt, SharedPacket):
+        if pkt.frame is None:
+            pkt.frame = text_frame(pkt.encode())
+        return pkt.frame
+    encoded = pkt.encode()
+    return binary_frame(encoded) if pkt.binary else text_frame(encoded)
+
+
 class Socket(async_socket.AsyncSocket):  # type: ignore[misc]
-    """A session that ends on a packet it cannot take instead of logging an error, reads
-    nothing more once closed, and leaves the server's table as it closes (python-engineio
-    keeps a closed session there until its sweep, and a POST to it meanwhile raised
-    "Session is disconnected" out of the request handler)."""
+    """A session that owns its WebSocket's write path, pings on a timer, ends on a packet it
+    cannot take instead of logging an error, reads nothing more once closed, and leaves the
+    server's table as it closes (python-engineio keeps a closed session there until its
+    sweep, and a POST to it meanwhile raised "Session is disconnected" out of the request
+    handler).
+
+    Writing. Over a WebSocket whose server offers a :class:`~swe_realtime.wire.FrameWriter`
+    (_compat/uvicorn.py), every packet goes to that writer as a frame (server/wire.py), in
+    the order sent: there is no writer task and no queue hand-over per packet. Over long-
+    polling, during an upgrade and on a server without the writer the session uses its
+    queue and python-engineio's own paths, as before. When an upgrade completes, what the
+    queue still holds is written first.
+
+    Pings. python-engineio keeps a task per session asleep for the ping interval; a timer
+    handle does the same for a tenth of the memory.
+    """
+
+    writer: FrameWriter | None = None
+    """The WebSocket's frame writer, once it is the session's transport."""
+    last_ping: float | None
+    connected: bool
+    _ws: Any = None
+    _ping_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def outbox(self) -> FrameWriter | SendQueue:
+        """Where the session's unsent packets wait: the writer's cork or the queue."""
+        return self.queue if self.writer is None else self.writer
+
+    async def send(self, pkt: Any) -> None:
+        writer = self.writer
+        if writer is None:
+            await super().send(pkt)
+        elif self.closed:
+            raise exceptions.SocketIsClosedError()
+        else:
+            writer.write(frame_of(pkt))
+
+    def schedule_ping(self) -> None:
+        if self.last_ping and self._ping_timer is None:  # the last ping was answered
+            self.last_ping = None
+            loop = asyncio.get_running_loop()
+            self._ping_timer = loop.call_later(self.server.ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        self._ping_timer = None
+        if self.closing or self.closed:
+            return
+        self.last_ping = time.time()
+        ping = packet.Packet(packet.PING)
+        if self.writer is not None:
+            self.writer.write(frame_of(ping))
+        else:
+            self.queue.put_nowait(ping)
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         if self.closed or self.closing:
             return
         await super().close(wait=False, abort=abort, reason=reason)
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
         if self.server.sockets.get(self.sid) is self:
             del self.server.sockets[self.sid]
+        if self.writer is not None:
+            await self._end_websocket()
+        elif self.upgraded:  # python-engineio's writer task: the end marker makes it close the WebSocket
+            self.queue.put_nowait(None)
         if wait:
             await self.queue.join()
 
+    async def _end_websocket(self) -> None:
+        """Write what is corked, then close the WebSocket (a client that stopped reading is
+        cut off instead: its close frame would wait behind what it does not read)."""
+        assert self.writer is not None
+        if self.writer.state is not State.CLOSED and self.writer.end():
+            await self._ws.close()
+
+    async def _websocket_handler(self, ws: Any) -> Any:
+        frames: FrameWriter | None = ws.frames
+        if frames is None:
+            return await super()._websocket_handler(ws)
+        if self.connected:
+            if not await self._upgrade(ws, frames):
+                return None
+        else:
+            self.connected = self.upgraded = True
+        self._ws = ws
+        while not self.queue.empty():  # the OPEN packet; after an upgrade, what no poll took
+            pkt = self.queue.get_nowait()
+            self.queue.task_done()
+            if pkt is not None:
+                frames.write(frame_of(pkt))
+        self.writer = frames
+        if not self.closed:
+            await self._read(ws)
+        await self._end_websocket()
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        return None
+
+    async def _read(self, ws: Any) -> None:
+        """Take the client's packets until it closes the WebSocket or the session ends. No
+        read timeout: a client that stops answering pings is closed by the ping timeout."""
+        limit = self.server.max_http_buffer_size
+        while not self.closed:
+            try:
+                data = await ws.wait()
+            except OSError:
+                return
+            if data is None:
+                return
+            if len(data) > limit:
+                _malformed(self, f"a frame of {len(data)} bytes")
+                await self.close(wait=False, reason=self.server.reason.SERVER_DISCONNECT)
+                return
+            try:
+                await self.receive(packet.Packet(encoded_packet=data))
+            except exceptions.UnknownPacketError:
+                continue  # OPEN or NOOP from a client: ignored, as python-engineio does
+            except exceptions.SocketIsClosedError:
+                return
+            except Exception:
+                self.server.logger.exception("Unknown receive error")
+
+    async def _upgrade(self, ws: Any, frames: FrameWriter) -> bool:
+        """The upgrade from long-polling: the client probes, the pending poll is answered
+        with a NOOP, the client confirms with UPGRADE (python-engineio's sequence)."""
+        self.upgrading = True
+        try:
+            probe = packet.Packet(encoded_packet=await ws.wait())
+            if probe.packet_type != packet.PING or probe.data != "probe":
+                self.server.logger.info("%s: Failed websocket upgrade, no PING packet", self.sid)
+                return False
+            frames.write(frame_of(packet.Packet(packet.PONG, data="probe")))
+            self.queue.put_nowait(packet.Packet(packet.NOOP))  # ends the pending poll
+            confirm = packet.Packet(encoded_packet=await ws.wait())
+            if confirm.packet_type != packet.UPGRADE:
+                self.server.logger.info("%s: Failed websocket upgrade, expected UPGRADE", self.sid)
+                return False
+        except (OSError, TypeError, ValueError):  # closed (None: TypeError) or not a packet
+            return False
+        finally:
+            self.upgrading = False
+        self.upgraded = True
+        return True
+
     async def receive(self, pkt: Any) -> None:
-        if self.closed:  # by an earlier packet; ends python-engineio's WebSocket loop
+        if self.closed:  # by an earlier packet; ends the WebSocket loop
             raise exceptions.SocketIsClosedError()
         if not 0 <= pkt.packet_type < len(PACKET_TYPES):
             raise ValueError(f"unknown packet type {pkt.packet_type}")
@@ -185,7 +337,15 @@ class Socket(async_socket.AsyncSocket):  # type: ignore[misc]
 
 class CheckedWebSocket(engineio_asgi.WebSocket):  # type: ignore[misc]
     """The ASGI driver's WebSocket, ending the session on a frame that cannot be a packet
-    (python-engineio would raise out of its loop, or log an error and carry on)."""
+    (python-engineio would raise out of its loop, or log an error and carry on), and
+    carrying the server's frame writer when it offers one (``FRAME_WRITER`` in its scope's
+    extensions: _compat/uvicorn.py)."""
+
+    frames: FrameWriter | None = None
+
+    async def __call__(self, environ: dict[str, Any]) -> Any:
+        self.frames = environ["asgi.scope"].get("extensions", {}).get(FRAME_WRITER)
+        return await super().__call__(environ)
 
     async def wait(self) -> Any:
         frame = await super().wait()

@@ -26,6 +26,7 @@ from socketio import packet
 
 from swe_realtime import metrics
 from swe_realtime._compat import Upstream
+from swe_realtime._compat.engineio import SharedPacket
 from swe_realtime.events import NAMESPACE
 from swe_realtime.gate import Gate
 from swe_realtime.room_channels import RoomChannels
@@ -60,14 +61,13 @@ UPSTREAM = (
 )
 
 
-def encode(server: Any, event: str, data: Any, namespace: str) -> list[Any]:
-    """The Engine.IO frames of one event, encoded once for however many recipients."""
+def encode(server: Any, event: str, data: Any, namespace: str) -> list[SharedPacket]:
+    """The Engine.IO packet of one event, encoded (and framed, wire.py) once for however many
+    recipients. The gateway's events are JSON: python-socketio's search of the data for
+    bytes (a binary packet) is skipped."""
     args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
-    encoded = server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args]).encode()
-    return [
-        eio_packet.Packet(eio_packet.MESSAGE, part)
-        for part in (encoded if isinstance(encoded, list) else [encoded])
-    ]
+    encoded = server.packet_class(packet.EVENT, namespace=namespace, data=[event, *args], binary=False)
+    return [SharedPacket(eio_packet.MESSAGE, encoded.encode())]
 
 
 async def emit_to_participants(

@@ -23,13 +23,12 @@ UPSTREAM table below); the Engine.IO server's own patches are in engineio.py.
    buffer up to ten billion announced attachments per packet. A second CONNECT for a
    namespace the session already joined is refused too: python-socketio would register a
    second sid and leak the first when the session ends.
-4. Slow consumers. A client that stops reading lets its outbound queue grow without bound
-   (uvicorn applies back-pressure, so packets wait in python-engineio's queue). At
-   ``max_queued_packets`` unread packets, or ``max_queued_bytes`` unread characters, the
-   session is closed and counted instead, whatever the packet (event, ack, CONNECT). The
-   queue (slim.SendQueue) counts what it holds and hands the writer a bounded batch at a
-   time: python-engineio's writer used to take the whole queue into its batch, where a
-   stalled client's acks piled up uncounted.
+4. Slow consumers. A client that stops reading lets what is sent to it pile up (uvicorn
+   applies back-pressure, so frames wait in the session's outbox). At
+   ``max_queued_packets`` unsent packets, or ``max_queued_bytes`` bytes not taken by the
+   client, the session is closed and counted instead, whatever the packet (event, ack,
+   CONNECT). The outbox counts: over a WebSocket the frame writer's cork and the transport's
+   buffer (wire.py), over long-polling the send queue (slim.SendQueue).
 5. Namespaces and the connect timeout. python-socketio accepts a CONNECT to the default
    namespace ``/`` without any handler, and keeps an Engine.IO session open for as long as
    it answers pings whether it joins a namespace or not: both need no token. Here only the
@@ -42,7 +41,7 @@ UPSTREAM table below); the Engine.IO server's own patches are in engineio.py.
 6. Sends past the gate. A replay goes straight to the session's Engine.IO socket
    (:meth:`AsyncServer.send_now`): past the recovery gate (it is the gate's own output),
    and paced rather than dropped: a replay may be longer than the budget, so each packet
-   waits until the queue is at most half full; a client that leaves it full for
+   waits until the outbox is at most half full; a client that leaves it full for
    ``ping_timeout`` seconds is dropped as a slow consumer.
 """
 
@@ -57,6 +56,7 @@ from socketio import packet
 from swe_realtime import audit, metrics
 from swe_realtime._compat import Upstream
 from swe_realtime._compat.engineio import JSON, EngineServer
+from swe_realtime.wire import Outbox
 
 ROOM_CHECK_SECONDS = 1.0
 """How often a paced replay looks whether its session closed while it waits for room."""
@@ -162,18 +162,18 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         engine_socket = self.eio.sockets.get(eio_sid)
         if engine_socket is None or eio_sid in self._dropping:
             return False
-        why = self._over_budget(engine_socket.queue)
+        why = self._over_budget(engine_socket.outbox)
         if why is not None:
             self.drop_slow(eio_sid, why)
             return False
         return True
 
-    def _over_budget(self, queue: Any) -> str | None:
+    def _over_budget(self, outbox: Outbox) -> str | None:
         """Why a session's client is too far behind to be sent more, if it is."""
-        if queue.qsize() >= self.max_queued_packets:
+        if outbox.pending_frames >= self.max_queued_packets:
             return f"{self.max_queued_packets} packets unread"
-        if queue.chars >= self.max_queued_bytes:
-            return f"{queue.chars} bytes unread"
+        if outbox.pending_bytes >= self.max_queued_bytes:
+            return f"{outbox.pending_bytes} bytes unread"
         return None
 
     def drop_slow(self, eio_sid: str, why: str) -> None:
@@ -210,16 +210,18 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def send_now(self, sid: str, namespace: str, frames: list[Any]) -> None:
         """Queue encoded frames for ``sid`` on its Engine.IO socket, as they are, each once
-        the queue is at most half full (see 6. above)."""
+        the outbox is at most half full (see 6. above)."""
         eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
         socket = self.eio.sockets.get(eio_sid)
+        if socket is None:
+            return
         for frame in frames:
-            if socket is None or socket.closed or eio_sid in self._dropping:
-                return
-            room = socket.queue.room(self.max_queued_bytes // 2, self.max_queued_packets // 2)
+            room = socket.outbox.room(self.max_queued_bytes // 2, self.max_queued_packets // 2)
             if room is not None and not await self._room_made(socket, room):
                 if not socket.closed:
                     self.drop_slow(eio_sid, f"nothing read for {self.eio.ping_timeout} s")
+                return
+            if socket.closed or eio_sid in self._dropping:  # before or while waiting for room
                 return
             await socket.send(frame)
 
@@ -248,8 +250,6 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         if engine_socket is not None:
             await engine_socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
             self.eio.sockets.pop(eio_sid, None)
-            if engine_socket.upgraded:  # after the CLOSE packet, end the writer: it closes the WebSocket
-                engine_socket.queue.put_nowait(None)
         self._dropping.discard(eio_sid)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: Any) -> Any:
