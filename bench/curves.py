@@ -136,24 +136,31 @@ def curve_of(kind: Kind, curve: Curve, plan: Plan, node_capacity: float | None) 
 
 
 def rss_of(kind: Kind, steps: tuple[int, ...]) -> dict[str, Any]:
-    """The server's RSS after each step of connections (each subscribed to its own room)."""
+    """The server's RSS after each step of connections (each subscribed to its own room), and
+    what a step cost the server and the load generator."""
     server = Running(kind, free_port())
     driver = Driver(server, "targeted")
     try:
         rows: list[dict[str, Any]] = []
         for total in steps:
+            server_before, driver_before = server.cpu_seconds(), driver.cpu_seconds()
             opened = driver.command(op="connect", total=total)
+            server_cpu, driver_cpu = (
+                server.cpu_seconds() - server_before,
+                driver.cpu_seconds() - driver_before,
+            )
             time.sleep(0.5)  # let the server finish with what the last connections sent
             rss = server.memory()["VmRSS"]
+            step = opened["opened"]
             rows.append(
                 {
                     "connections": total,
                     "rss_mb": rss / 2**20,
                     "kb_per_connection": (rss - rows[0]["rss_mb"] * 2**20) / 1024 / total if rows else None,
                     "step_seconds": opened["seconds"],
-                    "step_connections_per_s": opened["opened"] / opened["seconds"]
-                    if opened["opened"]
-                    else None,
+                    "step_connections_per_s": step / opened["seconds"] if step else None,
+                    "server_cpu_us_per_connection": server_cpu * 1e6 / step if step else None,
+                    "generator_cpu_share": driver_cpu / opened["seconds"] if step else None,
                 }
             )
         seconds = sum(row["step_seconds"] for row in rows)

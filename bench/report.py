@@ -94,28 +94,49 @@ def curve_section(name: str, run: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def side_by_side(
+    gateway: list[dict[str, Any]], node: list[dict[str, Any]], columns: tuple[tuple[str, str, str], ...]
+) -> list[str]:
+    """A table of steps: for each column (title, key, format), gateway, node and their ratio."""
+    lines = [
+        "| connections | "
+        + " | ".join(f"gateway {t} | node {t} | gateway / node" for t, _, _ in columns)
+        + " |",
+        "|" + "---:|" * (1 + 3 * len(columns)),
+    ]
+    for ours, theirs in zip(gateway, node, strict=True):
+        cells = [f"{ours['connections']:,}"]
+        for _, key, spec in columns:
+            cells += [number(ours[key], spec), number(theirs[key], spec), ratio(ours[key], theirs[key])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def rss_section(run: dict[str, Any]) -> list[str]:
     gateway, node = run["servers"][GATEWAY.name], run["servers"][NODE.name]
-    lines = [
+    total = gateway["steps"][-1]["connections"]
+    return [
         "### connections and RSS: each connection subscribed to its own room",
         "",
         circumstances(run),
         "",
-        "| connections | gateway RSS MB | node RSS MB | gateway KB per connection | node KB per connection "
-        "| gateway / node | gateway connections/s (this step) | node connections/s | gateway / node |",
-        "|" + "---:|" * 9,
-    ]
-    for ours, theirs in zip(gateway["steps"], node["steps"], strict=True):
-        lines.append(
-            f"| {ours['connections']:,} | {ours['rss_mb']:.1f} | {theirs['rss_mb']:.1f} | "
-            f"{number(ours['kb_per_connection'], '.1f')} | {number(theirs['kb_per_connection'], '.1f')} | "
-            f"{ratio(ours['kb_per_connection'], theirs['kb_per_connection'])} | "
-            f"{number(ours['step_connections_per_s'], ',.0f')} | "
-            f"{number(theirs['step_connections_per_s'], ',.0f')} | "
-            f"{ratio(ours['step_connections_per_s'], theirs['step_connections_per_s'])} |"
-        )
-    total = gateway["steps"][-1]["connections"]
-    lines += [
+        *side_by_side(
+            gateway["steps"],
+            node["steps"],
+            (("RSS MB", "rss_mb", ".1f"), ("KB per connection", "kb_per_connection", ".1f")),
+        ),
+        "",
+        "Connect + subscribe in each step (generator: the load generator's CPU, share of one core):",
+        "",
+        *side_by_side(
+            [row for row in gateway["steps"] if row["connections"]],
+            [row for row in node["steps"] if row["connections"]],
+            (
+                ("connections/s", "step_connections_per_s", ",.0f"),
+                ("server CPU µs per connection", "server_cpu_us_per_connection", ",.0f"),
+                ("generator CPU", "generator_cpu_share", ".0%"),
+            ),
+        ),
         "",
         f"Connect + subscribe, all {total:,}: gateway {gateway['connections_per_s']:,.0f}/s, node "
         f"{node['connections_per_s']:,.0f}/s; gateway / node "
@@ -123,7 +144,6 @@ def rss_section(run: dict[str, Any]) -> list[str]:
         f"{gateway['peak_rss_mb']:.0f} MB, node {node['peak_rss_mb']:.0f} MB.",
         "",
     ]
-    return lines
 
 
 def curves_markdown(results: dict[str, Any]) -> str:
