@@ -51,7 +51,8 @@ def latency(name: str, run: dict[str, Any], path: Path) -> None:
                 color=colour,
                 label=f"{server} {label}",
             )
-            if node:
+        if node:
+            for key, _, _, marker in PERCENTILES:
                 left.scatter(
                     values(node, "offered_events_per_s"),
                     values(node, key),
@@ -59,7 +60,7 @@ def latency(name: str, run: dict[str, Any], path: Path) -> None:
                     s=60,
                     facecolors="none",
                     edgecolors=colour,
-                    label=f"{server} at shares of Node's capacity" if key == "p99_ms" else None,
+                    label=f"{server} at shares of Node's capacity" if key == "p50_ms" else None,
                 )
         short = [point for point in points if point["short"]]
         left.scatter(
