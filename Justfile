@@ -48,10 +48,12 @@ compat ref="main": sync
     uv run --frozen python -m codegen --breaking-against {{ ref }}
 
 # Fan-out, targeted, latency (and with --full, 10,000-connection capacity) benchmarks beside
-# a bare python-socketio server and Node socket.io; writes bench/results/.
+# a bare python-socketio server and Node socket.io; writes bench/results/. `just bench
+# --curves` instead: latency against offered load and RSS against connections, gateway and
+# Node, plotted (about 7 minutes; `--curves --quick`: a one-minute smoke run).
 bench *args: sync
     npm ci --prefix bench/node --no-audit --no-fund --loglevel=error
-    uv run --frozen python -m bench {{ args }}
+    uv run --frozen --group bench python -m bench {{ args }}
 
 # Copy socket.io-client's browser bundle (the npm package the tests pin) for the inspector page.
 vendor: node

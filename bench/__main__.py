@@ -1,4 +1,5 @@
 """``python -m bench [--full]``: the gateway beside python-socketio and Node socket.io.
+``python -m bench --curves [--quick]``: latency and memory curves instead (bench/curves.py).
 
 Each server runs alone in its own process; a node process (socket.io-client) holds the
 connections and publishes over HTTP. Every figure is reported with its ratio to the two
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import curves
 from bench.scenarios import FULL, SHORT, run, validation_cost
 from bench.servers import ALL, GATEWAY_NO_HISTORY
 
@@ -64,10 +66,22 @@ def main() -> int:
     parser.add_argument(
         "--full", action="store_true", help="1,000 connections, 10,000 for capacity (minutes)"
     )
-    parser.add_argument("--only", help="run only the scenarios whose name starts with this text")
+    parser.add_argument(
+        "--only",
+        help="run only the scenarios (with --curves: the parts fan-out, targeted, rss) whose name "
+        "starts with this text",
+    )
+    parser.add_argument(
+        "--curves", action="store_true", help="latency against offered load, RSS against connections"
+    )
+    parser.add_argument("--quick", action="store_true", help="with --curves: small and short (a minute)")
     args = parser.parse_args()
+    if args.quick and not args.curves:
+        parser.error("--quick goes with --curves")
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 10,000 sockets need as many descriptors
+    if args.curves:
+        return curves.main(quick=args.quick, only=args.only)
 
     suffix = "full" if args.full else "latest"
     RESULTS.mkdir(exist_ok=True)

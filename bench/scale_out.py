@@ -29,7 +29,7 @@ import aiohttp
 import socketio
 
 from bench.scenarios import free_port
-from bench.servers import GATEWAY_ENV, TICKS, Kind, Running, token
+from bench.servers import GATEWAY_ENV, Kind, Running, cpu_seconds, token
 from tests.support import RedisClusterProcess, RedisProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,11 +41,6 @@ CONCURRENT = 4
 def gateway(redis_url: str, channel: str) -> Kind:
     env = {**GATEWAY_ENV, "REDIS_URL": redis_url, "REDIS_CHANNEL": channel}
     return Kind("gateway", "/api/v1/events/batch", "gateway", tuple(env.items()))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def event(room_project: str) -> dict[str, Any]:

@@ -11,7 +11,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from bench.servers import GATEWAY, NODE_DIR, Kind, Running, token
+from bench.driver import client_config
+from bench.servers import GATEWAY, NODE_DIR, Kind, Running
 
 
 @dataclass(frozen=True)
@@ -51,17 +52,11 @@ def run(kind: Kind, workload: Workload) -> dict[str, Any]:
     try:
         cpu_before = server.cpu_seconds()
         config = {
-            "url": server.url,
-            "token": token("admin"),
-            "publishToken": token("service"),
-            "publishUrl": server.url + kind.publish_path,
-            "kind": kind.load_kind,
-            "mode": workload.mode,
+            **client_config(server, workload.mode),
             "connections": workload.connections,
             "events": workload.events,
             "rate": workload.rate,
             "batch": workload.batch,
-            "seed": uuid.uuid4().int % 10**12,
             "timeout": 300,
         }
         loaded = subprocess.run(

@@ -28,6 +28,12 @@ def token(*roles: str) -> str:
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
 @dataclass(frozen=True)
 class Kind:
     """How to start one kind of server and where it takes published events."""
@@ -88,8 +94,7 @@ class Running:
         self.rss_at_start = self.memory()["VmRSS"]
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+        return cpu_seconds(self.process.pid)
 
     def memory(self) -> dict[str, int]:
         """VmRSS and VmHWM (peak RSS) in bytes."""
