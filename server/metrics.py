@@ -52,6 +52,12 @@ DISCONNECTS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+WRITE_PAUSES = Counter(
+    f"{PREFIX}_websocket_write_pauses",
+    "Times a WebSocket's transport buffer passed its high-water mark: a client reading slower than"
+    " it is sent to (its frames wait in the connection's cork until it catches up).",
+    registry=REGISTRY,
+)
 DROPPED = Counter(
     f"{PREFIX}_connections_dropped",
     "Connections the gateway closed itself, by reason (slow_consumer, malformed, token_expired,"

@@ -32,6 +32,8 @@ import struct
 import weakref
 from typing import Protocol
 
+from swe_realtime import metrics
+
 FRAME_WRITER = "swe_realtime.frame_writer"
 """The ASGI scope extension under which the server offers a connection's :class:`FrameWriter`."""
 
@@ -192,6 +194,7 @@ class FrameWriter:
         """The transport's buffer passed its high-water mark: keep frames in the cork."""
         if self.state is not State.CLOSED:
             self.state = State.PAUSED
+            metrics.WRITE_PAUSES.inc()
 
     def resume(self) -> None:
         """The transport's buffer fell below its low-water mark: write what waited."""

@@ -120,14 +120,21 @@ async def api(
     body: Any = None,
     *,
     raw: bytes | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, Any]:
-    """One HTTP request to the gateway: (status, parsed JSON body or None)."""
+    """One HTTP request to the gateway: (status, parsed JSON body or None); ``tls``: the
+    context that trusts an https server's certificate."""
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     data = io.BytesIO(raw) if raw is not None else None
     async with (
         aiohttp.ClientSession() as session,
         session.request(
-            method, server.url + path, headers=headers, json=body if raw is None else None, data=data
+            method,
+            server.url + path,
+            headers=headers,
+            json=body if raw is None else None,
+            data=data,
+            ssl=tls if tls is not None else True,
         ) as response,
     ):
         text = await response.text()

@@ -5,63 +5,23 @@ served however long its replay."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import os
 import re
-import socket
-import struct
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
+from tests.rawws import RawWebSocket
 from tests.support import SECRET, SERVICE, Client, ServerProcess, api, eventually, make_token, progress_event
 
 DROP = re.compile(r"swe_realtime\.audit: drop connection=\S+ reason=\"slow consumer: [^\"]*\"")
 
 
-class StalledClient:
-    """A raw WebSocket that joins ``/ws``, sends what it is told, and never reads: its receive
-    buffer is made small so that the kernel holds little of what the server sends it."""
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
-
-    @classmethod
-    async def connect(cls, url: str, token: str) -> StalledClient:
-        host, port = urlsplit(url).hostname, urlsplit(url).port
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (host, port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
-        client = cls(writer)
-        client.send(f"40/ws,{json.dumps({'token': token})}")
-        await writer.drain()
-        return client
-
-    def send(self, text: str) -> None:
-        """One masked text frame (a client's frames are masked)."""
-        data, mask = text.encode(), os.urandom(4)
-        size = len(data)
-        header = bytes([0x81]) + (
-            bytes([0x80 | size])
-            if size < 126
-            else struct.pack("!BH", 0x80 | 126, size)
-            if size < 65536
-            else struct.pack("!BQ", 0x80 | 127, size)
-        )
-        self.writer.write(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+class StalledClient(RawWebSocket):
+    """A raw WebSocket that joins ``/ws``, sends what it is told, and never reads more: its
+    receive buffer is small, so the kernel holds little of what the server sends it."""
 
     async def command(self, name: str, args: Any, count: int, first_id: int = 1) -> None:
         """``count`` acked commands, as fast as the socket takes them; none once the server has
@@ -72,9 +32,6 @@ class StalledClient:
                 if number % 500 == 0:
                     await self.writer.drain()
             await self.writer.drain()
-
-    def close(self) -> None:
-        self.writer.transport.abort()
 
 
 def drops(server: ServerProcess, offset: int) -> int:
