@@ -143,13 +143,13 @@ class Broadcaster(BroadcastMethods):
 
     async def publish(self, event: Envelope[Any]) -> Receipt:
         """Send a validated event to the union of its rooms and say where it went."""
-        entry = CATALOGUE.get(event.event_type())
+        entry = CATALOGUE.get(event.type)
         if entry is None or not isinstance(event, entry.event):
             raise EventRejected([FieldError(("type",), "is not a publishable event")])
-        rooms = tuple(str(room) for room in entry.route.rooms(event.data))
         payload = event.model_dump(mode="json")
-        await self._sink.emit(event.event_name(), payload, room=list(rooms), namespace=NAMESPACE)
-        return Receipt(event.id, event.event_type(), rooms)
+        rooms = entry.route.rooms(payload["data"])
+        await self._sink.emit(entry.name, payload, room=list(rooms), namespace=NAMESPACE)
+        return Receipt(event.id, entry.type, rooms)
 
 
 _installed: Broadcaster | None = None

@@ -23,6 +23,7 @@ from swe_realtime.broadcaster import parse_event, read_events
 from swe_realtime.errors import EventRejected
 from swe_realtime.events.catalogue import CATALOGUE
 from swe_realtime.events.envelope import Envelope
+from swe_realtime.http.models import BatchReceiptBody, ReceiptBody
 from swe_realtime.http.publish import BATCH as A_BATCH
 from swe_realtime.http.publish import ONE as ONE_EVENT
 from swe_realtime.http.publish import parse_batch
@@ -160,6 +161,19 @@ async def test_batch_size_bounds(in_process: InProcessAPI, size: int) -> None:
     status, body = await in_process("POST", BATCH, SERVICE, [example("pr.created") for _ in range(size)])
     assert status == 422
     assert body["error_code"] == "INVALID_EVENT"
+
+
+async def test_receipts_are_as_documented(in_process: InProcessAPI) -> None:
+    """The receipts are written without their models; they must still be what the models
+    (and so the OpenAPI document) say, to the byte."""
+    event = example("issue.created")  # two rooms: the project's and the assignee's
+    status, body = await in_process("POST", EVENTS, SERVICE, event)
+    assert status == 202
+    assert ReceiptBody.model_validate(body).model_dump(mode="json") == body
+    assert body["rooms"] == [f"project:{event['data']['project_id']}", f"user:{event['data']['assigned_to']}"]
+    status, body = await in_process("POST", BATCH, SERVICE, [event, example("pr.created")])
+    assert status == 202
+    assert BatchReceiptBody.model_validate(body).model_dump(mode="json") == body
 
 
 async def test_batch_of_the_maximum_size(in_process: InProcessAPI) -> None:
