@@ -146,6 +146,9 @@ class Children(Generic[M]):
 
 published = Children(EVENTS_PUBLISHED)
 deliveries = Children(DELIVERIES)
+commands = Children(COMMANDS)
+command_seconds = Children(COMMAND_SECONDS)
+disconnects = Children(DISCONNECTS)
 
 
 @dataclass(frozen=True)
