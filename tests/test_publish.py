@@ -24,9 +24,7 @@ from swe_realtime.errors import EventRejected
 from swe_realtime.events.catalogue import CATALOGUE
 from swe_realtime.events.envelope import Envelope
 from swe_realtime.http.models import BatchReceiptBody, ReceiptBody
-from swe_realtime.http.publish import BATCH as A_BATCH
-from swe_realtime.http.publish import ONE as ONE_EVENT
-from swe_realtime.http.publish import parse_batch
+from swe_realtime.http.publish import EVENT_BATCH, ONE_EVENT, parse_batch
 from swe_realtime.rooms import GLOBAL, Room, RoomKind
 from tests.support import (
     SERVICE,
@@ -264,7 +262,7 @@ def test_an_event_read_from_its_bytes_is_the_event_parsing_gives(body: Any) -> N
 @given(body=st.lists(nearly_valid_events(), min_size=0, max_size=3) | JSON_OR_NOT)
 def test_a_batch_read_from_its_bytes_is_the_batch_parsing_gives(body: Any) -> None:
     raw = json.dumps(body).encode()
-    assert sent_as(read_events(A_BATCH, raw)) == judged_by_parsing(raw, batch=True)
+    assert sent_as(read_events(EVENT_BATCH, raw)) == judged_by_parsing(raw, batch=True)
 
 
 def suggestion_with(metadata: str) -> bytes:

@@ -24,8 +24,8 @@ from swe_realtime.http._auth import authorize, error_response
 from swe_realtime.http.models import MAX_BATCH, RejectedBody
 from swe_realtime.typed_broadcast import Receipt
 
-ONE: TypeAdapter[Any] = TypeAdapter(EVENT)
-BATCH: TypeAdapter[Any] = TypeAdapter(Annotated[list[EVENT], Field(min_length=1, max_length=MAX_BATCH)])
+ONE_EVENT: TypeAdapter[Any] = TypeAdapter(EVENT)
+EVENT_BATCH: TypeAdapter[Any] = TypeAdapter(Annotated[list[EVENT], Field(min_length=1, max_length=MAX_BATCH)])
 RECEIPTS = TypeAdapter(list[Receipt])
 """Receipts as ReceiptBody documents them (a test holds the two together), written in one
 call instead of one model per receipt."""
@@ -65,14 +65,14 @@ def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blue
 
     @bp.post("/")
     async def publish(request: Request) -> JSONResponse:
-        receipts = await accept(request, ONE, lambda body: [parse_event(body)])
+        receipts = await accept(request, ONE_EVENT, lambda body: [parse_event(body)])
         if isinstance(receipts, JSONResponse):
             return receipts
         return json(RECEIPTS.dump_python(receipts, mode="json")[0], status=202)
 
     @bp.post("/batch")
     async def publish_batch(request: Request) -> JSONResponse:
-        receipts = await accept(request, BATCH, parse_batch)
+        receipts = await accept(request, EVENT_BATCH, parse_batch)
         if isinstance(receipts, JSONResponse):
             return receipts
         return json({"receipts": RECEIPTS.dump_python(receipts, mode="json")}, status=202)
