@@ -14,10 +14,12 @@ process-wide object of the gateway.
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Any, Protocol
+from collections.abc import Iterable
+from typing import Annotated, Any, Protocol, Union
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from swe_realtime.broadcasts_gen import BroadcastMethods
 from swe_realtime.errors import EventRejected, FieldError, field_errors
@@ -65,6 +67,73 @@ def parse_event(body: object, prefix: tuple[str | int, ...] = ()) -> Envelope[An
         raise EventRejected(field_errors(exc, prefix)) from None
 
 
+RESERVED = frozenset({"id", "timestamp", "positions"})
+"""Envelope fields only the gateway sets."""
+
+
+def _one_of_the_catalogue() -> Any:
+    """The type of any catalogue event, told apart by ``type`` (a tagged union: one lookup)."""
+    events = tuple(entry.event for entry in CATALOGUE.values())
+    return Annotated[Union[events], Field(discriminator="type")]  # noqa: UP007 (a tuple of types)
+
+
+def _free_form(schema: object) -> bool:
+    """Whether a pydantic core schema takes any JSON somewhere (``dict[str, Any]``)."""
+    if isinstance(schema, dict):
+        return schema.get("type") == "any" or any(_free_form(value) for value in schema.values())
+    if isinstance(schema, list):
+        return any(_free_form(value) for value in schema)
+    return False
+
+
+EVENT = _one_of_the_catalogue()
+"""Any catalogue event, as one validatable type (see ``read_events``)."""
+_FREE_FORM = frozenset(
+    entry.event for entry in CATALOGUE.values() if _free_form(entry.event.__pydantic_core_schema__)
+)
+"""Events with a field that takes any JSON: the only place a NaN or Infinity could hide."""
+
+
+def read_events(adapter: TypeAdapter[Any], body: bytes) -> list[Envelope[Any]] | None:
+    """The events of a request body, validated straight from its JSON in one pass, when all of
+    them are good; None otherwise, and then ``parse_event`` judges the parsed body with its
+    exact field errors. So this only ever accepts what ``parse_event`` accepts, at a fraction
+    of the cost (no parse to Python objects, no copy, no second JSON text per event).
+
+    ``adapter`` validates ``EVENT`` or a list of them. What ``parse_event`` refuses and this
+    would not see is refused here too: the gateway's own fields (they are set, so they were
+    given), and non-finite numbers in free-form fields (typed numbers refuse them already).
+    """
+    try:
+        parsed = adapter.validate_json(body, strict=True)
+    except ValidationError:
+        return None
+    events: list[Envelope[Any]] = parsed if isinstance(parsed, list) else [parsed]
+    for event in events:
+        if not RESERVED.isdisjoint(event.model_fields_set):
+            return None
+        if type(event) in _FREE_FORM and not _finite(event):
+            return None
+    return events
+
+
+def _finite(value: object) -> bool:
+    """No NaN or infinity anywhere in ``value``, as ``json.dumps(allow_nan=False)`` checks."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, BaseModel):
+        return _all_finite(value.__dict__.values())
+    if isinstance(value, dict):
+        return _all_finite(value.values())
+    if isinstance(value, list | tuple):
+        return _all_finite(value)
+    return True
+
+
+def _all_finite(values: Iterable[object]) -> bool:
+    return all(_finite(value) for value in values)
+
+
 class Broadcaster(BroadcastMethods):
     """Sends catalogue events to their rooms; one typed ``broadcast_*`` method per event
     (generated from the catalogue into broadcasts_gen.py by ``just codegen``)."""
@@ -74,13 +143,13 @@ class Broadcaster(BroadcastMethods):
 
     async def publish(self, event: Envelope[Any]) -> Receipt:
         """Send a validated event to the union of its rooms and say where it went."""
-        entry = CATALOGUE.get(event.event_type())
+        entry = CATALOGUE.get(event.type)
         if entry is None or not isinstance(event, entry.event):
             raise EventRejected([FieldError(("type",), "is not a publishable event")])
-        rooms = tuple(str(room) for room in entry.route.rooms(event.data))
         payload = event.model_dump(mode="json")
-        await self._sink.emit(event.event_name(), payload, room=list(rooms), namespace=NAMESPACE)
-        return Receipt(event.id, event.event_type(), rooms)
+        rooms = entry.route.rooms(payload["data"])
+        await self._sink.emit(entry.name, payload, room=list(rooms), namespace=NAMESPACE)
+        return Receipt(event.id, entry.type, rooms)
 
 
 _installed: Broadcaster | None = None

@@ -258,7 +258,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             return
         if connection.expiry is not None:
             connection.expiry.cancel()
-        metrics.DISCONNECTS.labels(str(reason)).inc()
+        metrics.disconnects(str(reason)).inc()
         self._recovery.forget(sid)
         audit.disconnected(
             user_id=connection.principal.user_id,
@@ -280,8 +280,8 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         started = time.perf_counter()
         command = event if event in self.commands else "unknown"
         ack = await self._answer(event, *args)
-        metrics.COMMANDS.labels(command, ack.get("status", "")).inc()
-        metrics.COMMAND_SECONDS.labels(command).observe(time.perf_counter() - started)
+        metrics.commands(command, ack.get("status", "")).inc()
+        metrics.command_seconds(command).observe(time.perf_counter() - started)
         if ack.get("error_code") in INPUT_ERRORS:
             metrics.VALIDATION_FAILURES.labels("command").inc()
         elif ack.get("error_code") == ErrorCode.RATE_LIMITED:
@@ -447,13 +447,12 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         waits on a slow policy but the command that asked it, concurrent subscribes stay
         concurrent, and without a refresh the cost is one identity comparison.
         """
-        room = parse_room(name)
         while (connection := self._registry.get(sid)) is not None:
             if connection.principal is principal:
                 await self._join(connection, sid, name)
                 return True
             principal = connection.principal
-            if not await self._policy.may_subscribe(principal, room):
+            if not await self._policy.may_subscribe(principal, parse_room(name)):
                 return False
         return False  # closed meanwhile
 

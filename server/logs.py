@@ -41,8 +41,9 @@ def redact(text: str) -> str:
 
 
 def escape(text: str) -> str:
-    """``text`` on one line: control characters as ``\\xNN`` escapes."""
-    return text.translate(_CONTROL)
+    """``text`` on one line: control characters as ``\\xNN`` escapes. Every character
+    escaped is one ``isprintable`` refuses: a line without one (nearly all) is not copied."""
+    return text if text.isprintable() else text.translate(_CONTROL)
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def _plain(value: object) -> object:
 
 def _quote(value: object) -> str:
     text = "-" if value is None else str(value)
-    return json.dumps(text) if (not text or any(c in text for c in ' "=')) else text
+    return json.dumps(text) if (not text or " " in text or '"' in text or "=" in text) else text
 
 
 def configure_logging(level: int = logging.INFO, fmt: str = "text") -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from time import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -131,6 +131,31 @@ PUBLISH_TO_EMIT_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
+M = TypeVar("M", Counter, Histogram)
+
+
+class Children(Generic[M]):
+    """A labelled metric's children, each looked up once: ``labels()`` takes a lock and
+    builds a tuple per call, on paths that run per event or per command. Label values are
+    bounded (see above), so is this."""
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
+published = Children(EVENTS_PUBLISHED)
+deliveries = Children(DELIVERIES)
+commands = Children(COMMANDS)
+command_seconds = Children(COMMAND_SECONDS)
+disconnects = Children(DISCONNECTS)
+
 
 @dataclass(frozen=True)
 class _Gauges:
@@ -170,13 +195,13 @@ class CountedSink:
 
     async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
         await self._sink.emit(event, data, room=room, namespace=namespace)
-        EVENTS_PUBLISHED.labels(event).inc()
+        published(event).inc()
 
 
 def delivered(event: str, payload: object, recipients: int) -> None:
     """Count one fan-out, and how long after its acceptance it happened."""
     if recipients:
-        DELIVERIES.labels(event).inc(recipients)
+        deliveries(event).inc(recipients)
     stamp = payload.get("timestamp") if isinstance(payload, dict) else None
     if isinstance(stamp, str):
         try:

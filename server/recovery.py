@@ -23,7 +23,6 @@ it still arrives once, but out of place in that room.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import weakref
 from collections import deque
@@ -85,7 +84,7 @@ class Recovery:
         gate = held or self.hold(sid)
         for request in requests:
             await join(request.room)
-        windows = await asyncio.gather(*(self._history.window(r.room, r.after) for r in requests))
+        windows = await self._history.windows([(request.room, request.after) for request in requests])
         return Plan(sid, gate, tuple(zip(requests, windows, strict=True)))
 
     async def finish(self, plan: Plan) -> None:
@@ -113,7 +112,7 @@ class Recovery:
 
     async def positions(self, rooms: Sequence[str]) -> dict[str, StreamPosition]:
         """The rooms' positions now (those the history can tell)."""
-        windows = await asyncio.gather(*(self._history.window(room, None) for room in rooms))
+        windows = await self._history.windows([(room, None) for room in rooms])
         return {room: w.position for room, w in zip(rooms, windows, strict=True) if w.position is not None}
 
     def forget(self, sid: str, room: str | None = None) -> None:

@@ -13,6 +13,7 @@ the whole gateway, which keeps one failure story for one- and many-worker deploy
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -27,6 +28,9 @@ from swe_realtime.logs import configure_logging
 from swe_realtime.settings import Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
+GC_YOUNG_THRESHOLD = 10_000
+"""Net allocations of container objects between two collections of the youngest generation
+(CPython's default: 700). See ``tune_gc``."""
 
 
 class GatewayServer(uvicorn.Server):
@@ -104,6 +108,25 @@ def _worker_from_env(sockets: list[socket.socket]) -> None:
     _run_worker(settings, sockets)
 
 
+def tune_gc() -> None:
+    """Take what start-up made out of garbage collection, and collect a hundred times less often.
+
+    CPython walks every live container object in a full collection, run when those that
+    survived since the last one pass a quarter of the rest, and checks for one every 70,000
+    net allocations by default. A gateway keeps many (each connection's, HISTORY_SIZE events
+    per room) and adds more with every connect and every event: full collections took 40% of
+    the server's CPU in the publish benchmark, 20% in the connect one. What exists before
+    serving (modules, the app, the models) lives as long as the process: frozen, it is
+    never walked again. A young collection every 10,000 net allocations instead of 700 makes
+    the full ones come after 1,000,000; cyclic garbage (a few thousand objects) lives a little
+    longer, and each young collection pauses a few milliseconds.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def _run_worker(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     app = create_app(settings)
+    tune_gc()
     gateway_server(app, settings).run(sockets=sockets)

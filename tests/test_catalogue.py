@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from swe_realtime.events import ACKS, CLIENT_COMMANDS, SERVER_EVENTS
+from swe_realtime.events import ACKS, CLIENT_COMMANDS, SERVER_EVENTS, project
 from swe_realtime.events.agent import AgentStatus
 from swe_realtime.events.ai import Severity, SuggestionCategory, TargetType
-from swe_realtime.events.catalogue import CATALOGUE
+from swe_realtime.events.catalogue import CATALOGUE, Entry, Route
 from swe_realtime.events.issue import IssuePriority, IssueStatus
 from swe_realtime.events.workflow import WorkflowStatus
 
@@ -110,3 +110,16 @@ def test_ranges_and_formats_are_enforced(event_type: str, field: str, value: Any
     body["data"] = {**body["data"], field: value}
     with pytest.raises(ValueError, match=field):
         event.model_validate(body)
+
+
+@pytest.mark.parametrize("route", [Route(project="project_name"), Route(users=("nobody",))], ids=repr)
+def test_a_route_must_read_ids(route: Route) -> None:
+    """Rooms are named by ids: a row routing by any other field fails when the catalogue loads."""
+    with pytest.raises(TypeError, match="must hold a UUID"):
+        Entry(project.ProjectUpdated, route)
+
+
+def test_an_event_goes_to_each_of_its_rooms_once() -> None:
+    user = "6f1c2a52-8f0e-4f4e-9d7e-2b1d7b0c9a11"
+    route = Route(project="project_id", users=("updated_by", "deleted_by"))
+    assert route.rooms({"project_id": None, "updated_by": user, "deleted_by": user}) == (f"user:{user}",)

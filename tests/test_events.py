@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from swe_realtime.events.catalogue import CATALOGUE
-from swe_realtime.rooms import GLOBAL, Room, RoomKind
+from swe_realtime.rooms import GLOBAL, Room, RoomKind, parse_room
 from tests.support import Client, ServerProcess, drained, fresh, listener, make_token, publish, publish_marker
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -31,7 +31,10 @@ async def test_every_event_reaches_exactly_its_rooms(
 ) -> None:
     entry = CATALOGUE[event_type]
     body = fresh(entry.event.example())
-    rooms = entry.route.rooms(entry.event.model_validate(body).data)
+    rooms = [
+        parse_room(name)
+        for name in entry.route.rooms(entry.event.model_validate(body).model_dump(mode="json")["data"])
+    ]
     listeners = [await listener(server, clients, room) for room in rooms if room != GLOBAL]
     bystander = await listener(server, clients, GLOBAL)
 

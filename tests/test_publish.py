@@ -19,7 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from swe_realtime.broadcaster import parse_event, read_events
+from swe_realtime.errors import EventRejected
 from swe_realtime.events.catalogue import CATALOGUE
+from swe_realtime.events.envelope import Envelope
+from swe_realtime.http.models import BatchReceiptBody, ReceiptBody
+from swe_realtime.http.publish import EVENT_BATCH, ONE_EVENT, parse_batch
 from swe_realtime.rooms import GLOBAL, Room, RoomKind
 from tests.support import (
     SERVICE,
@@ -156,6 +161,19 @@ async def test_batch_size_bounds(in_process: InProcessAPI, size: int) -> None:
     assert body["error_code"] == "INVALID_EVENT"
 
 
+async def test_receipts_are_as_documented(in_process: InProcessAPI) -> None:
+    """The receipts are written without their models; they must still be what the models
+    (and so the OpenAPI document) say, to the byte."""
+    event = example("issue.created")  # two rooms: the project's and the assignee's
+    status, body = await in_process("POST", EVENTS, SERVICE, event)
+    assert status == 202
+    assert ReceiptBody.model_validate(body).model_dump(mode="json") == body
+    assert body["rooms"] == [f"project:{event['data']['project_id']}", f"user:{event['data']['assigned_to']}"]
+    status, body = await in_process("POST", BATCH, SERVICE, [event, example("pr.created")])
+    assert status == 202
+    assert BatchReceiptBody.model_validate(body).model_dump(mode="json") == body
+
+
 async def test_batch_of_the_maximum_size(in_process: InProcessAPI) -> None:
     status, body = await in_process("POST", BATCH, SERVICE, [example("pr.created") for _ in range(100)])
     assert status == 202
@@ -188,6 +206,98 @@ NEAR_EVENTS = st.builds(
 def test_any_json_gets_202_or_4xx(server: ServerProcess, body: Any) -> None:
     status, _ = asyncio.run(api(server, "POST", EVENTS, SERVICE, body))
     assert status == 202 or 400 <= status < 500, (status, body)
+
+
+# --- validation from the bytes (read_events) and by parsing (parse_event) agree --------------------
+
+ANY_NUMBER = st.floats() | st.integers() | st.sampled_from([10**30, -(2**63), 2**64])
+"""Numbers JSON clients cannot all read: NaN, infinities, integers past 2**53."""
+JSON_OR_NOT = st.recursive(
+    st.none() | st.booleans() | ANY_NUMBER | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def nearly_valid_events(draw: st.DrawFn) -> dict[str, Any]:
+    """A catalogue example, as it is or with one envelope or data field set to any value."""
+    event = example(draw(st.sampled_from(sorted(CATALOGUE))))
+    where = draw(st.sampled_from(["nowhere", "data", "envelope"]))
+    if where == "data":
+        field = draw(st.sampled_from([*sorted(event["data"]), "metadata", "result", "unknown"]))
+        event["data"][field] = draw(JSON_OR_NOT)
+    elif where == "envelope":
+        field = draw(st.sampled_from(["id", "timestamp", "positions", "source", "type", "data", "unknown"]))
+        event[field] = draw(JSON_OR_NOT)
+    return event
+
+
+def sent_as(events: list[Envelope[Any]] | None) -> list[dict[str, Any]] | None:
+    """What the events would be sent as, but for the id and time the gateway gives each."""
+    if events is None:
+        return None
+    return [event.model_dump(mode="json", exclude={"id", "timestamp"}) for event in events]
+
+
+def judged_by_parsing(raw: bytes, batch: bool) -> list[dict[str, Any]] | None:
+    try:
+        body = json.loads(raw)
+        return sent_as(parse_batch(body) if batch else [parse_event(body)])
+    except (EventRejected, ValueError):
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=nearly_valid_events() | JSON_OR_NOT)
+def test_an_event_read_from_its_bytes_is_the_event_parsing_gives(body: Any) -> None:
+    """``read_events`` takes exactly the events ``parse_event`` takes, as the same events."""
+    raw = json.dumps(body).encode()
+    assert sent_as(read_events(ONE_EVENT, raw)) == judged_by_parsing(raw, batch=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=st.lists(nearly_valid_events(), min_size=0, max_size=3) | JSON_OR_NOT)
+def test_a_batch_read_from_its_bytes_is_the_batch_parsing_gives(body: Any) -> None:
+    raw = json.dumps(body).encode()
+    assert sent_as(read_events(EVENT_BATCH, raw)) == judged_by_parsing(raw, batch=True)
+
+
+def suggestion_with(metadata: str) -> bytes:
+    """An ai.suggestion body whose ``data.metadata`` is the JSON text ``metadata``, verbatim."""
+    event = example("ai.suggestion")
+    event["data"]["metadata"] = "METADATA"
+    return json.dumps(event).replace('"METADATA"', metadata).encode()
+
+
+def pr_created_with(envelope: str) -> bytes:
+    """A pr.created body with ``envelope`` in place of its ``"type": ...`` pair."""
+    return json.dumps(example("pr.created")).replace('"type": "pr.created"', envelope).encode()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(suggestion_with('{"x": 1e400}'), id="overflowing number"),
+        pytest.param(suggestion_with('{"x": NaN}'), id="NaN"),
+        pytest.param(suggestion_with('{"x": [-Infinity]}'), id="-Infinity"),
+        pytest.param(suggestion_with('{"x": "\\ud800"}'), id="lone surrogate"),
+        pytest.param(suggestion_with('{"x": 1, "x": NaN}'), id="NaN in a repeated key"),
+        pytest.param(pr_created_with('"type": "pr.created", "type": "nope"'), id="unknown type repeated"),
+        pytest.param(pr_created_with('"type": "nope", "type": "pr.created"'), id="known type repeated"),
+        pytest.param(
+            pr_created_with('"type": "pr.created", "id": "5d1b1e3c-2b2a-4f0e-9a53-0a4f9e0c8f00"'), id="an id"
+        ),
+        pytest.param(pr_created_with('"type": "pr.created"') + b" x", id="trailing bytes"),
+        pytest.param(b"", id="empty"),
+    ],
+)
+def test_bytes_json_reads_its_own_way_are_judged_as_parsed(raw: bytes) -> None:
+    """Non-finite numbers, lone surrogates, repeated keys, trailing bytes: never accepted from
+    the bytes unless parsing accepts the same event."""
+    assert sent_as(read_events(ONE_EVENT, raw)) in (None, judged_by_parsing(raw, batch=False))
 
 
 async def test_publish_still_works_after_the_fuzzing(

@@ -169,6 +169,64 @@ async def test_no_leeway_refuses_a_clock_two_seconds_ahead(
     assert status == 401
 
 
+# --- the verified-token cache ------------------------------------------------------------------
+
+
+def cached_verifier(leeway: int = 5, cache_size: int = 4096) -> TokenVerifier:
+    return TokenVerifier(JwtSettings(SECRET, ("HS256",), leeway=leeway), cache_size=cache_size)
+
+
+async def test_a_cached_token_is_refused_once_its_leeway_has_passed() -> None:
+    verifier = cached_verifier(leeway=1)
+    exp = int(time.time())
+    token = make_token(exp=exp)  # expired already, but within the leeway
+    verifier.verify(token)
+    assert verifier.verify(token).expires_at == exp  # from the cache
+    assert len(verifier.verified) == 1
+
+    await eventually(lambda: time.time() >= exp + 1, message="the clock did not pass exp + leeway")
+
+    with pytest.raises(AuthFailed, match="Token has expired"):
+        verifier.verify(token)
+    assert len(verifier.verified) == 0
+
+
+def test_a_token_with_a_bad_signature_never_hits_the_cache() -> None:
+    verifier = cached_verifier()
+    user = uuid4()
+    good = make_token(user, roles=["service"])
+    assert verifier.verify(good).user_id == user
+    header, payload, signature = good.split(".")
+    flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
+    other_payload = make_token(user, roles=["admin"]).split(".")[1]
+    forged = [
+        f"{header}.{payload}.{flipped}",  # its claims, another signature
+        f"{header}.{other_payload}.{signature}",  # its signature, other claims
+        make_token(user, roles=["service"], secret="another-secret-another-secret-another!"),
+    ]
+    for token in forged:
+        for _ in range(2):  # refused, and refused again: never remembered
+            with pytest.raises(AuthFailed):
+                verifier.verify(token)
+    assert len(verifier.verified) == 1
+
+
+def test_the_cache_is_bounded_and_a_forgotten_token_is_verified_again() -> None:
+    verifier = cached_verifier(cache_size=3)
+    tokens = [make_token(roles=["service"]) for _ in range(5)]
+    principals = [verifier.verify(token) for token in tokens]
+    assert len(verifier.verified) == 3
+    assert verifier.verify(tokens[0]) == principals[0]
+    assert len(verifier.verified) == 3
+
+
+def test_a_long_token_is_verified_every_time() -> None:
+    verifier = cached_verifier()
+    token = make_token(note="x" * 1200)
+    verifier.verify(token)
+    assert len(verifier.verified) == 0
+
+
 # --- refresh_token racing a subscribe -------------------------------------------------------------
 
 

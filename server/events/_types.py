@@ -42,6 +42,12 @@ Text = Annotated[str, Field(max_length=20_000)]
 Percent = Annotated[float, Field(ge=0, le=100)]
 
 
+def empty(kind: type[list[Any]] | type[dict[str, Any]], **field: Any) -> Any:
+    """A field that defaults to an empty list or dict: made new for each event, where
+    ``default=[]`` deep-copies the default each time, and documented as ``default=[]`` is."""
+    return Field(default_factory=kind, json_schema_extra={"default": kind()}, **field)
+
+
 def examples(*items: dict[str, Any]) -> ConfigDict:
     """Model configuration carrying examples: they become the contract's examples."""
     return ConfigDict(json_schema_extra={"examples": list(items)})

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import Field
 
 from swe_realtime.events._examples import PR_ID, PROJECT_ID
-from swe_realtime.events._types import Count, EventData, Name, Text, Title, examples
+from swe_realtime.events._types import Count, EventData, Name, Text, Title, empty, examples
 from swe_realtime.events.envelope import Envelope, source_field
 
 AI_SOURCE = "ai_dock_service"
@@ -74,7 +74,7 @@ class AiSuggestionData(AiData):
     severity: Severity = Field(description="How much it matters.")
     confidence: float = Field(ge=0, le=1, description="How sure the model is (0-1).")
     suggested_action: Text | None = Field(default=None, description="What to do about it.")
-    metadata: dict[str, Any] = Field(default={}, description="Details specific to the analysis.")
+    metadata: dict[str, Any] = empty(dict, description="Details specific to the analysis.")
 
 
 class AiSuggestion(Envelope[AiSuggestionData]):

@@ -8,16 +8,14 @@ methods). Adding an event is one model and one row here, then ``just codegen``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel
-
 from swe_realtime.events import agent, ai, issue, pr, project, workflow
 from swe_realtime.events.envelope import Envelope
-from swe_realtime.rooms import GLOBAL, Room, RoomKind
+from swe_realtime.rooms import GLOBAL, RoomKind
 
 
 class Global(StrEnum):
@@ -38,32 +36,45 @@ class Route:
     agent: str | None = None
     global_room: Global = Global.NEVER
 
-    def rooms(self, data: BaseModel) -> tuple[Room, ...]:
-        rooms: list[Room] = []
-        project_id = _id(data, self.project)
-        if project_id is not None:
-            rooms.append(Room(RoomKind.PROJECT, project_id))
-        rooms += [
-            Room(RoomKind.USER, user) for user in (_id(data, f) for f in self.users) if user is not None
-        ]
-        agent_id = _id(data, self.agent)
+    def rooms(self, data: Mapping[str, Any]) -> tuple[str, ...]:
+        """The names of the event's rooms, from its ``data`` as sent (``model_dump(mode="json")``:
+        each id already in the canonical text a room name holds), each room once."""
+        project_id = data.get(self.project) if self.project is not None else None
+        names = [f"{_PROJECT}{project_id}"] if project_id is not None else []
+        names += [f"{_USER}{user}" for user in (data.get(f) for f in self.users) if user is not None]
+        agent_id = data.get(self.agent) if self.agent is not None else None
         if agent_id is not None:
-            rooms.append(Room(RoomKind.AGENT, agent_id))
+            names.append(f"{_AGENT}{agent_id}")
         if self.global_room is Global.ALWAYS or (self.global_room is Global.FALLBACK and project_id is None):
-            rooms.append(GLOBAL)
-        return tuple(dict.fromkeys(rooms))  # one room once, even if two fields name it
+            names.append(_GLOBAL)
+        return tuple(dict.fromkeys(names))  # one room once, even if two fields name it
+
+    def fields(self) -> tuple[str, ...]:
+        """The data fields the rooms are read from."""
+        return tuple(name for name in (self.project, *self.users, self.agent) if name is not None)
 
 
-def _id(data: BaseModel, field: str | None) -> UUID | None:
-    value = getattr(data, field) if field is not None else None
-    assert value is None or isinstance(value, UUID), f"routing field {field} must hold a UUID"
-    return value
+_PROJECT, _USER, _AGENT = (f"{kind.value}:" for kind in (RoomKind.PROJECT, RoomKind.USER, RoomKind.AGENT))
+_GLOBAL = str(GLOBAL)
 
 
 @dataclass(frozen=True)
 class Entry:
+    """A publishable event: its model and its route; ``type`` and ``name`` (on the wire) are
+    read from the model once, here."""
+
     event: type[Envelope[Any]]
     route: Route
+    type: str = field(init=False)
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", self.event.event_type())
+        object.__setattr__(self, "name", self.event.event_name())
+        fields = self.event.data_model().model_fields
+        for name in self.route.fields():
+            if name not in fields or fields[name].annotation not in (UUID, UUID | None):
+                raise TypeError(f"{self.event.__name__}: routing field {name!r} must hold a UUID")
 
 
 _PROJECT_OR_GLOBAL = Route(project="project_id", global_room=Global.FALLBACK)
@@ -71,7 +82,7 @@ _AGENT_AND_GLOBAL = Route(agent="agent_id", global_room=Global.ALWAYS)
 _PROJECT_AND_ASSIGNEE = Route(project="project_id", users=("assigned_to",))
 
 CATALOGUE: Mapping[str, Entry] = {
-    entry.event.event_type(): entry
+    entry.type: entry
     for entry in (
         Entry(project.ProjectUpdated, Route(project="project_id", users=("updated_by",))),
         Entry(project.ProjectDeleted, Route(project="project_id", users=("deleted_by",))),

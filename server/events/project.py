@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import Field
 
 from swe_realtime.events._examples import PROJECT_ID, USER_ID
-from swe_realtime.events._types import EventData, HttpUrlText, Name, examples
+from swe_realtime.events._types import EventData, HttpUrlText, Name, empty, examples
 from swe_realtime.events.envelope import Envelope, source_field
 
 PROJECT_SOURCE = "project_service"
@@ -18,7 +18,7 @@ class ProjectChanges(EventData):
     """What an update changed."""
 
     status: str = Field(max_length=100, description="Kind of change, e.g. 'updated'.")
-    fields: list[Name] = Field(default=[], max_length=100, description="Names of the fields that changed.")
+    fields: list[Name] = empty(list, max_length=100, description="Names of the fields that changed.")
 
 
 class ProjectUpdatedData(EventData):

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import Field
 
 from swe_realtime.events._examples import PROJECT_ID, USER_ID, WORKFLOW_ID
-from swe_realtime.events._types import Count, EventData, Name, Text, WholePercent, examples
+from swe_realtime.events._types import Count, EventData, Name, Text, WholePercent, empty, examples
 from swe_realtime.events.envelope import Envelope, source_field
 
 WORKFLOW_SOURCE = "workflow_service"
@@ -52,8 +52,8 @@ class WorkflowProgressData(WorkflowData):
     current_step: Text | None = Field(default=None, description="What the run is doing now.")
     total_steps: Count | None = Field(default=None, description="How many steps the run has.")
     estimated_time_remaining: Count | None = Field(default=None, description="Seconds until done, estimated.")
-    logs: list[Text] = Field(default=[], max_length=1000, description="Recent log lines, oldest first.")
-    errors: list[Text] = Field(default=[], max_length=1000, description="Errors so far.")
+    logs: list[Text] = empty(list, max_length=1000, description="Recent log lines, oldest first.")
+    errors: list[Text] = empty(list, max_length=1000, description="Errors so far.")
 
 
 class WorkflowProgress(Envelope[WorkflowProgressData]):
@@ -97,9 +97,7 @@ class WorkflowCompletedData(WorkflowData):
     )
 
     duration_seconds: float = Field(ge=0, description="How long the run took.")
-    result: dict[str, Any] = Field(
-        default={}, description="What the run produced; its shape is the workflow's."
-    )
+    result: dict[str, Any] = empty(dict, description="What the run produced; its shape is the workflow's.")
 
 
 class WorkflowCompleted(Envelope[WorkflowCompletedData]):

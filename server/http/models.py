@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from swe_realtime.errors import ErrorCode, EventRejected
 from swe_realtime.events._types import Index
-from swe_realtime.typed_broadcast import Receipt
 
 MAX_BATCH = 100
 """The most events one batch request may carry."""
@@ -55,10 +54,6 @@ class ReceiptBody(BaseModel):
     id: UUID = Field(description="The id the gateway gave the event.")
     type: str = Field(description="The event's type.")
     rooms: list[str] = Field(description="The rooms it was sent to.")
-
-    @classmethod
-    def of(cls, receipt: Receipt) -> ReceiptBody:
-        return cls(id=receipt.id, type=receipt.type, rooms=list(receipt.rooms))
 
 
 class BatchReceiptBody(BaseModel):
