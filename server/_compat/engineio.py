@@ -1,11 +1,19 @@
-"""python-engineio's AsyncServer: smaller sessions, client mistakes logged as such, bigger batches.
+"""python-engineio's AsyncServer: an owned WebSocket write path, smaller sessions, client
+mistakes logged as such, bigger batches.
 
 Read against python-engineio 4.12.2 to 4.15.1 (the UPSTREAM table below).
 
+0. The WebSocket write path. Each session is a :class:`Socket` (swapped in by
+   ``_trigger_event``), which replaces ``AsyncSocket._websocket_handler``: no writer task;
+   once the WebSocket is the session's transport every packet is framed and corked on the
+   connection's :class:`~swe_realtime.wire.FrameWriter` (server/wire.py), in the order sent.
+   The upgrade from long-polling follows python-engineio's sequence (probe, NOOP to the
+   pending poll, UPGRADE). ``schedule_ping`` arms a timer instead of starting a task.
 1. Send queues. Each session's send queue is a :class:`~swe_realtime.slim.SendQueue`
-   (``create_queue``): ``AsyncSocket`` reads it from its writer task alone, through
+   (``create_queue``): ``AsyncSocket`` reads it from a long-poll alone, through
    ``asyncio.wait_for(queue.get(), ...)``, ``get_nowait``, ``put``, ``put_nowait``,
-   ``task_done``, ``join`` and ``qsize``; a ``None`` item ends a pending poll and the writer.
+   ``task_done``, ``join`` and ``qsize``; a ``None`` item ends a pending poll (and, on a
+   server without the frame writer, python-engineio's WebSocket writer task).
 2. Request translation. The ASGI driver's ``translate_request`` defines a class per request
    to read an HTTP body, and the environ holding it lives as long as the WebSocket; the
    server's copy of the driver table (``_async``) points at :func:`translate_request`, which
