@@ -208,16 +208,21 @@ class FrameWriter:
             self._make_room()
 
     def end(self) -> bool:
-        """The session is over: write what is corked and refuse more. True if the connection
-        may close with a closing handshake; False if its transport was paused, and is now
-        aborted: a client that stopped reading would not read a close frame either."""
-        if self.state is State.PAUSED:
-            self.close()
-            self._transport.abort()
-            return False
-        self.flush()
+        """The session is over: write what is corked (past the transport's high-water mark if
+        it is paused: the cork is within the connection's budget) and refuse more. True if
+        the transport was paused: the close frame that follows waits for the client."""
+        paused = self.state is State.PAUSED
+        if self._parts:
+            self.state = State.CORKED
+            self.flush()
         self.close()
-        return True
+        return paused
+
+    def abort(self) -> None:
+        """Cut the connection off, what is corked and buffered unsent: for a client dropped
+        for not reading, which would not read a close frame either."""
+        self.close()
+        self._transport.abort()
 
     def close(self) -> None:
         """The connection ended: refuse writes, let the cork go, wake a waiter for room."""

@@ -160,6 +160,11 @@ def _malformed(socket: async_socket.AsyncSocket, reason: object) -> None:
     metrics.DROPPED.labels("malformed").inc()
 
 
+_CLOSING: set[asyncio.Future[None]] = set()
+"""WebSocket closes waiting for a paused transport (held here: the loop keeps only weak
+references to tasks)."""
+
+
 class SharedPacket(packet.Packet):  # type: ignore[misc]
     """An Engine.IO packet sent to many sessions (a fan-out): its WebSocket frame is built
     once, by the first writer that needs it, and reused by every other."""
@@ -250,10 +255,19 @@ class Socket(async_socket.AsyncSocket):  # type: ignore[misc]
             await self.queue.join()
 
     async def _end_websocket(self) -> None:
-        """Write what is corked, then close the WebSocket (a client that stopped reading is
-        cut off instead: its close frame would wait behind what it does not read)."""
+        """Write what is corked, then close the WebSocket. Behind a paused transport the close
+        frame waits for the client to read (uvicorn sends it once the transport is writable)
+        in a task of its own: whoever closes the session (a drain closing every session in
+        turn) does not wait on this client. A client dropped for not reading was cut off
+        before (``FrameWriter.abort``)."""
         assert self.writer is not None
-        if self.writer.state is not State.CLOSED and self.writer.end():
+        if self.writer.state is State.CLOSED:
+            return
+        if self.writer.end():
+            closing = asyncio.ensure_future(self._ws.close())
+            _CLOSING.add(closing)
+            closing.add_done_callback(_CLOSING.discard)
+        else:
             await self._ws.close()
 
     async def _websocket_handler(self, ws: Any) -> Any:

@@ -4,15 +4,17 @@ python-socketio's AsyncManager.emit encodes a packet once and then starts one as
 per recipient to hand it over. Handing over is a put on the connection's unbounded
 python-engineio queue, which never waits, so the tasks buy nothing but their own cost,
 which dominated fan-out profiles (task creation and scheduling per delivery). Here the
-packet is still encoded once and handed to each recipient in a plain loop. Emits that
-expect acknowledgements keep the library's path.
+packet is encoded (and framed: wire.py) once and handed to each recipient in a plain loop,
+straight to the connection's frame writer where it has one. Emits that expect
+acknowledgements keep the library's path.
 
 Read against python-socketio 5.16.1 to 5.18.1 (the UPSTREAM table below): this replaces
 ``AsyncManager.emit`` for emits without a callback, reads the participants as
 ``BaseManager.get_participants`` yields them, encodes as the server's ``packet_class`` does,
 enters rooms through ``AsyncManager.enter_room`` (ChannelManager subscribes there), and
-hands packets over with our server's ``_send_eio_packet`` (socketio.py: the
-slow-consumer check).
+hands packets over with our server's ``deliver`` (socketio.py: the slow-consumer check,
+then the frame writer) or, for a session without a writer (long-polling), its
+``_send_eio_packet``.
 """
 
 from __future__ import annotations
@@ -89,10 +91,11 @@ async def emit_to_participants(
     frames = encode(manager.server, event, data, namespace)
     positions = data.get("positions") if isinstance(data, dict) else None
     gates = manager.gates
+    deliver = manager.server.deliver
     send = manager.server._send_eio_packet
     recipients = 0
     for sid, eio_sid in manager.get_participants(namespace, room):
-        if sid in skipped or any(sid in members for members in later):
+        if sid in skipped or (later and any(sid in members for members in later)):
             continue
         if gates:
             gate = gates.get(sid)
@@ -105,7 +108,8 @@ async def emit_to_participants(
                 del gates[sid]
         recipients += 1
         for frame in frames:
-            await send(eio_sid, frame)
+            if not deliver(eio_sid, frame):
+                await send(eio_sid, frame)
     metrics.delivered(event, data, recipients)
 
 

@@ -55,7 +55,7 @@ from socketio import packet
 
 from swe_realtime import audit, metrics
 from swe_realtime._compat import Upstream
-from swe_realtime._compat.engineio import JSON, EngineServer
+from swe_realtime._compat.engineio import JSON, EngineServer, frame_of
 from swe_realtime.wire import Outbox
 
 ROOM_CHECK_SECONDS = 1.0
@@ -149,6 +149,23 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         """Every event of a fan-out comes here (_compat/fanout.py)."""
         if await self._may_send(eio_sid):
             await super()._send_eio_packet(eio_sid, eio_pkt)
+
+    def deliver(self, eio_sid: str, eio_pkt: Any) -> bool:
+        """Hand a fan-out's packet to a session's frame writer at once, without the coroutine
+        layers of :meth:`_send_eio_packet` (the same checks, inline). False if the session
+        has no writer (long-polling, an upgrade under way): send it the ordinary way then."""
+        engine_socket = self.eio.sockets.get(eio_sid)
+        if engine_socket is None or eio_sid in self._dropping:
+            return True  # gone or going: nothing to send
+        writer = engine_socket.writer
+        if writer is None or engine_socket.closed:
+            return False
+        why = self._over_budget(writer)
+        if why is not None:
+            self.drop_slow(eio_sid, why)
+        else:
+            writer.write(frame_of(eio_pkt))
+        return True
 
     async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
         """Acks, CONNECT answers and emits to one client come here."""
@@ -284,6 +301,9 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         """Close a session the gateway will not serve, audited and counted (metrics.DROPPED)."""
         metrics.DROPPED.labels(label).inc()
         audit.dropped(connection_id=eio_sid, reason=reason)
+        engine_socket = self.eio.sockets.get(eio_sid)
+        if label == "slow_consumer" and engine_socket is not None and engine_socket.writer is not None:
+            engine_socket.writer.abort()  # what it has not read it never will: no close handshake
         await self._close_session(eio_sid)
 
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
