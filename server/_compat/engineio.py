@@ -134,6 +134,11 @@ UPSTREAM = (
     ),
     Upstream(
         "python-engineio",
+        "engineio.packet:Packet.encode",  # caches its text; SharedPacket caches the frame beside it
+        {"4.12.2": "8f3d5d869711cbb8", "4.15.1": "8f3d5d869711cbb8"},
+    ),
+    Upstream(
+        "python-engineio",
         "engineio.json:loads",
         {"4.12.2": "8a4490ed912f80c2", "4.15.1": "8a4490ed912f80c2"},
     ),
