@@ -54,6 +54,9 @@ class SlimWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
+        # websockets' ServerProtocol.parse keeps the handshake request in its generator's
+        # frame for the connection's life; its headers (~2 KB) are in the scope already.
+        event.headers.clear()
         if self.response.status_code == 101 and not self.conn.extensions:
             self.frame_writer = FrameWriter(self.transport, self.loop)
             extensions: dict[str, Any] = self.scope["extensions"]
@@ -80,3 +83,5 @@ class SlimWebSocketProtocol(WebSocketsSansIOProtocol):
             # The handshake's request and response (their headers parsed twice over, ~3 KB)
             # are not read again; the ASGI scope keeps what the application needs.
             self.request = self.response = None  # type: ignore[assignment]
+            # The raw header list was read into the application's environ before it accepted.
+            self.scope["headers"] = []
