@@ -14,6 +14,15 @@ enters rooms through ``AsyncManager.enter_room`` (ChannelManager subscribes ther
 hands packets over with our server's ``_send_eio_packet`` (socketio.py: the
 slow-consumer check).
 
+Rooms are plain dicts. python-socketio makes every room a ``bidict`` (two dicts, sid to
+Engine.IO sid and back), though it reads the way back only in the namespace's ``None`` room
+(``sid_from_eio_sid``, and the duplicate check of ``pre_connect``): a room of one member (each
+connection's sid room, a room per user or project) costs 450 bytes as a bidict, 180 as a
+dict. Here the ``None`` room stays upstream's bidict and every other room is a dict, made
+in ``basic_enter_room`` (with upstream's checks, as 5.18 makes them) and read as a plain
+mapping in ``get_participants``; upstream's other uses (``basic_leave_room``,
+``is_sid_room``, ``get_rooms``) take either.
+
 A disconnect leaves only its own rooms. ``BaseManager.basic_disconnect`` copies the
 namespace's room table and scans every room for the sid: with a room of its own per
 connection (the sid room, the user room, its subscriptions) that is O(connections) per
@@ -28,7 +37,7 @@ entry is the whole class.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import socketio
@@ -148,10 +157,26 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
         python-socketio draws a new random sid for each namespace a session joins."""
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
-        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        rooms = self.rooms_of.get(sid, ())
-        if room not in rooms:
-            self.rooms_of[sid] = (*rooms, room)
+        if room is None:  # the namespace's sids: upstream's bidict
+            super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        else:
+            if eio_sid is None and namespace not in self.rooms:
+                raise ValueError("sid is not connected to requested namespace")
+            rooms = self.rooms.setdefault(namespace, {})
+            if sid != room and room in rooms.get(None, {}):
+                raise ValueError("cannot enter a sid room")
+            rooms.setdefault(room, {})[sid] = rooms[None][sid] if eio_sid is None else eio_sid
+        joined = self.rooms_of.get(sid, ())
+        if room not in joined:
+            self.rooms_of[sid] = (*joined, room)
+
+    def get_participants(self, namespace: str, room: Any) -> Iterator[tuple[str, str]]:
+        """The members of ``room`` (or of each room of a list), as a copy taken now."""
+        rooms = self.rooms.get(namespace, {})
+        participants: dict[str, str] = {}
+        for name in room if hasattr(room, "__len__") and not isinstance(room, str) else (room,):
+            participants.update(rooms.get(name, {}))
+        yield from participants.items()
 
     def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
         super().basic_leave_room(sid, namespace, room)
