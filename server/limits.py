@@ -81,10 +81,12 @@ class Refusal:
 class FileDescriptors:
     """Whether the process is close to RLIMIT_NOFILE, checked cheaply on every handshake.
 
-    Listing the open descriptors costs one directory read per descriptor, so it is done at
-    most once a second while far from the limit: in between, each check counts one more
-    descriptor (a handshake opens at most one), and at the limit it counts again ten times a
-    second (so a flood of refused handshakes is not one directory listing each).
+    Counting the open descriptors is done at most once a second while far from the limit:
+    in between, each check counts one more descriptor (a handshake opens at most one), and at
+    the limit it counts again ten times a second (so a flood of refused handshakes is not one
+    count each). Linux 6.2 and later give the count as the size of ``/proc/self/fd``: one
+    ``stat`` (2 us), which needs no descriptor of its own. Before, that size is 0 and the
+    folder is listed: one directory entry per descriptor, 7 ms at 10,000 connections.
     ``reserve`` descriptors are kept for what must still work when sessions are refused:
     ``/health``, the Redis clients, the refusals' own sockets.
     """
@@ -94,6 +96,7 @@ class FileDescriptors:
     NEAR_RECOUNT_SECONDS = 0.1
     """At the ceiling a flood of handshakes recounts this often, not once per handshake."""
     FOLDER = "/dev/fd"
+    PROC_FOLDER = "/proc/self/fd"
 
     def __init__(self, reserve: int = RESERVE) -> None:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -118,11 +121,18 @@ class FileDescriptors:
             self._estimate >= ceiling and since >= self.NEAR_RECOUNT_SECONDS
         ):
             try:
-                self._estimate = len(os.listdir(self.FOLDER))
+                self._estimate = self._count()
             except OSError:  # listing needs a descriptor of its own: none left is short indeed
                 self._estimate = ceiling
             self._counted_at = now
         return self._estimate >= ceiling
+
+    def _count(self) -> int:
+        try:
+            size = os.stat(self.PROC_FOLDER).st_size
+        except OSError:  # no /proc (not Linux)
+            size = 0
+        return size or len(os.listdir(self.FOLDER))
 
     @property
     def open(self) -> int:

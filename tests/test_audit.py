@@ -40,6 +40,21 @@ async def test_connect_and_disconnect_are_audited(
     assert token not in server.log_since(offset)  # a token minted in this test, so only its lines
 
 
+async def test_a_websocket_is_logged_by_its_audit_line_alone(
+    server: ServerProcess, clients: Callable[[], Client]
+) -> None:
+    """uvicorn's lines per WebSocket ("[accepted]", and "connection open" from websockets) are
+    left out like its HTTP access log; its other lines stay."""
+    offset = server.log_size()
+    client = await clients().connect(server.url, make_token())
+    sid = client.sio.get_sid("/ws")
+    await server.logged(rf"swe_realtime\.audit: connect user=\S+ connection={sid} .*", offset)
+    lines = server.log_since(offset)
+    assert "[accepted]" not in lines
+    assert "connection open" not in lines
+    assert "Uvicorn running on" in server.log()
+
+
 @pytest.mark.parametrize("via", ["auth", "query"])
 async def test_refusal_is_audited_without_the_token(
     server: ServerProcess, clients: Callable[[], Client], via: str
