@@ -209,15 +209,17 @@ class FrameWriter:
 
     def end(self) -> bool:
         """The session is over: write what is corked and refuse more. True if the connection
-        may close with a closing handshake; False if its transport was paused, and is now
-        aborted: a client that stopped reading would not read a close frame either."""
-        if self.state is State.PAUSED:
-            self.close()
-            self._transport.abort()
-            return False
-        self.flush()
+        may close with a closing handshake; False if its transport is paused, before or by
+        this last write, and is now aborted: a client that stopped reading would not read a
+        close frame either, and uvicorn writes one only once the transport takes more, so
+        whoever closes the session (drain, the ping-timeout sweep, a drop) would wait for as
+        long as the client does not read."""
+        self.flush()  # writes nothing while paused
+        paused = self.state is State.PAUSED
         self.close()
-        return True
+        if paused:
+            self._transport.abort()
+        return not paused
 
     def close(self) -> None:
         """The connection ended: refuse writes, let the cork go, wake a waiter for room."""

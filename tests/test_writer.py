@@ -3,22 +3,41 @@ flushed once per loop pass, paused by the transport's flow control, never reorde
 
 Each test drives a real server with real sockets: raw WebSockets (tests/rawws.py) where the
 test must control reading byte by byte, python-socketio's client where a normal client will do.
+A test that must act on a session between two of the server's loop passes runs the server
+on its own loop (``gateway_in_process``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import socketio
+from engineio import packet
 
+from swe_realtime._compat.engineio import SharedPacket, Socket
+from swe_realtime.app import GatewayApp, create_app
+from swe_realtime.serve import gateway_server
+from swe_realtime.settings import Settings
+from swe_realtime.wire import State
 from tests.rawws import CLOSE, PING, PONG, TEXT, RawWebSocket
-from tests.support import LOAD_TEST_LIMITS, SECRET, SERVICE, ServerProcess, api, eventually, make_token
+from tests.support import (
+    LOAD_TEST_LIMITS,
+    SECRET,
+    SERVICE,
+    ServerProcess,
+    api,
+    eventually,
+    free_port,
+    make_token,
+)
 from tests.test_cluster import self_signed
 from tests.test_metrics import scrape, value
 
@@ -283,3 +302,64 @@ async def test_a_client_gone_with_frames_corked_leaves_no_trace(
     finally:
         survivor.close()
     assert server.errors_since(0) == []
+
+
+@asynccontextmanager
+async def gateway_in_process() -> AsyncIterator[tuple[GatewayApp, str]]:
+    """A gateway served on this test's loop, and its URL: for tests that must act on a
+    session between two of the server's loop passes."""
+    config = dataclasses.replace(Settings.from_env({**ROOMY}), port=free_port())
+    app = create_app(config)
+    server = gateway_server(app, config, log_level="warning")
+    serving = asyncio.create_task(server.serve())
+    try:
+        await asyncio.wait_for(app.wait_started(), 10)
+        await eventually(lambda: server.started, message="the gateway did not start listening")
+        yield app, f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def tick(text: str) -> SharedPacket:
+    """An Engine.IO MESSAGE packet as a fan-out sends it (no client reads these tests' ticks)."""
+    return SharedPacket(packet.MESSAGE, f'2/ws,["tick","{text}"]')
+
+
+async def stalled(app: GatewayApp, url: str) -> tuple[RawWebSocket, Socket]:
+    """A client that reads nothing, and its session, once the kernel's buffers are full and
+    the server's transport holds a few KB for it (below its high-water mark: not paused)."""
+    client = await RawWebSocket.connect(url, make_token())
+    [session] = app.sio.eio.sockets.values()
+    assert session.writer is not None
+    while session.writer.pending_bytes < 4096:
+        await session.send(tick("x" * 4000))
+        await asyncio.sleep(0)  # one loop pass: the cork is written
+    assert session.writer.state is State.IDLE
+    return client, session
+
+
+async def test_closing_a_session_never_waits_for_its_client() -> None:
+    """The flush that ends a session (what it corked this pass, and its CLOSE packet) can be
+    the write that takes the transport past its high-water mark. uvicorn writes the close
+    frame only once the transport takes more, which a client that reads nothing never lets
+    it: drain (shutdown), the ping-timeout sweep and the slow-consumer drop close sessions one
+    after another, so one such client held all the others. Here drain comes in the pass that
+    corked a frame crossing the mark: it returns, and the client is cut off."""
+    async with gateway_in_process() as (app, url):
+        client, session = await stalled(app, url)
+        writer = session.writer
+        assert writer is not None
+
+        async def corked_then_drained() -> None:
+            await session.send(tick("x" * 65_000))  # corked until the end of this pass
+            await app.drain()
+
+        draining = asyncio.create_task(corked_then_drained())
+        try:
+            await eventually(draining.done, 10, message="drain waited for a client that reads nothing")
+            assert writer.state is State.CLOSED
+            assert not app.sio.eio.sockets
+        finally:
+            client.close()
+            await draining
