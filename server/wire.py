@@ -70,6 +70,8 @@ class Transport(Protocol):
 
     def get_write_buffer_size(self) -> int: ...
 
+    def is_closing(self) -> bool: ...
+
     def abort(self) -> None: ...
 
 
@@ -182,6 +184,12 @@ class FrameWriter:
     def flush(self) -> None:
         """Write the cork (unless paused or closed): one ``write`` for all of it."""
         if self.state is not State.CORKED:
+            return
+        if self._transport.is_closing():
+            # uvicorn closed it, behind a close frame of its own (answering the client's, on a
+            # protocol error, at shutdown), before this connection's session heard of it: no
+            # frame may follow a close frame, and the transport would still send one.
+            self.close()
             return
         self.state = State.IDLE
         parts, self._parts = self._parts, []

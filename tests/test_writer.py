@@ -363,3 +363,30 @@ async def test_closing_a_session_never_waits_for_its_client() -> None:
         finally:
             client.close()
             await draining
+
+
+async def test_nothing_follows_the_close_frame_uvicorn_answered() -> None:
+    """A client closes its WebSocket while the server's transport still holds frames for it:
+    uvicorn queues its answering close frame behind them and closes the transport. Frames the
+    session corked in that loop pass, before its handler heard of the close, must not follow
+    the close frame on the wire."""
+    async with gateway_in_process() as (app, url):
+        client, session = await stalled(app, url)
+
+        async def tick_every_pass() -> None:
+            number = 0
+            while not session.closed:
+                await session.send(tick(str(number)))
+                number += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.create_task(tick_every_pass())
+        client.send("", CLOSE)
+        await client.writer.drain()
+        await ticking
+        try:
+            while (await client.read_frame()).opcode != CLOSE:
+                pass
+            assert await client.reader.read() == b""
+        finally:
+            client.close()
