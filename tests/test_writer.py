@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -390,3 +392,34 @@ async def test_nothing_follows_the_close_frame_uvicorn_answered() -> None:
             assert await client.reader.read() == b""
         finally:
             client.close()
+
+
+async def test_a_closed_session_is_let_go_at_once() -> None:
+    """A session that ended is freed by reference counting, with its WebSocket, its uvicorn
+    protocol and transport, its scope and its writer: serve() runs the cycle collector a
+    hundred times less often than CPython would, and a connection that lived a while is in
+    its oldest generation, collected last; a reference cycle through the session (it held its
+    WebSocket, whose handler is the session's own method) kept all that for as long."""
+    async with gateway_in_process() as (app, url):
+        # The ping sweep holds the sessions open when it starts a round: the first one only.
+        keeper = await RawWebSocket.connect(url, make_token())
+        [kept] = app.sio.eio.sockets
+        gone: list[weakref.ref[Socket]] = []
+
+        def newest() -> weakref.ref[Socket]:
+            return weakref.ref(next(s for sid, s in app.sio.eio.sockets.items() if sid != kept))
+
+        gc.disable()
+        try:
+            for _ in range(5):
+                client = await RawWebSocket.connect(url, make_token())
+                gone.append(newest())
+                client.close()
+            await eventually(
+                lambda: not any(ref() for ref in gone),
+                10,
+                message="closed sessions outlived their connections",
+            )
+        finally:
+            gc.enable()
+            keeper.close()

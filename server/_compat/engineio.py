@@ -243,10 +243,13 @@ class Socket(async_socket.AsyncSocket):  # type: ignore[misc]
 
     async def _end_websocket(self) -> None:
         """Write what is corked, then close the WebSocket (a client that stopped reading is
-        cut off instead: its close frame would wait behind what it does not read)."""
+        cut off instead: its close frame would wait behind what it does not read). The
+        session lets go of the WebSocket, whose handler is the session's own method: that
+        cycle would keep both, with uvicorn's protocol and transport, until a full collection."""
         assert self.writer is not None
+        ws, self._ws = self._ws, None
         if self.writer.state is not State.CLOSED and self.writer.end():
-            await self._ws.close()
+            await ws.close()
 
     async def _websocket_handler(self, ws: Any) -> Any:
         frames: FrameWriter | None = ws.frames
