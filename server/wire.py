@@ -70,6 +70,8 @@ class Transport(Protocol):
 
     def get_write_buffer_size(self) -> int: ...
 
+    def is_closing(self) -> bool: ...
+
     def abort(self) -> None: ...
 
 
@@ -99,12 +101,16 @@ class Corks:
     __slots__ = ("_due", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weakly: the loop is this object's key in _CORKS, which a strong reference would
+        # keep alive for good (a closed test loop, an embedding's).
+        self._loop = weakref.ref(loop)
         self._due: list[FrameWriter] = []
 
     def add(self, writer: FrameWriter) -> None:
         if not self._due:
-            self._loop.call_soon(self._flush)
+            loop = self._loop()
+            assert loop is not None  # a writer's loop outlives its writes
+            loop.call_soon(self._flush)
         self._due.append(writer)
 
     def _flush(self) -> None:
@@ -183,6 +189,12 @@ class FrameWriter:
         """Write the cork (unless paused or closed): one ``write`` for all of it."""
         if self.state is not State.CORKED:
             return
+        if self._transport.is_closing():
+            # uvicorn closed it, behind a close frame of its own (answering the client's, on a
+            # protocol error, at shutdown), before this connection's session heard of it: no
+            # frame may follow a close frame, and the transport would still send one.
+            self.close()
+            return
         self.state = State.IDLE
         parts, self._parts = self._parts, []
         self._frames = self.corked = 0
@@ -210,11 +222,13 @@ class FrameWriter:
     def end(self) -> bool:
         """The session is over: write what is corked (past the transport's high-water mark if
         it is paused: the cork is within the connection's budget) and refuse more. True if
-        the transport was paused: the close frame that follows waits for the client."""
-        paused = self.state is State.PAUSED
+        the transport is paused, before or by this last write: the close frame that follows
+        waits for the client."""
+        was_paused = self.state is State.PAUSED
         if self._parts:
             self.state = State.CORKED
             self.flush()
+        paused = was_paused or self.state is State.PAUSED
         self.close()
         return paused
 

@@ -45,6 +45,27 @@ class RawWebSocket:
         """Connect, join ``/ws`` with ``token``, and read up to the CONNECT answer
         (``40/ws,...``); ``receive_buffer``: SO_RCVBUF, set before
         the connection so that the TCP window stays that small."""
+        reader, writer = await cls._handshake(url, "", receive_buffer=receive_buffer, tls=tls)
+        client = cls(reader, writer)
+        client.send(f"40/ws,{json.dumps({'token': token})}")
+        await writer.drain()
+        assert (await client.read_text()).startswith("0")  # Engine.IO OPEN
+        while not (answer := await client.read_text()).startswith("40/ws,"):  # events may come first
+            assert not answer.startswith("44/ws,"), answer
+        return client
+
+    @classmethod
+    async def upgrade(cls, url: str, sid: str) -> Self:
+        """A WebSocket for the long-polling session ``sid``, before its probe: the test
+        upgrades it."""
+        reader, writer = await cls._handshake(url, f"&sid={sid}")
+        return cls(reader, writer)
+
+    @staticmethod
+    async def _handshake(
+        url: str, query: str, *, receive_buffer: int | None = None, tls: ssl.SSLContext | None = None
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The HTTP upgrade to the Engine.IO WebSocket endpoint, ``query`` added to its URL."""
         host, port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 80
         sock = socket.socket()
         if receive_buffer is not None:
@@ -56,18 +77,12 @@ class RawWebSocket:
         )
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write(
-            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"GET /socket.io/?EIO=4&transport=websocket{query} HTTP/1.1\r\nHost: {host}:{port}\r\n"
             f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n".encode()
         )
         assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
-        client = cls(reader, writer)
-        client.send(f"40/ws,{json.dumps({'token': token})}")
-        await writer.drain()
-        assert (await client.read_text()).startswith("0")  # Engine.IO OPEN
-        while not (answer := await client.read_text()).startswith("40/ws,"):  # events may come first
-            assert not answer.startswith("44/ws,"), answer
-        return client
+        return reader, writer
 
     def send(self, text: str, opcode: int = TEXT) -> None:
         """One masked frame (a client's frames are masked)."""

@@ -3,22 +3,44 @@ flushed once per loop pass, paused by the transport's flow control, never reorde
 
 Each test drives a real server with real sockets: raw WebSockets (tests/rawws.py) where the
 test must control reading byte by byte, python-socketio's client where a normal client will do.
+A test that must act on a session between two of the server's loop passes runs the server
+on its own loop (``gateway_in_process``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
 import json
 import ssl
-from collections.abc import Callable
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import aiohttp
 import socketio
+from engineio import packet
 
+from swe_realtime._compat.engineio import SharedPacket, Socket
+from swe_realtime.app import GatewayApp, create_app
+from swe_realtime.serve import gateway_server
+from swe_realtime.settings import Settings
+from swe_realtime.wire import State
 from tests.rawws import CLOSE, PING, PONG, TEXT, RawWebSocket
-from tests.support import LOAD_TEST_LIMITS, SECRET, SERVICE, ServerProcess, api, eventually, make_token
+from tests.support import (
+    LOAD_TEST_LIMITS,
+    SECRET,
+    SERVICE,
+    ServerProcess,
+    api,
+    eventually,
+    free_port,
+    make_token,
+)
 from tests.test_cluster import self_signed
 from tests.test_metrics import scrape, value
 
@@ -283,3 +305,168 @@ async def test_a_client_gone_with_frames_corked_leaves_no_trace(
     finally:
         survivor.close()
     assert server.errors_since(0) == []
+
+
+@asynccontextmanager
+async def gateway_in_process() -> AsyncIterator[tuple[GatewayApp, str]]:
+    """A gateway served on this test's loop, and its URL: for tests that must act on a
+    session between two of the server's loop passes."""
+    config = dataclasses.replace(Settings.from_env({**ROOMY}), port=free_port())
+    app = create_app(config)
+    server = gateway_server(app, config, log_level="warning")
+    serving = asyncio.create_task(server.serve())
+    try:
+        await asyncio.wait_for(app.wait_started(), 10)
+        await eventually(lambda: server.started, message="the gateway did not start listening")
+        yield app, f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def tick(text: str) -> SharedPacket:
+    """An Engine.IO MESSAGE packet as a fan-out sends it (no client reads these tests' ticks)."""
+    return SharedPacket(packet.MESSAGE, f'2/ws,["tick","{text}"]')
+
+
+async def stalled(app: GatewayApp, url: str) -> tuple[RawWebSocket, Socket]:
+    """A client that reads nothing, and its session, once the kernel's buffers are full and
+    the server's transport holds a few KB for it (below its high-water mark: not paused)."""
+    client = await RawWebSocket.connect(url, make_token())
+    [session] = app.sio.eio.sockets.values()
+    assert session.writer is not None
+    while session.writer.pending_bytes < 4096:
+        await session.send(tick("x" * 4000))
+        await asyncio.sleep(0)  # one loop pass: the cork is written
+    assert session.writer.state is State.IDLE
+    return client, session
+
+
+async def test_closing_a_session_never_waits_for_its_client() -> None:
+    """The flush that ends a session (what it corked this pass, and its CLOSE packet) can be
+    the write that takes the transport past its high-water mark. uvicorn writes the close
+    frame only once the transport takes more, which a client that reads nothing never lets
+    it: drain (shutdown), the ping-timeout sweep and the slow-consumer drop close sessions one
+    after another, so one such client held all the others. Here drain comes in the pass that
+    corked a frame crossing the mark: it returns, and the client is cut off."""
+    async with gateway_in_process() as (app, url):
+        client, session = await stalled(app, url)
+        writer = session.writer
+        assert writer is not None
+
+        async def corked_then_drained() -> None:
+            await session.send(tick("x" * 65_000))  # corked until the end of this pass
+            await app.drain()
+
+        draining = asyncio.create_task(corked_then_drained())
+        try:
+            await eventually(draining.done, 10, message="drain waited for a client that reads nothing")
+            assert writer.state is State.CLOSED
+            assert not app.sio.eio.sockets
+        finally:
+            client.close()
+            await draining
+
+
+async def test_nothing_follows_the_close_frame_uvicorn_answered() -> None:
+    """A client closes its WebSocket while the server's transport still holds frames for it:
+    uvicorn queues its answering close frame behind them and closes the transport. Frames the
+    session corked in that loop pass, before its handler heard of the close, must not follow
+    the close frame on the wire."""
+    async with gateway_in_process() as (app, url):
+        client, session = await stalled(app, url)
+
+        async def tick_every_pass() -> None:
+            number = 0
+            while not session.closed:
+                await session.send(tick(str(number)))
+                number += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.create_task(tick_every_pass())
+        client.send("", CLOSE)
+        await client.writer.drain()
+        await ticking
+        try:
+            while (await client.read_frame()).opcode != CLOSE:
+                pass
+            assert await client.reader.read() == b""
+        finally:
+            client.close()
+
+
+async def test_a_closed_session_is_let_go_at_once() -> None:
+    """A session that ended is freed by reference counting, with its WebSocket, its uvicorn
+    protocol and transport, its scope and its writer: serve() runs the cycle collector a
+    hundred times less often than CPython would, and a connection that lived a while is in
+    its oldest generation, collected last; a reference cycle through the session (it held its
+    WebSocket, whose handler is the session's own method) kept all that for as long."""
+    async with gateway_in_process() as (app, url):
+        # The ping sweep holds the sessions open when it starts a round: the first one only.
+        keeper = await RawWebSocket.connect(url, make_token())
+        [kept] = app.sio.eio.sockets
+        gone: list[weakref.ref[Socket]] = []
+
+        def newest() -> weakref.ref[Socket]:
+            return weakref.ref(next(s for sid, s in app.sio.eio.sockets.items() if sid != kept))
+
+        gc.disable()
+        try:
+            for _ in range(5):
+                client = await RawWebSocket.connect(url, make_token())
+                gone.append(newest())
+                client.close()
+            await eventually(
+                lambda: not any(ref() for ref in gone),
+                10,
+                message="closed sessions outlived their connections",
+            )
+        finally:
+            gc.enable()
+            keeper.close()
+
+
+async def test_an_upgrade_writes_what_polling_left_first(start_server: Callable[..., ServerProcess]) -> None:
+    """A session subscribed over long-polling, upgraded while events queue for it: what the
+    last poll took, what queued before the probe, what queued during the upgrade and what
+    came after it reach the client once each, in room order (python-socketio's client
+    upgrades before it joins anything, so its tests never have a queue to hand over)."""
+    server = start_server(ROOMY)
+    project = str(uuid4())
+    steps: list[int] = []
+
+    def take(texts: list[str]) -> None:
+        steps.extend(
+            int(event[1]["data"]["current_step"])
+            for event in map(event_of, texts)
+            if event is not None and event[0] == "workflow.progress"
+        )
+
+    polling = server.url + "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(polling) as response:
+            sid = json.loads((await response.text())[1:])["sid"]
+        session = f"{polling}&sid={sid}"
+        token = json.dumps({"token": make_token(projects=[project])})
+        subscribe = json.dumps(["subscribe", {"room": f"project:{project}"}])
+        for body in (f"40/ws,{token}", f"42/ws,1{subscribe}"):
+            async with http.post(session, data=body) as response:
+                assert response.status == 200
+            async with http.get(session) as response:
+                assert response.status == 200
+        await publish_batch(server, [bulky(project, n) for n in range(30)])
+        async with http.get(session) as response:
+            take((await response.text()).split("\x1e"))
+        await publish_batch(server, [bulky(project, n) for n in range(30, 60)])
+        client = await RawWebSocket.upgrade(server.url, sid)
+        try:
+            client.send("2probe")
+            assert (await client.read_frame()).text == "3probe"
+            await publish_batch(server, [bulky(project, n) for n in range(60, 90)])
+            client.send("5")
+            await publish_batch(server, [bulky(project, n) for n in range(90, 120)])
+            while len(steps) < 120:
+                take([await client.read_text()])
+        finally:
+            client.close()
+    assert steps == list(range(120))

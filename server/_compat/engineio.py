@@ -260,20 +260,24 @@ class Socket(async_socket.AsyncSocket):  # type: ignore[misc]
             await self.queue.join()
 
     async def _end_websocket(self) -> None:
-        """Write what is corked, then close the WebSocket. Behind a paused transport the close
-        frame waits for the client to read (uvicorn sends it once the transport is writable)
-        in a task of its own: whoever closes the session (a drain closing every session in
-        turn) does not wait on this client. A client dropped for not reading was cut off
-        before (``FrameWriter.abort``)."""
+        """Write what is corked, then close the WebSocket. Behind a paused transport (paused
+        before or by that last write) the close frame waits for the client to read (uvicorn
+        sends it once the transport is writable), in a task of its own: whoever closes the
+        session (a drain closing every session in turn, the ping-timeout sweep) does not wait
+        on this client. A client dropped for not reading was cut off before
+        (``FrameWriter.abort``). The session lets go of the WebSocket, whose handler is the
+        session's own method: that cycle would keep both, with uvicorn's protocol and
+        transport, until a full collection."""
         assert self.writer is not None
+        ws, self._ws = self._ws, None
         if self.writer.state is State.CLOSED:
             return
         if self.writer.end():
-            closing = asyncio.ensure_future(self._ws.close())
+            closing = asyncio.ensure_future(ws.close())
             _CLOSING.add(closing)
             closing.add_done_callback(_CLOSING.discard)
         else:
-            await self._ws.close()
+            await ws.close()
 
     async def _websocket_handler(self, ws: Any) -> Any:
         frames: FrameWriter | None = ws.frames
