@@ -9,6 +9,7 @@ run as processes of their own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import io
 import json
@@ -23,7 +24,8 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from uuid import UUID, uuid4
@@ -33,8 +35,11 @@ import jwt
 import redis.asyncio
 import socketio
 
+from swe_realtime.app import GatewayApp, create_app
 from swe_realtime.events.catalogue import CATALOGUE
-from swe_realtime.rooms import Room, RoomKind
+from swe_realtime.rooms import AccessPolicy, Room, RoomKind
+from swe_realtime.serve import gateway_server
+from swe_realtime.settings import Settings
 
 if TYPE_CHECKING:
     from sanic import Sanic
@@ -204,6 +209,26 @@ class InProcessAPI:
 
 
 _UNVERIFIED = ssl._create_unverified_context()  # only to poll /health of a test's own server
+
+
+@asynccontextmanager
+async def gateway_in_process(
+    env: Mapping[str, str], policy: AccessPolicy | None = None
+) -> AsyncIterator[tuple[GatewayApp, str]]:
+    """A gateway served on this test's loop, and its URL: for tests that run their own code
+    among the server's (a policy that waits on the test, a session acted on between two of
+    the server's loop passes)."""
+    config = dataclasses.replace(Settings.from_env(env), port=free_port())
+    app = create_app(config, policy=policy)
+    server = gateway_server(app, config, log_level="warning")
+    serving = asyncio.create_task(server.serve())
+    try:
+        await asyncio.wait_for(app.wait_started(), 10)
+        await eventually(lambda: server.started, message="the gateway did not start listening")
+        yield app, f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        await serving
 
 
 def free_port() -> int:

@@ -4,12 +4,10 @@ clock-skew leeway, and ``refresh_token`` racing a ``subscribe`` whose access che
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -19,13 +17,12 @@ import socketio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swe_realtime.app import GatewayApp, create_app
+from swe_realtime.app import GatewayApp
 from swe_realtime.auth import Principal, TokenVerifier
 from swe_realtime.errors import AuthFailed
 from swe_realtime.events.workflow import WorkflowStatus
 from swe_realtime.rooms import ClaimsAccessPolicy, Room, RoomKind
-from swe_realtime.serve import gateway_server
-from swe_realtime.settings import JwtSettings, Settings
+from swe_realtime.settings import JwtSettings
 from tests.support import (
     ADMIN,
     SECRET,
@@ -34,7 +31,7 @@ from tests.support import (
     api,
     eventually,
     example,
-    free_port,
+    gateway_in_process,
     make_token,
 )
 
@@ -246,22 +243,6 @@ class GatedProjects:
         return await self._claims.may_subscribe(principal, room)
 
 
-@asynccontextmanager
-async def gateway_with(policy: GatedProjects) -> AsyncIterator[tuple[GatewayApp, str]]:
-    """A gateway in this process (its policy runs on the test's loop), and its URL."""
-    config = dataclasses.replace(Settings.from_env({"JWT_SECRET": SECRET}), port=free_port())
-    app = create_app(config, policy=policy)
-    server = gateway_server(app, config, log_level="warning")
-    serving = asyncio.create_task(server.serve())
-    try:
-        await asyncio.wait_for(app.wait_started(), 10)
-        await eventually(lambda: server.started, message="the gateway did not start listening")
-        yield app, f"http://127.0.0.1:{config.port}"
-    finally:
-        server.should_exit = True
-        await serving
-
-
 async def rooms_of(client: Client, url: str) -> dict[str, int]:
     page = await client.sio.eio.http.get(
         f"{url}/api/v1/websocket/stats", headers={"Authorization": f"Bearer {ADMIN}"}
@@ -297,7 +278,7 @@ async def test_refresh_during_a_slow_subscribe(
     policy = GatedProjects()
     user, project = uuid4(), uuid4()
     room = f"project:{project}"
-    async with gateway_with(policy) as (app, url):
+    async with gateway_in_process({"JWT_SECRET": SECRET}, policy) as (app, url):
         client = await clients().connect(url, make_token(user, projects=[project]))
         await client.next("connection_established")
         payload: dict[str, Any] = {"room": room}
@@ -331,7 +312,7 @@ async def test_refresh_during_a_slow_resume_at_connect(
     user, project = uuid4(), uuid4()
     room = f"project:{project}"
     auth = {"token": make_token(user, projects=[project]), "positions": {room: {"epoch": "0", "offset": 0}}}
-    async with gateway_with(policy) as (app, url):
+    async with gateway_in_process({"JWT_SECRET": SECRET}, policy) as (app, url):
         client = await clients().connect(url, auth=auth)
         await asyncio.wait_for(policy.asked.wait(), 5)
         refresh = await client.call("refresh_token", {"token": make_token(user)})

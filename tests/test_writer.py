@@ -10,13 +10,11 @@ on its own loop (``gateway_in_process``).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import json
 import ssl
 import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -26,9 +24,7 @@ import socketio
 from engineio import packet
 
 from swe_realtime._compat.engineio import SharedPacket, Socket
-from swe_realtime.app import GatewayApp, create_app
-from swe_realtime.serve import gateway_server
-from swe_realtime.settings import Settings
+from swe_realtime.app import GatewayApp
 from swe_realtime.wire import State
 from tests.rawws import CLOSE, PING, PONG, TEXT, RawWebSocket
 from tests.support import (
@@ -38,7 +34,7 @@ from tests.support import (
     ServerProcess,
     api,
     eventually,
-    free_port,
+    gateway_in_process,
     make_token,
 )
 from tests.test_cluster import self_signed
@@ -307,23 +303,6 @@ async def test_a_client_gone_with_frames_corked_leaves_no_trace(
     assert server.errors_since(0) == []
 
 
-@asynccontextmanager
-async def gateway_in_process() -> AsyncIterator[tuple[GatewayApp, str]]:
-    """A gateway served on this test's loop, and its URL: for tests that must act on a
-    session between two of the server's loop passes."""
-    config = dataclasses.replace(Settings.from_env({**ROOMY}), port=free_port())
-    app = create_app(config)
-    server = gateway_server(app, config, log_level="warning")
-    serving = asyncio.create_task(server.serve())
-    try:
-        await asyncio.wait_for(app.wait_started(), 10)
-        await eventually(lambda: server.started, message="the gateway did not start listening")
-        yield app, f"http://127.0.0.1:{config.port}"
-    finally:
-        server.should_exit = True
-        await serving
-
-
 def tick(text: str) -> SharedPacket:
     """An Engine.IO MESSAGE packet as a fan-out sends it (no client reads these tests' ticks)."""
     return SharedPacket(packet.MESSAGE, f'2/ws,["tick","{text}"]')
@@ -349,7 +328,7 @@ async def test_closing_a_session_never_waits_for_its_client() -> None:
     it: drain (shutdown), the ping-timeout sweep and the slow-consumer drop close sessions one
     after another, so one such client held all the others. Here drain comes in the pass that
     corked a frame crossing the mark: it returns, and the client is cut off."""
-    async with gateway_in_process() as (app, url):
+    async with gateway_in_process(ROOMY) as (app, url):
         client, session = await stalled(app, url)
         writer = session.writer
         assert writer is not None
@@ -373,7 +352,7 @@ async def test_nothing_follows_the_close_frame_uvicorn_answered() -> None:
     uvicorn queues its answering close frame behind them and closes the transport. Frames the
     session corked in that loop pass, before its handler heard of the close, must not follow
     the close frame on the wire."""
-    async with gateway_in_process() as (app, url):
+    async with gateway_in_process(ROOMY) as (app, url):
         client, session = await stalled(app, url)
 
         async def tick_every_pass() -> None:
@@ -401,7 +380,7 @@ async def test_a_closed_session_is_let_go_at_once() -> None:
     hundred times less often than CPython would, and a connection that lived a while is in
     its oldest generation, collected last; a reference cycle through the session (it held its
     WebSocket, whose handler is the session's own method) kept all that for as long."""
-    async with gateway_in_process() as (app, url):
+    async with gateway_in_process(ROOMY) as (app, url):
         # The ping sweep holds the sessions open when it starts a round: the first one only.
         keeper = await RawWebSocket.connect(url, make_token())
         [kept] = app.sio.eio.sockets
