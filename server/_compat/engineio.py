@@ -428,6 +428,17 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
             self.sockets[args[0]].__class__ = Socket
         return await super()._trigger_event(event, *args, **kwargs)
 
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        """python-engineio before 4.13 schedules a new session's first ping (a task asleep for
+        the ping interval, holding the session) before it reports the session, so before it
+        is made our Socket: the session is made one here, and pings on its timer."""
+        if getattr(target, "__func__", None) is async_socket.AsyncSocket._send_ping:
+            session = target.__self__
+            session.__class__ = Socket
+            session.schedule_ping()
+            return None
+        return super().start_background_task(target, *args, **kwargs)
+
     def create_queue(self, *args: Any, **kwargs: Any) -> SendQueue:
         """Each session's send queue, read by its writer task alone, counting what the client
         has not read (see slim.py)."""
