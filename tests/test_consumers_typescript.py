@@ -93,6 +93,24 @@ def test_tsc_strict_compiles_a_client_of_the_root_and_resume(resolution: str, mo
 
 
 @pytest.mark.usefixtures("packed")
+def test_readme_examples_compile(tmp_path: Path) -> None:
+    """The ```ts blocks of the README as shipped in the tarball, one module each, with the
+    settings of tsc/tsconfig.json; node_modules is the consumers project's (a link to it)."""
+    readme = (INSTALLED / "README.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in readme.split("```ts\n")[1:]]
+    assert len(blocks) == 2
+    for number, block in enumerate(blocks):
+        (tmp_path / f"example_{number}.ts").write_text(block)
+    (tmp_path / "node_modules").symlink_to(CONSUMERS / "node_modules")
+    config = {
+        "extends": str(CONSUMERS / "tsc" / "tsconfig.json"),
+        "files": [f"example_{number}.ts" for number in range(len(blocks))],
+    }
+    (tmp_path / "tsconfig.json").write_text(json.dumps(config))
+    assert tool("typescript/bin/tsc", "-p", str(tmp_path)) == ""
+
+
+@pytest.mark.usefixtures("packed")
 def test_vite_react_ts_app_type_checks_and_builds(tmp_path: Path) -> None:
     """The react-ts template's build, `tsc -b && vite build`, warnings shown (--logLevel warn):
     both print nothing, and the root's run-time values are in the bundle."""
