@@ -1,4 +1,5 @@
-"""TypeScript declarations for socket.io-client v4, as an npm package of one ``index.d.ts``.
+"""TypeScript declarations for socket.io-client v4, as an npm package: ``index.d.ts`` and the
+run-time ``index.js`` it declares, the resume helper, a README.
 
 One interface per payload and envelope, string-literal unions for enumerations,
 template-literal room names, and the two event maps ``Socket<ServerToClientEvents,
@@ -122,16 +123,34 @@ def build_typescript(schemas: SchemaSet) -> str:
         )
     parts.append("}\n")
 
-    parts.append("\n/** What a client may emit, with the acknowledgement each command answers. */\n")
+    # The gateway answers every command, but a command sent without an ack callback is still
+    # carried out (python-socketio drops the answer), so the callback is optional. Under
+    # socket.io-client's typings that leaves emitWithAck's answer untyped: CommandAcks names it.
+    parts.append(
+        "\n/** What a client may emit, with the acknowledgement each command answers. The ack"
+        " callback is optional: a command sent without one is carried out all the same. */\n"
+    )
     parts.append("export interface ClientToServerEvents {\n")
+    acks = {name: _acks(schemas, command.acks) for name, command in CLIENT_COMMANDS.items()}
     for name, command in CLIENT_COMMANDS.items():
         payload = ts_name(schemas.name(command.payload, "validation"))
-        acks = " | ".join(ts_name(schemas.name(ack, "serialization")) for ack in command.acks)
         parts.append(
             _doc(command.summary, "  ")
-            + f"  {json.dumps(name)}: (payload: {payload}, ack: (response: {acks}) => void) => void;\n"
+            + f"  {json.dumps(name)}: (payload: {payload}, ack?: (response: {acks[name]}) => void) => void;\n"
         )
     parts.append("}\n")
+    parts.append(
+        "\n/** The answer of each command, to type emitWithAck's:"
+        ' `const ack: CommandAck<"subscribe"> = await socket.emitWithAck("subscribe", { room })`. */\n'
+    )
+    parts.append("export interface CommandAcks {\n")
+    parts.extend(f"  {json.dumps(name)}: {answer};\n" for name, answer in acks.items())
+    parts.append("}\n")
+    parts.append("export type CommandAck<C extends keyof CommandAcks> = CommandAcks[C];\n")
+    parts.append("\n/** The names of the events the gateway emits (index.js holds the values). */\n")
+    parts.append("export declare const SERVER_EVENTS: readonly (keyof ServerToClientEvents)[];\n")
+    parts.append("/** The names of the commands a client may emit. */\n")
+    parts.append("export declare const CLIENT_COMMANDS: readonly (keyof ClientToServerEvents)[];\n")
     parts.append(
         "\n/** The data of socket.io-client's connect_error for a refused connection (err.data). */\n"
     )
@@ -139,8 +158,30 @@ def build_typescript(schemas: SchemaSet) -> str:
     return "".join(parts)
 
 
+def _acks(schemas: SchemaSet, models: tuple[type[Any], ...]) -> str:
+    return " | ".join(ts_name(schemas.name(ack, "serialization")) for ack in models)
+
+
+def build_index_js() -> str:
+    """The root entry's run-time half: without one, ``import type`` under verbatimModuleSyntax
+    (kept as a bare ``import "@swe-realtime/contracts"``), Vite and Node fail to resolve "."."""
+    events = json.dumps([event.event_name() for event in SERVER_EVENTS], indent=2)
+    commands = json.dumps(list(CLIENT_COMMANDS), indent=2)
+    return (
+        HEADER
+        + "// The run-time values of index.d.ts; everything else there is types only.\n\n"
+        + f"export const SERVER_EVENTS = Object.freeze({events});\n\n"
+        + f"export const CLIENT_COMMANDS = Object.freeze({commands});\n"
+    )
+
+
 RUNTIME = Path(__file__).with_name("runtime")
-"""Hand-written JavaScript shipped in the package (with its declarations): the resume helper."""
+"""Hand-written JavaScript shipped in the package (with its declarations): the resume helper,
+and the README template."""
+
+PEER_RANGE = "^4.6.0"
+"""socket.io-client versions the package supports: resume.js calls ``socket.emitWithAck``, which
+socket.io-client has from 4.6.0 on (4.5.4 throws ``emitWithAck is not a function``)."""
 
 
 def runtime_files() -> dict[str, str]:
@@ -149,7 +190,30 @@ def runtime_files() -> dict[str, str]:
     }
 
 
-def build_package_json() -> str:
+def build_readme() -> str:
+    """The package's README: what it exports, which socket.io-client it takes, the resume helper."""
+    template = (RUNTIME / "README.md").read_text()
+    return template.format(
+        name=PACKAGE_NAME,
+        version=__version__,
+        peer_range=PEER_RANGE,
+        events=", ".join(f"`{event.event_name()}`" for event in SERVER_EVENTS),
+        commands=", ".join(f"`{name}`" for name in CLIENT_COMMANDS),
+    )
+
+
+def build_package(schemas: SchemaSet) -> dict[str, str]:
+    """Every file of the npm package by its name in the package folder."""
+    files = {
+        "README.md": build_readme(),
+        "index.d.ts": build_typescript(schemas),
+        "index.js": build_index_js(),
+        **runtime_files(),
+    }
+    return {**files, "package.json": build_package_json(sorted(files))}
+
+
+def build_package_json(files: list[str]) -> str:
     package = {
         "name": PACKAGE_NAME,
         "version": __version__,
@@ -157,12 +221,17 @@ def build_package_json() -> str:
         " and a resume helper for missed-event recovery.",
         "type": "module",
         "types": "index.d.ts",
+        "main": "index.js",
+        # types first: TypeScript takes the first condition it matches; import for bundlers
+        # and Node's ESM loader, default for any other resolver.
         "exports": {
-            ".": {"types": "./index.d.ts"},
-            "./resume": {"types": "./resume.d.ts", "default": "./resume.js"},
+            ".": {"types": "./index.d.ts", "import": "./index.js", "default": "./index.js"},
+            "./resume": {"types": "./resume.d.ts", "import": "./resume.js", "default": "./resume.js"},
+            "./package.json": "./package.json",
         },
-        "files": ["index.d.ts", *runtime_files()],
+        "files": files,
+        "sideEffects": False,
         "license": "UNLICENSED",
-        "peerDependencies": {"socket.io-client": "^4.0.0"},
+        "peerDependencies": {"socket.io-client": PEER_RANGE},
     }
     return json.dumps(package, indent=2) + "\n"

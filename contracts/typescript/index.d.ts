@@ -769,21 +769,37 @@ export interface ServerToClientEvents {
   "ai.analysis_complete": (event: AiAnalysisComplete) => void;
 }
 
-/** What a client may emit, with the acknowledgement each command answers. */
+/** What a client may emit, with the acknowledgement each command answers. The ack callback is optional: a command sent without one is carried out all the same. */
 export interface ClientToServerEvents {
   /** Join a room to receive its events. */
-  "subscribe": (payload: RoomCommand, ack: (response: RoomAck | ErrorAck) => void) => void;
+  "subscribe": (payload: RoomCommand, ack?: (response: RoomAck | ErrorAck) => void) => void;
   /** Leave a room. */
-  "unsubscribe": (payload: RoomCommand, ack: (response: RoomAck | ErrorAck) => void) => void;
+  "unsubscribe": (payload: RoomCommand, ack?: (response: RoomAck | ErrorAck) => void) => void;
   /** Join a room and get, in order and once, the events sent to it after a position. */
-  "recover": (payload: RecoverCommand, ack: (response: RecoverAck | ErrorAck) => void) => void;
+  "recover": (payload: RecoverCommand, ack?: (response: RecoverAck | ErrorAck) => void) => void;
   /** Check the connection and measure latency. */
-  "ping": (payload: PingCommand, ack: (response: PongAck) => void) => void;
+  "ping": (payload: PingCommand, ack?: (response: PongAck) => void) => void;
   /** Extend the session with a newer token of the same subject, without reconnecting. */
-  "refresh_token": (payload: RefreshTokenCommand, ack: (response: RefreshAck | ErrorAck) => void) => void;
+  "refresh_token": (payload: RefreshTokenCommand, ack?: (response: RefreshAck | ErrorAck) => void) => void;
   /** An agent reports its status (agents only); sent on as agent.status_changed. */
-  "agent.status": (payload: AgentStatusReport, ack: (response: EventAck | ErrorAck) => void) => void;
+  "agent.status": (payload: AgentStatusReport, ack?: (response: EventAck | ErrorAck) => void) => void;
 }
+
+/** The answer of each command, to type emitWithAck's: `const ack: CommandAck<"subscribe"> = await socket.emitWithAck("subscribe", { room })`. */
+export interface CommandAcks {
+  "subscribe": RoomAck | ErrorAck;
+  "unsubscribe": RoomAck | ErrorAck;
+  "recover": RecoverAck | ErrorAck;
+  "ping": PongAck;
+  "refresh_token": RefreshAck | ErrorAck;
+  "agent.status": EventAck | ErrorAck;
+}
+export type CommandAck<C extends keyof CommandAcks> = CommandAcks[C];
+
+/** The names of the events the gateway emits (index.js holds the values). */
+export declare const SERVER_EVENTS: readonly (keyof ServerToClientEvents)[];
+/** The names of the commands a client may emit. */
+export declare const CLIENT_COMMANDS: readonly (keyof ClientToServerEvents)[];
 
 /** The data of socket.io-client's connect_error for a refused connection (err.data). */
 export type ConnectErrorData = ConnectionErrorEvent;

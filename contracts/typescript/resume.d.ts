@@ -2,7 +2,7 @@
 import type { Socket } from "socket.io-client";
 import type {
   ClientToServerEvents, ErrorAck, RecoverAck, Room, RoomAck, ServerToClientEvents, StreamPosition,
-} from "./index";
+} from "./index.js";
 
 export type Positions = Partial<Record<Room, StreamPosition>>;
 

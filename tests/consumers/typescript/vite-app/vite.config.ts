@@ -1,0 +1,7 @@
+// As Vite's react-ts template has it.
+import { defineConfig } from "vite";
+import react from "@vitejs/plugin-react";
+
+export default defineConfig({
+  plugins: [react()],
+});
