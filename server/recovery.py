@@ -61,8 +61,9 @@ class Recovery:
         self._history = history
         self._namespace = namespace
         self._encoded: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
-        """A replayed event's Engine.IO packet, by the event's positions, while a send queue
-        holds it: connections replaying the same history share one encoded copy."""
+        """A replayed event's Engine.IO packet (its text and WebSocket frame built once), by the
+        event's positions, while a replay or a long-poll's send queue holds it: connections
+        replaying the same history at the same time share one copy."""
 
     def hold(self, sid: str) -> Gate:
         """Start holding ``sid``'s live events (before it joins anything); ``prepare`` takes
