@@ -8,13 +8,16 @@ what is sent to a single connection (the connection events) and the client comma
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+from uuid import NAMESPACE_URL, uuid5
 
 from pydantic import BaseModel
 
-from codegen.jsonschema import Mode, SchemaSet
+from codegen.jsonschema import Mode, SchemaSet, readable
 from swe_realtime import __version__
 from swe_realtime.events import CLIENT_COMMANDS, NAMESPACE, ConnectionErrorEvent, ConnectionEstablished
+from swe_realtime.events._examples import AGENT_ID, PROJECT_ID, USER_ID
 from swe_realtime.events.catalogue import CATALOGUE, Global, Route
 from swe_realtime.events.envelope import Envelope
 
@@ -44,6 +47,14 @@ ROOM_CHANNELS: dict[str, dict[str, Any]] = {
     },
 }
 CONNECTION_CHANNEL = "connection"
+EXAMPLE_ROOMS = {
+    "project": f"project:{PROJECT_ID}",
+    "user": f"user:{USER_ID}",
+    "agent": f"agent:{AGENT_ID}",
+    "global": "global",
+}
+"""The room of each kind that the examples' positions are in."""
+EXAMPLE_TIMESTAMP = "2026-01-15T10:30:00Z"
 
 
 def channels_of(route: Route) -> list[str]:
@@ -54,8 +65,24 @@ def channels_of(route: Route) -> list[str]:
     )
 
 
+def delivered_example(event: type[Envelope[Any]], rooms: Sequence[str]) -> dict[str, Any]:
+    """The envelope as a client receives it: the model's example with the fields the gateway
+    sets (``id``, ``timestamp``, ``positions`` in each of ``rooms``) and every default filled
+    in, validated by the event's model so that it matches the schema it illustrates."""
+    example = {
+        **event.example(),
+        "id": str(uuid5(NAMESPACE_URL, f"swe-realtime:example:{event.event_type()}")),
+        "timestamp": EXAMPLE_TIMESTAMP,
+        "positions": {
+            EXAMPLE_ROOMS[room]: {"epoch": "1768473000000-0", "offset": 42 + index}
+            for index, room in enumerate(rooms)
+        },
+    }
+    return event.model_validate(example).model_dump(mode="json")
+
+
 def message(
-    event: type[BaseModel], schemas: SchemaSet, name: str, summary: str, mode: Mode
+    event: type[BaseModel], schemas: SchemaSet, name: str, summary: str, mode: Mode, rooms: Sequence[str] = ()
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": name,
@@ -65,13 +92,12 @@ def message(
         "payload": schemas.ref(event, mode),
     }
     if issubclass(event, Envelope):
-        example = event.example()
-        entry["examples"] = [{"name": "example", "payload": example}]
+        entry["examples"] = [{"name": "example", "payload": delivered_example(event, rooms)}]
     return entry
 
 
 def _doc(model: type[BaseModel]) -> str:
-    return " ".join((model.__doc__ or model.__name__).split())
+    return readable(" ".join((model.__doc__ or model.__name__).split()))
 
 
 def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
@@ -83,7 +109,8 @@ def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
         for channel in channels:
             channel_messages[channel][key] = {"$ref": f"#/components/messages/{key}"}
 
-    for connection_event in (ConnectionEstablished, ConnectionErrorEvent):
+    # The positions of connection_established are those of the rooms every connection joins.
+    for connection_event, joined in ((ConnectionEstablished, ["user", "global"]), (ConnectionErrorEvent, [])):
         add(
             connection_event.__name__,
             message(
@@ -92,15 +119,17 @@ def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
                 connection_event.event_name(),
                 _doc(connection_event),
                 "serialization",
+                joined,
             ),
             [CONNECTION_CHANNEL],
         )
     for entry in CATALOGUE.values():
         event = entry.event
+        rooms = channels_of(entry.route)
         add(
             event.__name__,
-            message(event, schemas, event.event_name(), _doc(event), "serialization"),
-            channels_of(entry.route),
+            message(event, schemas, event.event_name(), _doc(event), "serialization", rooms),
+            rooms,
         )
     for name, command in CLIENT_COMMANDS.items():
         key = _command_key(name)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from codegen.jsonschema import SCHEMAS_PREFIX, Mode, SchemaSet, build_schemas
+from codegen.jsonschema import SCHEMAS_PREFIX, Mode, SchemaSet, build_schemas, readable
 from swe_realtime import __version__
 from swe_realtime.events.catalogue import CATALOGUE
 from swe_realtime.http.models import (
@@ -47,7 +47,7 @@ def _publish_schemas(schemas: SchemaSet) -> dict[str, Any]:
         source = entry.event.model_fields["source"]
         components[name] = {
             "type": "object",
-            "description": " ".join((entry.event.__doc__ or "").split()),
+            "description": readable(" ".join((entry.event.__doc__ or "").split())),
             "properties": {
                 "type": {"const": event_type},
                 "source": {"type": "string", "minLength": 1, "maxLength": 100, "default": source.default},
