@@ -71,5 +71,6 @@ sync:
 # Test tools: socket.io-client, typescript, @asyncapi/parser (npm); chromium, nginx (Debian).
 node:
     npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+    npm ci --prefix tests/consumers/contracts --no-audit --no-fund --loglevel=error
     command -v chromium >/dev/null && test -x /usr/sbin/nginx || \
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx)
