@@ -74,7 +74,8 @@ def build_schemas(wanted: list[tuple[type[BaseModel], Mode]]) -> SchemaSet:
     refs, document = models_json_schema(modes, ref_template=SCHEMAS_PREFIX + "{model}")
     names = {key: ref["$ref"].removeprefix(SCHEMAS_PREFIX) for key, ref in refs.items()}
     components = {name: _published(schema) for name, schema in sorted(document.get("$defs", {}).items())}
-    for (model, mode), name in names.items():
+    for model, mode in models:
+        name = names[(model, mode)]
         if mode == "serialization" and "examples" in components[name]:
             components[name]["examples"] = [_as_sent(model, e) for e in components[name]["examples"]]
     return SchemaSet(components, {(model, mode): names[(model, mode)] for model, mode in models})
