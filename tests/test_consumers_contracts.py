@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from swe_realtime.events import SERVER_EVENTS
+from swe_realtime.events.catalogue import CATALOGUE
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS = ROOT / "contracts"
@@ -85,3 +86,47 @@ def test_every_example_matches_its_schema_in_ajv() -> None:
     assert report["logged"] == []
     messages = [c for c in report["checked"] if c.startswith("asyncapi message")]
     assert len(messages) == len(SERVER_EVENTS)  # every event's message has its example
+
+
+def documented_publish_bodies() -> list[object]:
+    """The minimal bodies a publisher copies: the curl example of docs/emitting-events.md and
+    the example of each event in the OpenAPI document."""
+    text = (ROOT / "docs" / "emitting-events.md").read_text()
+    curl = text.split("-d '", 1)[1].split("'", 1)[0]
+    openapi = json.loads((CONTRACTS / "openapi.json").read_text())
+    examples = [
+        schema["examples"][0] for schema in openapi["components"]["schemas"].values() if "examples" in schema
+    ]
+    publish = [example for example in examples if set(example) <= {"type", "source", "data"}]
+    return [json.loads(curl), *publish]
+
+
+@pytest.mark.node
+def test_openapi_typescript_client_compiles_the_documented_bodies(tmp_path: Path) -> None:
+    generated = run(BIN / "openapi-typescript", CONTRACTS / "openapi.yaml", "-o", tmp_path / "openapi.d.ts")
+    assert generated.returncode == 0, generated.stderr
+    assert "warn" not in (generated.stdout + generated.stderr).lower(), generated.stdout + generated.stderr
+    shutil.copy(TOOLS / "publish_client.ts", tmp_path / "publish_client.ts")
+    bodies = documented_publish_bodies()
+    assert len(bodies) == len(CATALOGUE) + 1  # every event that can be published, and the docs' one
+    (tmp_path / "bodies.ts").write_text(
+        'import type { PublishBody } from "./publish_client";\n'
+        f"export const bodies: PublishBody[] = {json.dumps(bodies, indent=2)};\n"
+    )
+    config = {
+        "compilerOptions": {
+            "strict": True,
+            "noEmit": True,
+            "target": "es2022",
+            "module": "es2022",
+            "moduleResolution": "bundler",
+            "lib": ["es2022", "dom"],
+            "types": [],
+        },
+        "files": ["publish_client.ts", "bodies.ts"],
+    }
+    (tmp_path / "tsconfig.json").write_text(json.dumps(config))
+    result = run(
+        "node", TOOLS / "node_modules" / "typescript" / "bin" / "tsc", "-p", tmp_path / "tsconfig.json"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
