@@ -4,16 +4,22 @@ fails its test, since a consumer's build would show it too."""
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
+from uuid import uuid4
 
 import pytest
 
 from swe_realtime.events import SERVER_EVENTS
 from swe_realtime.events.catalogue import CATALOGUE
+from tests.support import ServerProcess, api, make_token
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS = ROOT / "contracts"
@@ -130,3 +136,63 @@ def test_openapi_typescript_client_compiles_the_documented_bodies(tmp_path: Path
         "node", TOOLS / "node_modules" / "typescript" / "bin" / "tsc", "-p", tmp_path / "tsconfig.json"
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_datamodel_codegen_models_publish_an_event(
+    tmp_path: Path, server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """datamodel-codegen's pydantic models of the OpenAPI document, as a Python service would
+    generate them: an event built from them, and every example the document gives parsed by
+    them, are accepted by a real gateway."""
+    generated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "datamodel_code_generator",
+            "--input",
+            str(CONTRACTS / "openapi.yaml"),
+            "--input-file-type",
+            "openapi",
+            "--output-model-type",
+            "pydantic_v2.BaseModel",
+            "--target-python-version",
+            "3.11",
+            "--formatters",
+            "builtin",
+            "--output",
+            str(tmp_path / "publish_models.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert generated.returncode == 0, generated.stderr
+    assert generated.stdout + generated.stderr == ""
+    spec = importlib.util.spec_from_file_location("publish_models", tmp_path / "publish_models.py")
+    assert spec
+    assert spec.loader
+    models = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, models)  # pydantic resolves the generics there
+    spec.loader.exec_module(models)
+
+    progress = models.PublishWorkflowProgress(
+        type="workflow.progress",
+        data=models.WorkflowProgressInput(
+            workflow_id=uuid4(), status=models.WorkflowStatus.running, progress=40, current_step="Testing"
+        ),
+    )
+    documented = [models.PublishEvent.model_validate(body) for body in documented_publish_bodies()]
+    token = make_token(roles=["service"])
+
+    async def post() -> list[tuple[int, Any]]:
+        one = await api(
+            server, "POST", "/api/v1/events", token, progress.model_dump(mode="json", exclude_none=True)
+        )
+        batch = [event.model_dump(mode="json", exclude_none=True) for event in documented]
+        return [one, await api(server, "POST", "/api/v1/events/batch", token, batch)]
+
+    (status, receipt), (batch_status, receipts) = asyncio.run(post())
+    assert status == 202, receipt
+    assert receipt["type"] == "workflow.progress"
+    assert batch_status == 202, receipts
+    assert len(receipts["receipts"]) == len(documented)
