@@ -8,13 +8,15 @@ what is sent to a single connection (the connection events) and the client comma
 
 from __future__ import annotations
 
+import copy
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 from pydantic import BaseModel
 
-from codegen.jsonschema import Mode, SchemaSet, readable
+from codegen.jsonschema import SCHEMAS_PREFIX, Mode, SchemaSet, readable
 from swe_realtime import __version__
 from swe_realtime.events import CLIENT_COMMANDS, NAMESPACE, ConnectionErrorEvent, ConnectionEstablished
 from swe_realtime.events._examples import AGENT_ID, PROJECT_ID, USER_ID
@@ -101,6 +103,7 @@ def _doc(model: type[BaseModel]) -> str:
 
 
 def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
+    components = dict(schemas.components)
     messages: dict[str, Any] = {}
     channel_messages: dict[str, dict[str, Any]] = {name: {} for name in (*ROOM_CHANNELS, CONNECTION_CHANNEL)}
 
@@ -129,18 +132,19 @@ def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
         add(
             event.__name__,
             message(event, schemas, event.event_name(), _doc(event), "serialization", rooms),
-            rooms,
+            [*rooms, CONNECTION_CHANNEL],
         )
+    events = list(messages)
+    payload_users = Counter(command.payload for command in CLIENT_COMMANDS.values())
     for name, command in CLIENT_COMMANDS.items():
         key = _command_key(name)
-        add(key, message(command.payload, schemas, name, command.summary, "validation"), [CONNECTION_CHANNEL])
-        for ack in command.acks:
-            if ack.__name__ not in messages:
-                add(
-                    ack.__name__,
-                    message(ack, schemas, ack.__name__, _doc(ack), "serialization"),
-                    [CONNECTION_CHANNEL],
-                )
+        received = message(command.payload, schemas, name, command.summary, "validation")
+        if payload_users[command.payload] > 1:
+            received["payload"] = _own_schema(
+                components, f"{key.removeprefix('command')}Command", command.payload, schemas
+            )
+        add(key, received, [CONNECTION_CHANNEL])
+        add(f"{key}Reply", _reply(components, name, key, command.acks, schemas), [CONNECTION_CHANNEL])
 
     channels: dict[str, Any] = {}
     for name, spec in ROOM_CHANNELS.items():
@@ -149,8 +153,9 @@ def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
         "address": NAMESPACE,
         "title": "The connection",
         "description": (
-            "One client's own connection to the /ws namespace: the connection events, the commands "
-            "it sends and their acknowledgements."
+            "One client's own connection to the /ws namespace: every event it receives (the room "
+            "channels say which rooms carry which), the commands it sends and their "
+            "acknowledgements."
         ),
         "messages": channel_messages[CONNECTION_CHANNEL],
         "bindings": {
@@ -166,28 +171,25 @@ def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
         },
     }
 
-    operations: dict[str, Any] = {}
-    for channel, members in channel_messages.items():
-        sent = [key for key in members if key not in _command_messages() and key not in _ack_messages()]
-        if sent:
-            operations[f"send{channel.capitalize()}Events"] = {
-                "action": "send",
-                "title": f"Events sent to {channels[channel]['title'].lower()}",
-                "channel": {"$ref": f"#/channels/{channel}"},
-                "messages": [{"$ref": f"#/channels/{channel}/messages/{key}"} for key in sent],
-            }
+    ref = f"#/channels/{CONNECTION_CHANNEL}"
+    operations: dict[str, Any] = {
+        "sendEvents": {
+            "action": "send",
+            "title": "Events sent to the connection",
+            "summary": "Every event, each on the rooms its route picks (see the room channels).",
+            "channel": {"$ref": ref},
+            "messages": [{"$ref": f"{ref}/messages/{key}"} for key in events],
+        }
+    }
     for name, command in CLIENT_COMMANDS.items():
-        ref = f"#/channels/{CONNECTION_CHANNEL}"
-        operations[_command_key(name)] = {
+        key = _command_key(name)
+        operations[key] = {
             "action": "receive",
             "title": name,
             "summary": command.summary,
             "channel": {"$ref": ref},
-            "messages": [{"$ref": f"{ref}/messages/{_command_key(name)}"}],
-            "reply": {
-                "channel": {"$ref": ref},
-                "messages": [{"$ref": f"{ref}/messages/{ack.__name__}"} for ack in command.acks],
-            },
+            "messages": [{"$ref": f"{ref}/messages/{key}"}],
+            "reply": {"channel": {"$ref": ref}, "messages": [{"$ref": f"{ref}/messages/{key}Reply"}]},
         }
 
     return {
@@ -217,7 +219,7 @@ def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
         "channels": channels,
         "operations": operations,
         "components": {
-            "schemas": schemas.components,
+            "schemas": components,
             "messages": messages,
             "securitySchemes": {
                 "authToken": {
@@ -241,9 +243,32 @@ def _command_key(name: str) -> str:
     return "command" + "".join(part.capitalize() for part in name.replace(".", "_").split("_"))
 
 
-def _command_messages() -> set[str]:
-    return {_command_key(name) for name in CLIENT_COMMANDS}
+def _own_schema(
+    components: dict[str, Any], name: str, model: type[BaseModel], schemas: SchemaSet
+) -> dict[str, str]:
+    """A copy of a payload schema that several commands share, under a name of its own: code
+    generators name a type after the payload's schema and meet each payload once."""
+    components[name] = copy.deepcopy(components[schemas.name(model, "validation")])
+    return {"$ref": SCHEMAS_PREFIX + name}
 
 
-def _ack_messages() -> set[str]:
-    return {ack.__name__ for command in CLIENT_COMMANDS.values() for ack in command.acks}
+def _reply(
+    components: dict[str, Any], name: str, key: str, acks: Sequence[type[BaseModel]], schemas: SchemaSet
+) -> dict[str, Any]:
+    """The message of a command's acknowledgement: one payload schema of its own (the union of
+    the command's acks), so that each reply has one message, as AsyncAPI tools expect."""
+    refs = [schemas.ref(ack, "serialization") for ack in acks]
+    schema_name = f"{key.removeprefix('command')}Reply"
+    components[schema_name] = {
+        "description": f"What the ack callback of {name} receives: "
+        + ", or ".join(ack.__name__ for ack in acks)
+        + ".",
+        **({"oneOf": refs} if len(refs) > 1 else refs[0]),
+    }
+    return {
+        "name": f"{key}Reply",
+        "title": f"Ack of {name}",
+        "summary": components[schema_name]["description"],
+        "contentType": "application/json",
+        "payload": {"$ref": SCHEMAS_PREFIX + schema_name},
+    }

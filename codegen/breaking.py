@@ -123,12 +123,16 @@ def _messages(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _rooms(document: dict[str, Any]) -> dict[str, set[str]]:
+    """Each message's channel addresses. Every event is on the connection channel too (since
+    issue 17: one operation lists each event once, for code generators), so an event's rooms
+    are its other channels where it has any; this reads documents from before and after alike."""
     keys = {key: m["name"] for key, m in document.get("components", {}).get("messages", {}).items()}
     rooms: dict[str, set[str]] = {}
     for channel in document.get("channels", {}).values():
         for key in channel.get("messages", {}):
             rooms.setdefault(keys[key], set()).add(channel["address"])
-    return rooms
+    connection = document.get("channels", {}).get("connection", {}).get("address")
+    return {name: (addresses - {connection}) or addresses for name, addresses in rooms.items()}
 
 
 def _received(document: dict[str, Any]) -> set[str]:

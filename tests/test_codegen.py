@@ -142,9 +142,10 @@ def test_optional_field_made_required_is_breaking(current: dict[str, Any]) -> No
 
 def test_new_required_field_in_a_command_is_breaking(current: dict[str, Any]) -> None:
     new = copy.deepcopy(current)
-    command = schemas(new)["RoomCommand"]
-    command["properties"]["since"] = {"type": "integer"}
-    command["required"].append("since")
+    for name in ("SubscribeCommand", "UnsubscribeCommand"):  # RoomCommand, each under its own name
+        command = schemas(new)[name]
+        command["properties"]["since"] = {"type": "integer"}
+        command["required"].append("since")
     assert levels(current, new)["breaking"] == [
         "subscribe.since: new required field",
         "unsubscribe.since: new required field",
