@@ -40,11 +40,10 @@ PUBLISH_EVENT = "PublishEvent"
 
 
 class BadRequestBody(BaseModel):
-    """What Sanic answers, as JSON, to a body that is not JSON (its default error format; as
-    text or HTML instead when the request's Accept header prefers those)."""
+    """Sanic's answer to a body that is not JSON (as text or HTML if Accept prefers those)."""
 
     description: str = Field(description="The status's phrase: 'Bad Request'.")
-    status: int = Field(description="400.")
+    status: int = Field(ge=400, le=400, description="The HTTP status, 400.")
     message: str = Field(description="Why, for a human.")
 
 
