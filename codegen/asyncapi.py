@@ -255,20 +255,23 @@ def _own_schema(
 def _reply(
     components: dict[str, Any], name: str, key: str, acks: Sequence[type[BaseModel]], schemas: SchemaSet
 ) -> dict[str, Any]:
-    """The message of a command's acknowledgement: one payload schema of its own (the union of
-    the command's acks), so that each reply has one message, as AsyncAPI tools expect."""
-    refs = [schemas.ref(ack, "serialization") for ack in acks]
-    schema_name = f"{key.removeprefix('command')}Reply"
-    components[schema_name] = {
-        "description": f"What the ack callback of {name} receives: "
-        + ", or ".join(ack.__name__ for ack in acks)
-        + ".",
-        **({"oneOf": refs} if len(refs) > 1 else refs[0]),
-    }
+    """The message of a command's acknowledgement. AsyncAPI tools expect one reply message, and
+    code generators meet each payload once: an ack that may be one of several (the answer or
+    ErrorAck) is a union schema of the command's own (``SubscribeReply``); a sole ack is its own
+    schema."""
+    summary = f"What the ack callback of {name} receives: " + ", or ".join(ack.__name__ for ack in acks) + "."
+    payload = schemas.ref(acks[0], "serialization")
+    if len(acks) > 1:
+        schema_name = f"{key.removeprefix('command')}Reply"
+        components[schema_name] = {
+            "description": summary,
+            "oneOf": [schemas.ref(ack, "serialization") for ack in acks],
+        }
+        payload = {"$ref": SCHEMAS_PREFIX + schema_name}
     return {
         "name": f"{key}Reply",
         "title": f"Ack of {name}",
-        "summary": components[schema_name]["description"],
+        "summary": summary,
         "contentType": "application/json",
-        "payload": {"$ref": SCHEMAS_PREFIX + schema_name},
+        "payload": payload,
     }

@@ -83,9 +83,10 @@ def _message_section(
 
 
 def _acks(reply: dict[str, Any], components: dict[str, Any]) -> list[str]:
-    """The ack schemas a command's reply may be: the members of its payload's union."""
+    """The ack schemas a command's reply may be: the members of its payload's union, or the
+    payload's own schema."""
     payload = components[_ref_name(reply["payload"]["$ref"])]
-    return [_ref_name(member["$ref"]) for member in payload.get("oneOf", [payload])]
+    return [_ref_name(member["$ref"]) for member in payload.get("oneOf", [reply["payload"]])]
 
 
 def build_docs_site(asyncapi: dict[str, Any], openapi: dict[str, Any]) -> str:

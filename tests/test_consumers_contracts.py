@@ -17,7 +17,7 @@ from uuid import uuid4
 
 import pytest
 
-from swe_realtime.events import SERVER_EVENTS
+from swe_realtime.events import ACKS, SERVER_EVENTS
 from swe_realtime.events.catalogue import CATALOGUE
 from tests.support import ServerProcess, api, make_token
 
@@ -80,6 +80,7 @@ def test_modelina_makes_a_model_of_every_message() -> None:
         for message in document["components"]["messages"].values()
     }
     assert payloads <= set(report["models"])
+    assert {ack.__name__ for ack in ACKS} <= set(report["models"])  # inside the replies' unions too
 
 
 @pytest.mark.node
