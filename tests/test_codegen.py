@@ -113,6 +113,18 @@ def test_removed_event_is_breaking(current: dict[str, Any]) -> None:
     assert levels(current, new)["breaking"] == ["pr.closed: event removed"]
 
 
+def test_acks_are_compared_by_command(current: dict[str, Any]) -> None:
+    """An ack has no wire name: a change is reported for each command that may answer it."""
+    new = copy.deepcopy(current)
+    del schemas(new)["RoomAck"]["properties"]["room"]
+    schemas(new)["RecoverReply"]["oneOf"].pop()  # ErrorAck
+    assert levels(current, new)["breaking"] == [
+        "subscribe ack RoomAck.room: field removed",
+        "unsubscribe ack RoomAck.room: field removed",
+        "recover ack ErrorAck: ack removed",
+    ]
+
+
 def test_removed_field_is_breaking(current: dict[str, Any]) -> None:
     new = copy.deepcopy(current)
     del schemas(new)["WorkflowProgressData"]["properties"]["current_step"]
