@@ -2,8 +2,18 @@
 
 Socket.IO has no AsyncAPI binding, so the server is described with the ``ws`` protocol and
 binding, and an acknowledgement is modelled as the ``reply`` of the command's operation.
-Each room kind is a channel (``project:{projectId}`` ...); a ``connection`` channel carries
-what is sent to a single connection (the connection events) and the client commands.
+Each room kind is a channel (``project:{projectId}`` ...) listing the events its rooms carry;
+the ``connection`` channel is one client's connection: every event it receives, the commands
+it sends and their acks.
+
+Code generators (AsyncAPI Modelina, say) make one model per message payload they meet in the
+operations and name a union of several messages after the channel, overwriting a model met
+twice. So the operations meet each payload once: one ``sendEvents`` operation lists every
+event (the room channels, without operations, say where each goes), and each command has one
+reply message, whose payload is the union of its acks under a name of its own
+(``SubscribeReply``); commands that share a payload model get a copy each under their own name.
+
+Examples are whole envelopes as a client receives them (``delivered_example``).
 """
 
 from __future__ import annotations
