@@ -112,7 +112,8 @@ def documented_publish_bodies() -> list[object]:
 def test_openapi_typescript_client_compiles_the_documented_bodies(tmp_path: Path) -> None:
     generated = run(BIN / "openapi-typescript", CONTRACTS / "openapi.yaml", "-o", tmp_path / "openapi.d.ts")
     assert generated.returncode == 0, generated.stderr
-    assert "warn" not in (generated.stdout + generated.stderr).lower(), generated.stdout + generated.stderr
+    assert generated.stderr == ""  # its warnings (and its validator's) go there
+    assert "warn" not in generated.stdout.lower(), generated.stdout
     shutil.copy(TOOLS / "publish_client.ts", tmp_path / "publish_client.ts")
     bodies = documented_publish_bodies()
     assert len(bodies) == len(CATALOGUE) + 1  # every event that can be published, and the docs' one
