@@ -68,9 +68,12 @@ bench-scale-out: sync
 sync:
     uv sync --frozen
 
-# Test tools: socket.io-client, typescript, @asyncapi/parser (npm); chromium, nginx (Debian).
+# Test tools: socket.io-client, typescript, @asyncapi/parser (npm, tests/node); the consumer
+# matrices' tools (tests/consumers/: tsc, vite, the oldest socket.io-client; @asyncapi/cli,
+# Modelina, openapi-typescript, ajv); chromium, nginx (Debian).
 node:
     npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
     npm ci --prefix tests/consumers/typescript --no-audit --no-fund --loglevel=error
+    npm ci --prefix tests/consumers/contracts --no-audit --no-fund --loglevel=error
     command -v chromium >/dev/null && test -x /usr/sbin/nginx || \
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx)

@@ -2,19 +2,34 @@
 
 Socket.IO has no AsyncAPI binding, so the server is described with the ``ws`` protocol and
 binding, and an acknowledgement is modelled as the ``reply`` of the command's operation.
-Each room kind is a channel (``project:{projectId}`` ...); a ``connection`` channel carries
-what is sent to a single connection (the connection events) and the client commands.
+Each room kind is a channel (``project:{projectId}`` ...) listing the events its rooms carry;
+the ``connection`` channel is one client's connection: every event it receives, the commands
+it sends and their acks.
+
+Code generators (AsyncAPI Modelina, say) make one model per message payload they meet in the
+operations and name a union of several messages after the channel, overwriting a model met
+twice. So the operations meet each payload once: one ``sendEvents`` operation lists every
+event (the room channels, without operations, say where each goes), and each command has one
+reply message, whose payload is the union of its acks under a name of its own
+(``SubscribeReply``); commands that share a payload model get a copy each under their own name.
+
+Examples are whole envelopes as a client receives them (``delivered_example``).
 """
 
 from __future__ import annotations
 
+import copy
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
+from uuid import NAMESPACE_URL, uuid5
 
 from pydantic import BaseModel
 
-from codegen.jsonschema import Mode, SchemaSet
+from codegen.jsonschema import SCHEMAS_PREFIX, Mode, SchemaSet, readable
 from swe_realtime import __version__
 from swe_realtime.events import CLIENT_COMMANDS, NAMESPACE, ConnectionErrorEvent, ConnectionEstablished
+from swe_realtime.events._examples import AGENT_ID, PROJECT_ID, USER_ID
 from swe_realtime.events.catalogue import CATALOGUE, Global, Route
 from swe_realtime.events.envelope import Envelope
 
@@ -44,6 +59,14 @@ ROOM_CHANNELS: dict[str, dict[str, Any]] = {
     },
 }
 CONNECTION_CHANNEL = "connection"
+EXAMPLE_ROOMS = {
+    "project": f"project:{PROJECT_ID}",
+    "user": f"user:{USER_ID}",
+    "agent": f"agent:{AGENT_ID}",
+    "global": "global",
+}
+"""The room of each kind that the examples' positions are in."""
+EXAMPLE_TIMESTAMP = "2026-01-15T10:30:00Z"
 
 
 def channels_of(route: Route) -> list[str]:
@@ -54,8 +77,24 @@ def channels_of(route: Route) -> list[str]:
     )
 
 
+def delivered_example(event: type[Envelope[Any]], rooms: Sequence[str]) -> dict[str, Any]:
+    """The envelope as a client receives it: the model's example with the fields the gateway
+    sets (``id``, ``timestamp``, ``positions`` in each of ``rooms``) and every default filled
+    in, validated by the event's model so that it matches the schema it illustrates."""
+    example = {
+        **event.example(),
+        "id": str(uuid5(NAMESPACE_URL, f"swe-realtime:example:{event.event_type()}")),
+        "timestamp": EXAMPLE_TIMESTAMP,
+        "positions": {
+            EXAMPLE_ROOMS[room]: {"epoch": "1768473000000-0", "offset": 42 + index}
+            for index, room in enumerate(rooms)
+        },
+    }
+    return event.model_validate(example).model_dump(mode="json")
+
+
 def message(
-    event: type[BaseModel], schemas: SchemaSet, name: str, summary: str, mode: Mode
+    event: type[BaseModel], schemas: SchemaSet, name: str, summary: str, mode: Mode, rooms: Sequence[str] = ()
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": name,
@@ -65,16 +104,16 @@ def message(
         "payload": schemas.ref(event, mode),
     }
     if issubclass(event, Envelope):
-        example = event.example()
-        entry["examples"] = [{"name": "example", "payload": example}]
+        entry["examples"] = [{"name": "example", "payload": delivered_example(event, rooms)}]
     return entry
 
 
 def _doc(model: type[BaseModel]) -> str:
-    return " ".join((model.__doc__ or model.__name__).split())
+    return readable(" ".join((model.__doc__ or model.__name__).split()))
 
 
 def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
+    components = dict(schemas.components)
     messages: dict[str, Any] = {}
     channel_messages: dict[str, dict[str, Any]] = {name: {} for name in (*ROOM_CHANNELS, CONNECTION_CHANNEL)}
 
@@ -83,7 +122,8 @@ def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
         for channel in channels:
             channel_messages[channel][key] = {"$ref": f"#/components/messages/{key}"}
 
-    for connection_event in (ConnectionEstablished, ConnectionErrorEvent):
+    # The positions of connection_established are those of the rooms every connection joins.
+    for connection_event, joined in ((ConnectionEstablished, ["user", "global"]), (ConnectionErrorEvent, [])):
         add(
             connection_event.__name__,
             message(
@@ -92,26 +132,29 @@ def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
                 connection_event.event_name(),
                 _doc(connection_event),
                 "serialization",
+                joined,
             ),
             [CONNECTION_CHANNEL],
         )
     for entry in CATALOGUE.values():
         event = entry.event
+        rooms = channels_of(entry.route)
         add(
             event.__name__,
-            message(event, schemas, event.event_name(), _doc(event), "serialization"),
-            channels_of(entry.route),
+            message(event, schemas, event.event_name(), _doc(event), "serialization", rooms),
+            [*rooms, CONNECTION_CHANNEL],
         )
+    events = list(messages)
+    payload_users = Counter(command.payload for command in CLIENT_COMMANDS.values())
     for name, command in CLIENT_COMMANDS.items():
         key = _command_key(name)
-        add(key, message(command.payload, schemas, name, command.summary, "validation"), [CONNECTION_CHANNEL])
-        for ack in command.acks:
-            if ack.__name__ not in messages:
-                add(
-                    ack.__name__,
-                    message(ack, schemas, ack.__name__, _doc(ack), "serialization"),
-                    [CONNECTION_CHANNEL],
-                )
+        received = message(command.payload, schemas, name, command.summary, "validation")
+        if payload_users[command.payload] > 1:
+            received["payload"] = _own_schema(
+                components, f"{key.removeprefix('command')}Command", command.payload, schemas
+            )
+        add(key, received, [CONNECTION_CHANNEL])
+        add(f"{key}Reply", _reply(components, name, key, command.acks, schemas), [CONNECTION_CHANNEL])
 
     channels: dict[str, Any] = {}
     for name, spec in ROOM_CHANNELS.items():
@@ -120,8 +163,9 @@ def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
         "address": NAMESPACE,
         "title": "The connection",
         "description": (
-            "One client's own connection to the /ws namespace: the connection events, the commands "
-            "it sends and their acknowledgements."
+            "One client's own connection to the /ws namespace: every event it receives (the room "
+            "channels say which rooms carry which), the commands it sends and their "
+            "acknowledgements."
         ),
         "messages": channel_messages[CONNECTION_CHANNEL],
         "bindings": {
@@ -137,28 +181,25 @@ def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
         },
     }
 
-    operations: dict[str, Any] = {}
-    for channel, members in channel_messages.items():
-        sent = [key for key in members if key not in _command_messages() and key not in _ack_messages()]
-        if sent:
-            operations[f"send{channel.capitalize()}Events"] = {
-                "action": "send",
-                "title": f"Events sent to {channels[channel]['title'].lower()}",
-                "channel": {"$ref": f"#/channels/{channel}"},
-                "messages": [{"$ref": f"#/channels/{channel}/messages/{key}"} for key in sent],
-            }
+    ref = f"#/channels/{CONNECTION_CHANNEL}"
+    operations: dict[str, Any] = {
+        "sendEvents": {
+            "action": "send",
+            "title": "Events sent to the connection",
+            "summary": "Every event, each on the rooms its route picks (see the room channels).",
+            "channel": {"$ref": ref},
+            "messages": [{"$ref": f"{ref}/messages/{key}"} for key in events],
+        }
+    }
     for name, command in CLIENT_COMMANDS.items():
-        ref = f"#/channels/{CONNECTION_CHANNEL}"
-        operations[_command_key(name)] = {
+        key = _command_key(name)
+        operations[key] = {
             "action": "receive",
             "title": name,
             "summary": command.summary,
             "channel": {"$ref": ref},
-            "messages": [{"$ref": f"{ref}/messages/{_command_key(name)}"}],
-            "reply": {
-                "channel": {"$ref": ref},
-                "messages": [{"$ref": f"{ref}/messages/{ack.__name__}"} for ack in command.acks],
-            },
+            "messages": [{"$ref": f"{ref}/messages/{key}"}],
+            "reply": {"channel": {"$ref": ref}, "messages": [{"$ref": f"{ref}/messages/{key}Reply"}]},
         }
 
     return {
@@ -188,7 +229,7 @@ def build_asyncapi(schemas: SchemaSet) -> dict[str, Any]:
         "channels": channels,
         "operations": operations,
         "components": {
-            "schemas": schemas.components,
+            "schemas": components,
             "messages": messages,
             "securitySchemes": {
                 "authToken": {
@@ -212,9 +253,35 @@ def _command_key(name: str) -> str:
     return "command" + "".join(part.capitalize() for part in name.replace(".", "_").split("_"))
 
 
-def _command_messages() -> set[str]:
-    return {_command_key(name) for name in CLIENT_COMMANDS}
+def _own_schema(
+    components: dict[str, Any], name: str, model: type[BaseModel], schemas: SchemaSet
+) -> dict[str, str]:
+    """A copy of a payload schema that several commands share, under a name of its own: code
+    generators name a type after the payload's schema and meet each payload once."""
+    components[name] = copy.deepcopy(components[schemas.name(model, "validation")])
+    return {"$ref": SCHEMAS_PREFIX + name}
 
 
-def _ack_messages() -> set[str]:
-    return {ack.__name__ for command in CLIENT_COMMANDS.values() for ack in command.acks}
+def _reply(
+    components: dict[str, Any], name: str, key: str, acks: Sequence[type[BaseModel]], schemas: SchemaSet
+) -> dict[str, Any]:
+    """The message of a command's acknowledgement. AsyncAPI tools expect one reply message, and
+    code generators meet each payload once: an ack that may be one of several (the answer or
+    ErrorAck) is a union schema of the command's own (``SubscribeReply``); a sole ack is its own
+    schema."""
+    summary = f"What the ack callback of {name} receives: " + ", or ".join(ack.__name__ for ack in acks) + "."
+    payload = schemas.ref(acks[0], "serialization")
+    if len(acks) > 1:
+        schema_name = f"{key.removeprefix('command')}Reply"
+        components[schema_name] = {
+            "description": summary,
+            "oneOf": [schemas.ref(ack, "serialization") for ack in acks],
+        }
+        payload = {"$ref": SCHEMAS_PREFIX + schema_name}
+    return {
+        "name": f"{key}Reply",
+        "title": f"Ack of {name}",
+        "summary": summary,
+        "contentType": "application/json",
+        "payload": payload,
+    }

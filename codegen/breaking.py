@@ -4,16 +4,19 @@
 deep in a payload passes it. This walks every message's payload schema, following ``$ref``
 in each document, and classifies each difference:
 
-breaking  an event or command removed; an event's rooms changed; a field removed; an optional
-          field made required (or, in what the server sends, a required one made optional);
-          a type changed or narrowed; an enum value removed; a constant changed; in what
-          clients send, a new required field or a tightened bound (length, range, items).
+breaking  an event, a command or one of a command's acks removed; an event's rooms changed;
+          a field removed; an optional field made required (or, in what the server sends, a
+          required one made optional); a type changed or narrowed; an enum value removed; a
+          constant changed; in what clients send, a new required field or a tightened bound
+          (length, range, items).
 warning   an enum value added (clients' exhaustive switches); in what the server sends, a type
           widened (say, to nullable).
 info      new events, commands or optional fields, and everything else that is compatible.
 
 Direction matters: messages the server sends (events, acks) are read by clients; command
-payloads are written by them.
+payloads are written by them. Acks have no Socket.IO event name: each is compared as
+``<command> ack <schema>``, whether a document gives one reply message per ack or one per
+command (the union of its acks).
 """
 
 from __future__ import annotations
@@ -63,6 +66,14 @@ class _Comparison:
             yield from self._schema(name, message["payload"], new_messages[name]["payload"], direction, set())
         for name in new_messages.keys() - old_messages.keys():
             yield Change("info", name, f"new {'command' if name in received_new else 'event'}")
+        old_acks, new_acks = _acks(self.old), _acks(self.new)
+        for where, schema in old_acks.items():
+            if where not in new_acks:
+                yield Change("breaking", where, "ack removed")
+                continue
+            yield from self._schema(where, schema, new_acks[where], "sent", set())
+        for where in new_acks.keys() - old_acks.keys():
+            yield Change("info", where, "new ack")
 
     def _schema(
         self, where: str, old: Any, new: Any, direction: Direction, seen: set[str]
@@ -118,17 +129,49 @@ class _Comparison:
 
 
 def _messages(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Messages by wire name (commands and events share one Socket.IO event namespace)."""
-    return {m["name"]: m for m in document.get("components", {}).get("messages", {}).values()}
+    """Messages by wire name (commands and events share one Socket.IO event namespace), but
+    replies: an ack has no wire name and is compared by its command (``_acks``)."""
+    replies = {ref["$ref"].rsplit("/", 1)[-1] for ref in _reply_refs(document)}
+    messages = document.get("components", {}).get("messages", {})
+    return {m["name"]: m for key, m in messages.items() if key not in replies}
+
+
+def _reply_refs(document: dict[str, Any]) -> list[dict[str, str]]:
+    return [
+        ref
+        for op in document.get("operations", {}).values()
+        for ref in op.get("reply", {}).get("messages", [])
+    ]
+
+
+def _acks(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each ack a command may answer, as ``"<command> ack <schema>"``: the reply messages'
+    payloads, a union taken apart (documents list one reply message per ack, or one per
+    command whose payload is the union of its acks)."""
+    messages = document.get("components", {}).get("messages", {})
+    acks: dict[str, dict[str, Any]] = {}
+    for op in document.get("operations", {}).values():
+        if op.get("action") != "receive":
+            continue
+        command = messages[op["messages"][0]["$ref"].rsplit("/", 1)[-1]]["name"]
+        for ref in op.get("reply", {}).get("messages", []):
+            payload = messages[ref["$ref"].rsplit("/", 1)[-1]]["payload"]
+            for member in _resolve(document, payload).get("oneOf", [payload]):
+                acks[f"{command} ack {member['$ref'].rsplit('/', 1)[-1]}"] = member
+    return acks
 
 
 def _rooms(document: dict[str, Any]) -> dict[str, set[str]]:
+    """Each message's channel addresses. Every event is on the connection channel too (since
+    issue 17: one operation lists each event once, for code generators), so an event's rooms
+    are its other channels where it has any; this reads documents from before and after alike."""
     keys = {key: m["name"] for key, m in document.get("components", {}).get("messages", {}).items()}
     rooms: dict[str, set[str]] = {}
     for channel in document.get("channels", {}).values():
         for key in channel.get("messages", {}):
             rooms.setdefault(keys[key], set()).add(channel["address"])
-    return rooms
+    connection = document.get("channels", {}).get("connection", {}).get("address")
+    return {name: (addresses - {connection}) or addresses for name, addresses in rooms.items()}
 
 
 def _received(document: dict[str, Any]) -> set[str]:

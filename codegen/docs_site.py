@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from swe_realtime.errors import ErrorCode
+from swe_realtime.events import NAMESPACE
 
 STYLE = """
 body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2330;background:#fafbfc}
@@ -81,17 +82,27 @@ def _message_section(
     )
 
 
+def _acks(reply: dict[str, Any], components: dict[str, Any]) -> list[str]:
+    """The ack schemas a command's reply may be: the members of its payload's union, or the
+    payload's own schema."""
+    payload = components[_ref_name(reply["payload"]["$ref"])]
+    return [_ref_name(member["$ref"]) for member in payload.get("oneOf", [reply["payload"]])]
+
+
 def build_docs_site(asyncapi: dict[str, Any], openapi: dict[str, Any]) -> str:
     components = asyncapi["components"]["schemas"]
     messages = asyncapi["components"]["messages"]
     channels = asyncapi["channels"]
     commands = {k: v for k, v in asyncapi["operations"].items() if v["action"] == "receive"}
     command_keys = {_ref_name(op["messages"][0]["$ref"]) for op in commands.values()}
-    ack_keys = {_ref_name(m["$ref"]) for op in commands.values() for m in op["reply"]["messages"]}
+    reply_keys = {_ref_name(m["$ref"]) for op in commands.values() for m in op["reply"]["messages"]}
+    acks = {key: _acks(messages[key], components) for key in reply_keys}
     where: dict[str, list[str]] = {}
     for channel in channels.values():
         for key in channel["messages"]:
             where.setdefault(key, []).append(channel["address"])
+    # Every event is on the connection channel too; its tags are its rooms.
+    where = {key: [a for a in addresses if a != NAMESPACE] or addresses for key, addresses in where.items()}
 
     rooms = "".join(
         f"<tr><td><code>{escape(c['address'])}</code></td><td>{escape(c['description'])}</td></tr>"
@@ -100,24 +111,25 @@ def build_docs_site(asyncapi: dict[str, Any], openapi: dict[str, Any]) -> str:
     events = "".join(
         _message_section(key, message, where.get(key, []), components)
         for key, message in messages.items()
-        if key not in command_keys and key not in ack_keys
+        if key not in command_keys and key not in reply_keys
     )
     command_sections = []
     for op in commands.values():
         key = _ref_name(op["messages"][0]["$ref"])
         payload = components[_ref_name(messages[key]["payload"]["$ref"])]
-        acks = ", ".join(f"<code>{escape(_ref_name(m['$ref']))}</code>" for m in op["reply"]["messages"])
+        reply = _ref_name(op["reply"]["messages"][0]["$ref"])
+        ack_names = ", ".join(f"<code>{escape(name)}</code>" for name in acks[reply])
         command_sections.append(
             f'<section class="item" id="{escape(key)}">'
             f'<h3><code>socket.emit("{escape(op["title"])}", payload, ack)</code></h3>'
             f"<p>{escape(op.get('summary', ''))}</p>{_fields_table(payload, components)}"
-            f"<p>Ack: {acks}</p></section>"
+            f"<p>Ack: {ack_names}</p></section>"
         )
+    ack_names_in_order = dict.fromkeys(name for key in messages if key in reply_keys for name in acks[key])
     ack_sections = "".join(
-        f'<section class="item" id="{escape(k)}"><h3>{escape(k)}</h3>'
-        f"{_fields_table(components[_ref_name(messages[k]['payload']['$ref'])], components)}</section>"
-        for k in messages
-        if k in ack_keys
+        f'<section class="item" id="{escape(name)}"><h3>{escape(name)}</h3>'
+        f"{_fields_table(components[name], components)}</section>"
+        for name in ack_names_in_order
     )
     codes = "".join(
         f"<tr><td><code>{code.value}</code></td><td>{escape(code.default_message)}</td></tr>"

@@ -3,13 +3,16 @@
 Outbound models (events, acks) are rendered in serialization mode, inbound ones (command
 payloads) in validation mode; pydantic gives a model both names (``-Output``/``-Input``)
 only when the two differ. Titles are dropped: property titles would become type aliases
-in TypeScript and add nothing the descriptions do not say. The result is pure and
+in TypeScript and add nothing the descriptions do not say. Descriptions are Markdown to the
+tools that render them, so a ``<project_id>`` placeholder (an HTML tag there, which vanishes)
+is written ``{project_id}``, as in the channel addresses. The result is pure and
 deterministic, and a model name used twice is an error.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +24,14 @@ from swe_realtime.events import ACKS, CLIENT_COMMANDS, SERVER_EVENTS
 
 SCHEMAS_PREFIX = "#/components/schemas/"
 Mode = Literal["serialization", "validation"]
+VALUES = ("examples", "default", "const", "enum")
+"""Keywords whose value is data, not a schema: copied as they are."""
+PLACEHOLDER = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
+
+
+def readable(description: str) -> str:
+    """``description`` with each ``<name>`` placeholder written ``{name}`` (see above)."""
+    return PLACEHOLDER.sub(r"{\1}", description)
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class SchemaSet:
 def socket_models() -> list[tuple[type[BaseModel], Mode]]:
     """The Socket.IO API: events and acks as sent, command payloads as accepted."""
     wanted: list[tuple[type[BaseModel], Mode]] = [(event, "serialization") for event in SERVER_EVENTS]
+    wanted += [(event.data_model(), "serialization") for event in SERVER_EVENTS]  # their examples
     wanted += [(ack, "serialization") for ack in ACKS]
     wanted += [(command.payload, "validation") for command in CLIENT_COMMANDS.values()]
     return wanted
@@ -61,22 +73,37 @@ def build_schemas(wanted: list[tuple[type[BaseModel], Mode]]) -> SchemaSet:
     modes: list[tuple[type[BaseModel], JsonSchemaMode]] = list(models)
     refs, document = models_json_schema(modes, ref_template=SCHEMAS_PREFIX + "{model}")
     names = {key: ref["$ref"].removeprefix(SCHEMAS_PREFIX) for key, ref in refs.items()}
-    components = {name: _without_titles(schema) for name, schema in sorted(document.get("$defs", {}).items())}
+    components = {name: _published(schema) for name, schema in sorted(document.get("$defs", {}).items())}
+    for model, mode in models:
+        name = names[(model, mode)]
+        if mode == "serialization" and "examples" in components[name]:
+            components[name]["examples"] = [_as_sent(model, e) for e in components[name]["examples"]]
     return SchemaSet(components, {(model, mode): names[(model, mode)] for model, mode in models})
 
 
-def _without_titles(schema: Any) -> Any:
-    """A copy of ``schema`` without ``title`` keywords (property names named ``title`` stay)."""
+def _as_sent(model: type[BaseModel], example: Any) -> Any:
+    """An example as the gateway sends it: a model's examples may leave out fields with
+    defaults (as a publisher may), but what is sent has them all (serialization mode)."""
+    return model.model_validate(example).model_dump(mode="json")
+
+
+def _published(schema: Any) -> Any:
+    """A copy of ``schema`` without ``title`` keywords (property names named ``title``, and
+    values in examples and defaults, stay) and with readable descriptions."""
     if isinstance(schema, list):
-        return [_without_titles(item) for item in schema]
+        return [_published(item) for item in schema]
     if not isinstance(schema, dict):
         return copy.deepcopy(schema)
     result: dict[str, Any] = {}
     for key, value in schema.items():
         if key == "title":
             continue
-        if key == "properties":
-            result[key] = {name: _without_titles(prop) for name, prop in value.items()}
+        if key in VALUES:
+            result[key] = copy.deepcopy(value)
+        elif key == "properties":
+            result[key] = {name: _published(prop) for name, prop in value.items()}
+        elif key == "description" and isinstance(value, str):
+            result[key] = readable(value)
         else:
-            result[key] = _without_titles(value)
+            result[key] = _published(value)
     return result

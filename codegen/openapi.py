@@ -3,15 +3,27 @@
 The publish body is the union of the catalogue's events as accepted over HTTP: ``type``,
 optional ``source`` and the event's data (validation mode: fields with defaults optional),
 without ``id`` and ``timestamp``, which the gateway sets.
+
+What a publisher writes is not what a client receives, and generated clients name types
+after schemas: so the data of an event as published is ``<Event>Input`` (the AsyncAPI
+document's ``<Event>Data`` is the data as delivered, every field present), and a nested
+model whose input form differs from the sent one is ``<Model>Input``. In these input
+schemas a default is said in the description, not as ``default``: openapi-typescript (with
+its default options) and other generators read ``default`` as "always present", true of
+what the gateway sends but not of what a publisher may leave out.
+
+Not documented: ``/inspector``'s assets (``/inspector/*``: its script, style, icon and
+vendored socket.io-client, files of the page rather than an API).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from codegen.jsonschema import SCHEMAS_PREFIX, Mode, SchemaSet, build_schemas
+from codegen.jsonschema import SCHEMAS_PREFIX, VALUES, Mode, SchemaSet, build_schemas, readable
 from swe_realtime import __version__
 from swe_realtime.events.catalogue import CATALOGUE
 from swe_realtime.http.models import (
@@ -27,15 +39,70 @@ from swe_realtime.http.models import (
 PUBLISH_EVENT = "PublishEvent"
 
 
+class BadRequestBody(BaseModel):
+    """Sanic's answer to a body that is not JSON (as text or HTML if Accept prefers those)."""
+
+    description: str = Field(description="The status's phrase: 'Bad Request'.")
+    status: int = Field(ge=400, le=400, description="The HTTP status, 400.")
+    message: str = Field(description="Why, for a human.")
+
+
 def openapi_models() -> list[tuple[type[BaseModel], Mode]]:
     wanted: list[tuple[type[BaseModel], Mode]] = [
         (entry.event.data_model(), "validation") for entry in CATALOGUE.values()
     ]
     wanted += [
         (body, "serialization")
-        for body in (StatusBody, ErrorBody, RejectedBody, ReceiptBody, BatchReceiptBody, StatsBody)
+        for body in (
+            StatusBody,
+            ErrorBody,
+            RejectedBody,
+            ReceiptBody,
+            BatchReceiptBody,
+            StatsBody,
+            BadRequestBody,
+        )
     ]
     return wanted
+
+
+def _input_names(schemas: SchemaSet) -> dict[str, str]:
+    """New names of the input schemas (see the module's docstring): each event's data, and
+    each nested model whose validation-mode schema differs from its serialization-mode one."""
+    data_models = [entry.event.data_model() for entry in CATALOGUE.values()]
+    sent = build_schemas([(model, "serialization") for model in data_models]).components
+    names = {
+        name: f"{name}Input"
+        for name, schema in schemas.components.items()
+        if name in sent and sent[name] != schema
+    }
+    for entry in CATALOGUE.values():
+        names[schemas.name(entry.event.data_model(), "validation")] = f"{entry.event.__name__}Input"
+    return names
+
+
+def _as_input(schema: Any, names: dict[str, str]) -> Any:
+    """``schema`` with references renamed by ``names`` and defaults moved to descriptions."""
+    if isinstance(schema, list):
+        return [_as_input(item, names) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "$ref":
+            name = value.removeprefix(SCHEMAS_PREFIX)
+            result[key] = SCHEMAS_PREFIX + names.get(name, name)
+        elif key in VALUES:
+            if key != "default":
+                result[key] = value
+        elif key == "properties":
+            result[key] = {name: _as_input(prop, names) for name, prop in value.items()}
+        else:
+            result[key] = _as_input(value, names)
+    if schema.get("default") is not None:
+        said = f"Default: `{json.dumps(schema['default'])}`."
+        result["description"] = f"{result['description']} {said}" if "description" in result else said
+    return result
 
 
 def _publish_schemas(schemas: SchemaSet) -> dict[str, Any]:
@@ -47,10 +114,15 @@ def _publish_schemas(schemas: SchemaSet) -> dict[str, Any]:
         source = entry.event.model_fields["source"]
         components[name] = {
             "type": "object",
-            "description": " ".join((entry.event.__doc__ or "").split()),
+            "description": readable(" ".join((entry.event.__doc__ or "").split())),
             "properties": {
                 "type": {"const": event_type},
-                "source": {"type": "string", "minLength": 1, "maxLength": 100, "default": source.default},
+                "source": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 100,
+                    "description": f"The emitting service. Default: `{json.dumps(source.default)}`.",
+                },
                 "data": schemas.ref(entry.event.data_model(), "validation"),
             },
             "required": ["type", "data"],
@@ -97,14 +169,25 @@ def _response(description: str, schema: dict[str, Any] | None = None) -> dict[st
 
 def build_openapi() -> dict[str, Any]:
     schemas = build_schemas(openapi_models())
-    components = {**schemas.components, **_publish_schemas(schemas)}
+    names = _input_names(schemas)
+    inputs = {names.get(name, name): schema for name, schema in schemas.components.items()}
+    components = {
+        name: _as_input(schema, names) for name, schema in {**inputs, **_publish_schemas(schemas)}.items()
+    }
     error = schemas.ref(ErrorBody, "serialization")
     auth_errors = {
         "401": _response("No token, or not a valid one.", error),
         "403": _response("The token lacks the required role.", error),
     }
     publish_errors = {
-        "400": _response("The body is not JSON."),
+        "400": {
+            "description": "The body is not JSON.",
+            "content": {
+                **_json(schemas.ref(BadRequestBody, "serialization")),
+                "text/plain": {"schema": {"type": "string"}},
+                "text/html": {"schema": {"type": "string"}},
+            },
+        },
         **auth_errors,
         "413": _response("The body is larger than MAX_PAYLOAD_BYTES.", error),
         "422": _response(
@@ -213,6 +296,14 @@ def build_openapi() -> dict[str, Any]:
                 "responses": {"200": document},
             }
         },
+        "/openapi.yaml": {
+            "get": {
+                "operationId": "openapiYaml",
+                "summary": "This document.",
+                "security": [],
+                "responses": {"200": text},
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapiJson",
@@ -225,6 +316,14 @@ def build_openapi() -> dict[str, Any]:
             "get": {
                 "operationId": "docs",
                 "summary": "The API reference page.",
+                "security": [],
+                "responses": {"200": html},
+            }
+        },
+        "/inspector": {
+            "get": {
+                "operationId": "inspector",
+                "summary": "The operators' live page (it asks for an admin token).",
                 "security": [],
                 "responses": {"200": html},
             }

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import html
 import json
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +113,18 @@ def test_removed_event_is_breaking(current: dict[str, Any]) -> None:
     assert levels(current, new)["breaking"] == ["pr.closed: event removed"]
 
 
+def test_acks_are_compared_by_command(current: dict[str, Any]) -> None:
+    """An ack has no wire name: a change is reported for each command that may answer it."""
+    new = copy.deepcopy(current)
+    del schemas(new)["RoomAck"]["properties"]["room"]
+    schemas(new)["RecoverReply"]["oneOf"].pop()  # ErrorAck
+    assert levels(current, new)["breaking"] == [
+        "subscribe ack RoomAck.room: field removed",
+        "unsubscribe ack RoomAck.room: field removed",
+        "recover ack ErrorAck: ack removed",
+    ]
+
+
 def test_removed_field_is_breaking(current: dict[str, Any]) -> None:
     new = copy.deepcopy(current)
     del schemas(new)["WorkflowProgressData"]["properties"]["current_step"]
@@ -142,9 +157,10 @@ def test_optional_field_made_required_is_breaking(current: dict[str, Any]) -> No
 
 def test_new_required_field_in_a_command_is_breaking(current: dict[str, Any]) -> None:
     new = copy.deepcopy(current)
-    command = schemas(new)["RoomCommand"]
-    command["properties"]["since"] = {"type": "integer"}
-    command["required"].append("since")
+    for name in ("SubscribeCommand", "UnsubscribeCommand"):  # RoomCommand, each under its own name
+        command = schemas(new)[name]
+        command["properties"]["since"] = {"type": "integer"}
+        command["required"].append("since")
     assert levels(current, new)["breaking"] == [
         "subscribe.since: new required field",
         "unsubscribe.since: new required field",
@@ -187,3 +203,34 @@ def test_unknown_git_ref_is_reported() -> None:
     result = run_codegen("--breaking-against", "no-such-ref-anywhere")
     assert result.returncode != 0
     assert "cannot read contracts/asyncapi.json at no-such-ref-anywhere" in result.stderr
+
+
+def descriptions(node: Any) -> Iterator[str]:
+    """Every ``description`` (and message ``summary``) in a document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("description", "summary") and isinstance(value, str):
+                yield value
+            else:
+                yield from descriptions(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from descriptions(item)
+
+
+@pytest.mark.parametrize("document", ["asyncapi.json", "openapi.json"])
+def test_no_placeholder_reads_as_an_html_tag(document: str) -> None:
+    """Renderers take descriptions as Markdown, where ``<project_id>`` is a tag and vanishes."""
+    texts = list(descriptions(json.loads((CONTRACTS / document).read_text())))
+    assert any("{project_id}" in text for text in texts)
+    assert [text for text in texts if re.search(r"<[A-Za-z_][\w]*>", text)] == []
+
+
+def test_docs_page_shows_each_event_as_delivered() -> None:
+    """The page's examples are the AsyncAPI ones: whole envelopes, with what the gateway sets."""
+    document = json.loads((CONTRACTS / "asyncapi.json").read_text())
+    page = (CONTRACTS / "docs" / "index.html").read_text()
+    for message in document["components"]["messages"].values():
+        for example in message.get("examples", []):
+            assert {"id", "timestamp", "positions", "source", "data"} <= set(example["payload"])
+            assert html.escape(json.dumps(example["payload"], indent=2)) in page

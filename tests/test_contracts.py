@@ -161,6 +161,7 @@ async def test_gateway_serves_the_generated_documents(server: ServerProcess) -> 
             ("/asyncapi.yaml", "asyncapi.yaml"),
             ("/asyncapi.json", "asyncapi.json"),
             ("/openapi.json", "openapi.json"),
+            ("/openapi.yaml", "openapi.yaml"),
         ]:
             async with session.get(server.url + path) as response:
                 assert response.status == 200

@@ -7,7 +7,7 @@ export type AgentRoom = `agent:${string}`;
 export type GlobalRoom = "global";
 export type Room = UserRoom | ProjectRoom | AgentRoom | GlobalRoom;
 
-/** An agent opened its first connection. Sent by the gateway. Rooms: agent:<agent_id>, global. */
+/** An agent opened its first connection. Sent by the gateway. Rooms: agent:{agent_id}, global. */
 export interface AgentConnected {
   type: "agent.connected";
   /** Unique id of this event. */
@@ -29,7 +29,7 @@ export interface AgentConnectedData {
   connected_at: string;
 }
 
-/** An agent's last connection closed. Sent by the gateway. Rooms: agent:<agent_id>, global. */
+/** An agent's last connection closed. Sent by the gateway. Rooms: agent:{agent_id}, global. */
 export interface AgentDisconnected {
   type: "agent.disconnected";
   /** Unique id of this event. */
@@ -79,7 +79,7 @@ export interface AgentMetadataOutput {
 
 export type AgentStatus = "online" | "offline" | "busy" | "idle" | "error";
 
-/** An agent's status changed. Rooms: agent:<agent_id>, global. */
+/** An agent's status changed. Rooms: agent:{agent_id}, global. */
 export interface AgentStatusChanged {
   type: "agent.status_changed";
   /** Unique id of this event. */
@@ -119,7 +119,7 @@ export interface AgentStatusReport {
   metadata?: AgentMetadataInput;
 }
 
-/** An AI analysis finished. Rooms: project:<project_id> if given, else global. */
+/** An AI analysis finished. Rooms: project:{project_id} if given, else global. */
 export interface AiAnalysisComplete {
   type: "ai.analysis_complete";
   /** Unique id of this event. */
@@ -151,7 +151,7 @@ export interface AiAnalysisCompleteData {
   duration_seconds: number | null;
 }
 
-/** An AI suggestion for an issue, PR or code. Rooms: project:<project_id> if given, else global. */
+/** An AI suggestion for an issue, PR or code. Rooms: project:{project_id} if given, else global. */
 export interface AiSuggestion {
   type: "ai.suggestion";
   /** Unique id of this event. */
@@ -263,7 +263,7 @@ export interface EventAck {
   id: string;
 }
 
-/** An issue was closed. Rooms: project:<project_id>, user:<assigned_to> when assigned. */
+/** An issue was closed. Rooms: project:{project_id}, user:{assigned_to} when assigned. */
 export interface IssueClosed {
   type: "issue.closed";
   /** Unique id of this event. */
@@ -297,7 +297,7 @@ export interface IssueClosedData {
   resolution: string | null;
 }
 
-/** An issue was opened. Rooms: project:<project_id>, user:<assigned_to> when assigned. */
+/** An issue was opened. Rooms: project:{project_id}, user:{assigned_to} when assigned. */
 export interface IssueCreated {
   type: "issue.created";
   /** Unique id of this event. */
@@ -335,7 +335,7 @@ export type IssuePriority = "low" | "medium" | "high" | "critical";
 
 export type IssueStatus = "open" | "in_progress" | "closed" | "blocked";
 
-/** An issue changed. Rooms: project:<project_id>, user:<assigned_to> when assigned. */
+/** An issue changed. Rooms: project:{project_id}, user:{assigned_to} when assigned. */
 export interface IssueUpdated {
   type: "issue.updated";
   /** Unique id of this event. */
@@ -377,7 +377,7 @@ export interface PongAck {
   status: "pong";
 }
 
-/** A pull request was closed, merged or not. Rooms: project:<project_id>. */
+/** A pull request was closed, merged or not. Rooms: project:{project_id}. */
 export interface PrClosed {
   type: "pr.closed";
   /** Unique id of this event. */
@@ -407,7 +407,7 @@ export interface PrClosedData {
   closed_at: string;
 }
 
-/** A pull request was opened. Rooms: project:<project_id>. */
+/** A pull request was opened. Rooms: project:{project_id}. */
 export interface PrCreated {
   type: "pr.created";
   /** Unique id of this event. */
@@ -445,7 +445,7 @@ export interface PrCreatedData {
 
 export type PrStatus = "open" | "closed" | "merged";
 
-/** A pull request changed (title, body, state). Rooms: project:<project_id>. */
+/** A pull request changed (title, body, state). Rooms: project:{project_id}. */
 export interface PrUpdated {
   type: "pr.updated";
   /** Unique id of this event. */
@@ -483,7 +483,7 @@ export interface ProjectChanges {
   fields: string[];
 }
 
-/** A project was deleted. Rooms: project:<project_id>, user:<deleted_by>. */
+/** A project was deleted. Rooms: project:{project_id}, user:{deleted_by}. */
 export interface ProjectDeleted {
   type: "project.deleted";
   /** Unique id of this event. */
@@ -505,7 +505,7 @@ export interface ProjectDeletedData {
   deleted_by: string;
 }
 
-/** A project's attributes changed. Rooms: project:<project_id>, user:<updated_by>. */
+/** A project's attributes changed. Rooms: project:{project_id}, user:{updated_by}. */
 export interface ProjectUpdated {
   type: "project.updated";
   /** Unique id of this event. */
@@ -553,7 +553,7 @@ export interface RecoverAck {
 
 /** Payload of ``recover``: subscribe to a room and get what was missed since a position. */
 export interface RecoverCommand {
-  /** A room name: global, user:<uuid>, project:<uuid>, agent:<uuid>. */
+  /** A room name: global, user:{uuid}, project:{uuid}, agent:{uuid}. */
   room: Room;
   /** The last position the client holds for the room. */
   position: StreamPosition;
@@ -589,7 +589,7 @@ export interface RoomAck {
 
 /** Payload of ``subscribe`` and ``unsubscribe``. */
 export interface RoomCommand {
-  /** A room name: global, user:<uuid>, project:<uuid>, agent:<uuid>. */
+  /** A room name: global, user:{uuid}, project:{uuid}, agent:{uuid}. */
   room: Room;
 }
 
@@ -607,7 +607,7 @@ export type SuggestionCategory = "optimization" | "refactor" | "bug_fix" | "secu
 
 export type TargetType = "issue" | "pr" | "code";
 
-/** A workflow run finished successfully. Rooms: project:<project_id> if given, else global. */
+/** A workflow run finished successfully. Rooms: project:{project_id} if given, else global. */
 export interface WorkflowCompleted {
   type: "workflow.completed";
   /** Unique id of this event. */
@@ -633,7 +633,7 @@ export interface WorkflowCompletedData {
   result: Record<string, unknown>;
 }
 
-/** A workflow run failed. Rooms: project:<project_id> if given, else global. */
+/** A workflow run failed. Rooms: project:{project_id} if given, else global. */
 export interface WorkflowFailed {
   type: "workflow.failed";
   /** Unique id of this event. */
@@ -661,7 +661,7 @@ export interface WorkflowFailedData {
   duration_seconds: number | null;
 }
 
-/** Progress of a running workflow. Rooms: project:<project_id> if given, else global. */
+/** Progress of a running workflow. Rooms: project:{project_id} if given, else global. */
 export interface WorkflowProgress {
   type: "workflow.progress";
   /** Unique id of this event. */
@@ -697,7 +697,7 @@ export interface WorkflowProgressData {
   errors: string[];
 }
 
-/** A workflow run started. Rooms: project:<project_id> if given, else global. */
+/** A workflow run started. Rooms: project:{project_id} if given, else global. */
 export interface WorkflowStarted {
   type: "workflow.started";
   /** Unique id of this event. */
