@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import socket
+import sys
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -14,13 +18,14 @@ import pytest
 from swe_realtime import client as realtime
 from swe_realtime.client import CommandFailed, ConnectionRefused, RealtimeClient, connect
 from swe_realtime.errors import ErrorCode
-from swe_realtime.events import ConnectionEstablished, RoomAck
+from swe_realtime.events import ConnectionErrorEvent, ConnectionEstablished, RoomAck
 from swe_realtime.events.agent import AgentStatus, AgentStatusChanged, AgentStatusReport
 from swe_realtime.events.project import ProjectUpdated
 from swe_realtime.events.workflow import WorkflowProgress
 from tests.support import SERVICE, ServerProcess, api, eventually, make_token, progress_event, publish
 
 EVENT_WAIT = 10.0
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 async def next_event(events: Any, kind: type[Any] = object) -> Any:
@@ -179,3 +184,96 @@ async def test_an_event_failing_validation_is_logged_and_skipped(
         assert isinstance(event, ProjectUpdated)  # the first thing yielded: the other was skipped
         assert "skipped a workflow.progress event" in caplog.text
         assert client.positions()[room].offset == 2
+
+
+async def test_token_expiry_ends_the_events_after_its_notice(server: ServerProcess) -> None:
+    """At exp (plus the gateway's 5 s leeway) the gateway sends connection_error and closes:
+    the client yields the notice, then its events end (no reconnection with that token)."""
+    async with connect(server.url, make_token(ttl=-3.5)) as client:
+        seen = [event async for event in client.events()]
+    assert isinstance(seen[0], ConnectionEstablished)
+    assert isinstance(seen[-1], ConnectionErrorEvent)
+    assert seen[-1].data.error_code is ErrorCode.AUTH_FAILED
+
+
+async def test_a_reconnection_refused_for_its_token_raises(server: ServerProcess) -> None:
+    """The transport drops and the token expires before the reconnection: retrying cannot
+    help, so events() raises the refusal instead of reconnecting for ever."""
+    async with connect(
+        server.url, make_token(ttl=-3), reconnection_delay=2.5, randomization_factor=0
+    ) as client:
+        events = client.events()
+        await next_event(events, ConnectionEstablished)
+        await drop_transport(client)
+        with pytest.raises(ConnectionRefused) as refused:
+            await next_event(events)
+        assert refused.value.code is ErrorCode.AUTH_FAILED
+
+
+def documented_programs(path: Path) -> list[str]:
+    """The complete programs among a Markdown file's Python blocks (those that run themselves)."""
+    blocks = re.findall(r"```python\n(.*?)```", path.read_text(), re.DOTALL)
+    return [block for block in blocks if "asyncio.run(" in block]
+
+
+async def run_program(source: str, env: dict[str, str], *args: str, cwd: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        source,
+        *args,
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def finished(process: asyncio.subprocess.Process) -> list[str]:
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    return out.decode().splitlines()
+
+
+def progress(project: str, value: int, status: str = "running") -> dict[str, Any]:
+    body = progress_event(project, value)
+    body["data"]["status"] = status
+    return body
+
+
+async def test_the_documented_subscriber_resumes_across_runs(server: ServerProcess, tmp_path: Path) -> None:
+    """docs/python-client.md's first program, run twice: what is published between the runs
+    reaches the second run (from the positions the first one saved), once and in order."""
+    project = str(uuid4())
+    [subscriber, _agent] = documented_programs(DOCS / "python-client.md")
+    env = {"GATEWAY_URL": server.url, "GATEWAY_TOKEN": make_token(projects=[project])}
+    first = await run_program(subscriber, env, project, cwd=tmp_path)
+    assert first.stdout is not None
+    assert await asyncio.wait_for(first.stdout.readline(), 30) == b"listening\n"
+    await publish(server, progress(project, 50))
+    await publish(server, progress(project, 100, "completed"))
+    assert await finished(first) == ["progress 50", "progress 100"]
+
+    await publish(server, progress(project, 10))  # while no run is listening
+    await publish(server, progress(project, 100, "completed"))
+    second = await run_program(subscriber, env, project, cwd=tmp_path)
+    assert await finished(second) == ["listening", "progress 10", "progress 100"]
+
+
+async def test_the_documented_agent_reports(server: ServerProcess, tmp_path: Path) -> None:
+    [_subscriber, agent] = documented_programs(DOCS / "python-client.md")
+    env = {"GATEWAY_URL": server.url, "AGENT_TOKEN": make_token(roles=["agent"])}
+    [line] = await finished(await run_program(agent, env, cwd=tmp_path))
+    assert line.startswith("reported as event ")
+
+
+async def test_the_readme_example_runs(server: ServerProcess, tmp_path: Path) -> None:
+    """The README's Python section, on the project id it names."""
+    [example] = documented_programs(DOCS.parent / "README.md")
+    project = "550e8400-e29b-41d4-a716-446655440000"
+    env = {"GATEWAY_URL": server.url, "GATEWAY_TOKEN": make_token(projects=[project])}
+    process = await run_program(example, env, cwd=tmp_path)
+    assert process.stdout is not None
+    assert (await asyncio.wait_for(process.stdout.readline(), 30)).startswith(b"subscribed at ")
+    await publish(server, progress(project, 100, "completed"))
+    assert (await finished(process))[-1].endswith(" 100")
