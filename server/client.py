@@ -161,6 +161,8 @@ class RealtimeClient:
         """A refusal, at the first connect or a reconnection; one of the auth codes ends the
         client (the same token will not be accepted on the next attempt)."""
         payload = data.get("data") if isinstance(data, dict) else None
+        if payload is None:
+            return  # the gateway could not be reached at all: python-socketio retries
         try:
             self._refusal = ConnectionErrorEvent.model_validate(payload)
         except ValidationError:
@@ -170,10 +172,17 @@ class RealtimeClient:
             self._stop(ConnectionRefused(self._refusal))
 
     def _on_disconnect(self, reason: str = "") -> None:
-        """The gateway ended the connection (not the network): python-socketio does not
-        reconnect then, so the events end."""
-        if reason == socketio.AsyncClient.reason.SERVER_DISCONNECT:
+        """Ended by the gateway, python-socketio does not reconnect. Two cases: the gateway
+        left the namespace (the token expired: the Engine.IO session is still up as this
+        runs), and the events end; or it closed the Engine.IO session, as a draining gateway
+        does so that its clients reconnect to another instance (socket.io-client does), and
+        this client reconnects and resumes too, with python-socketio's reconnection loop."""
+        if reason != socketio.AsyncClient.reason.SERVER_DISCONNECT:
+            return
+        if self._sio.eio.state == "connected":
             self._stop(None)
+        elif self._sio.reconnection and not self._sio._reconnect_task:
+            self._sio._reconnect_task = self._sio.start_background_task(self._sio._handle_reconnect)
 
     def _stop(self, error: RealtimeError | None) -> None:
         self._queue.put_nowait(_Stop(error))

@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -22,7 +23,18 @@ from swe_realtime.events import ConnectionErrorEvent, ConnectionEstablished, Roo
 from swe_realtime.events.agent import AgentStatus, AgentStatusChanged, AgentStatusReport
 from swe_realtime.events.project import ProjectUpdated
 from swe_realtime.events.workflow import WorkflowProgress
-from tests.support import SERVICE, ServerProcess, api, eventually, make_token, progress_event, publish
+from tests import support
+from tests.support import (
+    SECRET,
+    SERVICE,
+    SHARED_REDIS,
+    ServerProcess,
+    api,
+    eventually,
+    make_token,
+    progress_event,
+    publish,
+)
 
 EVENT_WAIT = 10.0
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -277,3 +289,38 @@ async def test_the_readme_example_runs(server: ServerProcess, tmp_path: Path) ->
     assert (await asyncio.wait_for(process.stdout.readline(), 30)).startswith(b"subscribed at ")
     await publish(server, progress(project, 100, "completed"))
     assert (await finished(process))[-1].endswith(" 100")
+
+
+@pytest.mark.redis
+async def test_a_restarted_gateway_on_redis_resumes_without_gap_or_duplicate(
+    cluster: Callable[..., list[ServerProcess]],
+    start_server: Callable[..., ServerProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The client's gateway drains (SIGTERM: its Engine.IO sessions closed, which
+    python-socketio alone would not reconnect after) and comes back on the same address;
+    what the other instance published meanwhile is replayed from Redis, once, in order."""
+    project = str(uuid4())
+    room = f"project:{project}"
+    channel = f"test-{uuid4().hex[:12]}"
+    home, other = cluster(2, channel=channel)
+    token = make_token(projects=[project])
+    async with connect(
+        home.url, token, reconnection_delay=0.3, reconnection_delay_max=1, randomization_factor=0
+    ) as client:
+        events = client.events()
+        await next_event(events, ConnectionEstablished)
+        await client.subscribe(room)
+        await publish_numbered(other, project, range(0, 3))
+        seen = [(await next_event(events, WorkflowProgress)).data.progress for _ in range(3)]
+
+        assert home.stop()
+        await publish_numbered(other, project, range(3, 23))
+        monkeypatch.setattr(support, "free_port", lambda: home.port)
+        start_server({"JWT_SECRET": SECRET, "REDIS_URL": SHARED_REDIS, "REDIS_CHANNEL": channel})
+        again = await next_event(events, ConnectionEstablished)
+        assert {answer.room: answer.recovered for answer in again.data.recovery}[room] is True
+        seen += [(await next_event(events, WorkflowProgress)).data.progress for _ in range(20)]
+        assert seen == list(range(23))
+        await client.ping()
+        assert client._queue.empty()
