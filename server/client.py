@@ -65,6 +65,7 @@ AUTH_CODES = frozenset({ErrorCode.AUTH_FAILED, ErrorCode.AUTH_MISSING})
 """Refusals a retry with the same token cannot overcome: reconnecting stops on them."""
 
 A = TypeVar("A", bound=BaseModel)
+J = TypeVar("J", RoomAck, RecoverAck)
 _ROOM_ANSWER: TypeAdapter[RoomAck | ErrorAck] = TypeAdapter(RoomAck | ErrorAck)
 _RECOVER_ANSWER: TypeAdapter[RecoverAck | ErrorAck] = TypeAdapter(RecoverAck | ErrorAck)
 _REFRESH_ANSWER: TypeAdapter[RefreshAck | ErrorAck] = TypeAdapter(RefreshAck | ErrorAck)
@@ -288,13 +289,28 @@ class RealtimeClient:
             raise CommandFailed(command, answer)
         return answer
 
-    async def subscribe(self, room: str) -> RoomAck:
-        """Join ``room`` and keep its position from now on."""
-        ack = await self._call("subscribe", {"room": room}, _ROOM_ANSWER)
+    async def _join(self, command: str, payload: dict[str, Any], answers: TypeAdapter[J | ErrorAck]) -> J:
+        """Join the payload's room, its position kept from the first event on: events of the
+        room can come before the ack (and a recover's replayed events always do), so the room
+        counts as joined from the moment the command is sent; the ack's own position only
+        ever moves it forward."""
+        room = str(payload["room"]).lower()  # the ack's normalised form (lowercase UUID)
+        already_in = room in self._rooms
+        self._rooms.add(room)
+        try:
+            ack = await self._call(command, payload, answers)
+        except CommandFailed:
+            if not already_in:
+                self._forget(room)
+            raise
         self._rooms.add(ack.room)
         if ack.position is not None:
             self._keep(ack.room, ack.position)
         return ack
+
+    async def subscribe(self, room: str) -> RoomAck:
+        """Join ``room`` and keep its position from now on."""
+        return await self._join("subscribe", {"room": room}, _ROOM_ANSWER)
 
     async def unsubscribe(self, room: str) -> RoomAck:
         """Leave ``room`` and forget its position."""
@@ -306,16 +322,7 @@ class RealtimeClient:
         """Join ``room`` and get what was sent to it after ``position`` (the replayed events
         come before this returns); ``recovered`` false: refetch the room over REST."""
         payload = {"room": room, "position": position.model_dump(mode="json")}
-        self._rooms.add(room)  # the replayed events come first and move the position themselves
-        try:
-            ack = await self._call("recover", payload, _RECOVER_ANSWER)
-        except CommandFailed:
-            self._forget(room)
-            raise
-        self._rooms.add(ack.room)
-        if ack.position is not None:
-            self._keep(ack.room, ack.position)
-        return ack
+        return await self._join("recover", payload, _RECOVER_ANSWER)
 
     async def ping(self) -> PongAck:
         """Check that the gateway answers on this connection."""

@@ -142,6 +142,25 @@ async def test_reconnect_resumes_without_gap_or_duplicate(server: ServerProcess)
         assert client._queue.empty()
 
 
+async def test_recover_replays_a_room_before_its_ack(server: ServerProcess) -> None:
+    project = str(uuid4())
+    room = f"project:{project}"
+    token = make_token(projects=[project])
+    async with connect(server.url, token) as earlier:
+        events = earlier.events()
+        await earlier.subscribe(room)
+        await publish_numbered(server, project, range(0, 3))
+        first = await next_event(events, WorkflowProgress)
+    async with connect(server.url, token) as client:
+        events = client.events()
+        await next_event(events, ConnectionEstablished)
+        ack = await client.recover(room, first.positions[room])
+        assert (ack.recovered, ack.replayed) == (True, 2)
+        replayed = [(await next_event(events, WorkflowProgress)).data.progress for _ in range(2)]
+        assert replayed == [1, 2]
+        assert client.positions()[room].offset == 3
+
+
 async def test_agent_reports_its_status(server: ServerProcess) -> None:
     agent = uuid4()
     async with connect(server.url, make_token(agent, roles=["agent"])) as client:
