@@ -13,6 +13,7 @@ the whole gateway, which keeps one failure story for one- and many-worker deploy
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import multiprocessing
 import os
@@ -40,6 +41,18 @@ class GatewayServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: GatewayApp) -> None:
         super().__init__(config)
         self.gateway = app
+        self._listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._listening.set()
+
+    async def wait_listening(self) -> None:
+        """Return once the server accepts connections. The gateway's start (``GatewayApp.
+        wait_started``) comes earlier: uvicorn runs the application's startup before it
+        binds its socket, and a client connecting in between is refused."""
+        await self._listening.wait()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await self.gateway.drain()

@@ -223,8 +223,7 @@ async def gateway_in_process(
     server = gateway_server(app, config, log_level="warning")
     serving = asyncio.create_task(server.serve())
     try:
-        await asyncio.wait_for(app.wait_started(), 10)
-        await eventually(lambda: server.started, message="the gateway did not start listening")
+        await asyncio.wait_for(server.wait_listening(), 10)
         yield app, f"http://127.0.0.1:{config.port}"
     finally:
         server.should_exit = True

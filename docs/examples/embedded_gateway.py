@@ -39,9 +39,7 @@ async def main(port: int, project_id: UUID) -> None:
     # draining shutdown), on this event loop.
     server = gateway_server(app, settings, log_level="warning")
     serving = asyncio.create_task(server.serve())
-    await app.wait_started()  # the gateway started (Redis, background tasks)...
-    while not server.started:  # ...and uvicorn listens: before, a client would be refused
-        await asyncio.sleep(0.05)
+    await server.wait_listening()  # the gateway started and uvicorn accepts connections
     await send_project_updates(project_id)
     server.should_exit = True
     await serving
