@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import socketio
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from swe_realtime._compat.socketio_client import start_reconnecting, stop_reconnecting
 from swe_realtime.errors import ErrorCode
 from swe_realtime.events import (
     NAMESPACE,
@@ -182,15 +183,14 @@ class RealtimeClient:
             return
         if self._sio.eio.state == "connected":
             self._stop(None)
-        elif self._sio.reconnection and not self._sio._reconnect_task:
-            self._sio._reconnect_task = self._sio.start_background_task(self._sio._handle_reconnect)
+        elif self._sio.reconnection:
+            start_reconnecting(self._sio)
 
     def _stop(self, error: RealtimeError | None) -> None:
         self._queue.put_nowait(_Stop(error))
         # A refusal while reconnecting: python-socketio's own way to stop its reconnection
         # loop (shutdown) awaits that loop, which is not done until this handler returns.
-        if self._sio._reconnect_task is not None:
-            self._sio._reconnect_abort.set()
+        stop_reconnecting(self._sio)
 
     async def close(self) -> None:
         """Disconnect (or stop reconnecting); ``events()`` ends once it has yielded what came."""

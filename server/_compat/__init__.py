@@ -11,7 +11,8 @@ failure message prints it). The version bounds in pyproject.toml follow these ta
 - socketio.py: the Socket.IO server (bad packets, polling goodbyes, slow consumers, drain)
 - fanout.py: delivery to a room without a task per recipient; the manager that subscribes
   a room's channel on its first local member
-- uvicorn.py: the WebSocket protocol with smaller per-connection objects
+- uvicorn.py: the WebSocket protocol with smaller per-connection objects and a frame writer
+- socketio_client.py: starting and stopping the AsyncClient's reconnection loop (server/client.py)
 """
 
 from __future__ import annotations
