@@ -16,6 +16,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -209,6 +210,23 @@ class InProcessAPI:
 
 
 _UNVERIFIED = ssl._create_unverified_context()  # only to poll /health of a test's own server
+
+
+async def node_script(script: str, *args: str, cwd: Path, timeout: float = 60) -> Any:
+    """Run a node script of ``cwd`` with ``args``; it must exit 0 with nothing on stderr.
+    Returns the JSON it printed."""
+    process = await asyncio.create_subprocess_exec(
+        shutil.which("node") or "node",
+        script,
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode == 0, stderr.decode()
+    assert stderr == b"", stderr.decode()
+    return json.loads(stdout)
 
 
 @asynccontextmanager

@@ -6,7 +6,6 @@ tool prints fails the test. The tools are pinned in tests/consumers/typescript/p
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from uuid import uuid4
 import pytest
 
 from swe_realtime.events import SERVER_EVENTS
-from tests.support import SERVICE, ServerProcess, make_token
+from tests.support import SERVICE, ServerProcess, make_token, node_script
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "contracts" / "typescript"
@@ -140,21 +139,15 @@ async def test_oldest_client_resumes_through_the_helper_against_the_gateway(serv
     works with socket.io-client 4.6.0, and the position of a received event is kept."""
     project = str(uuid4())
     room = f"project:{project}"
-    process = await asyncio.create_subprocess_exec(
-        shutil.which("node") or "node",
+    seen = await node_script(
         "oldest_client.mjs",
         server.url,
         make_token(projects=[project]),
         SERVICE,
         project,
         cwd=CONSUMERS,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        timeout=30,
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, stderr.decode()
-    assert stderr == b"", stderr.decode()
-    seen = json.loads(stdout)
     assert seen["client"] == "4.6.0"
     assert seen["events"] == len(SERVER_EVENTS)
     assert seen["ack"]["status"] == "success"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.support import ServerProcess, make_token, subscribed
+from tests.support import ServerProcess, make_token, node_script, subscribed
 
 pytestmark = pytest.mark.node
 
@@ -22,20 +20,9 @@ async def run_flow(server: ServerProcess, token: str, project: str, transport: s
     node = shutil.which("node")
     assert node, "node is required (the test recipe installs tests/node with npm)"
     assert (NODE_DIR / "node_modules" / "socket.io-client").is_dir(), "run: npm ci --prefix tests/node"
-    process = await asyncio.create_subprocess_exec(
-        node,
-        "spec_flow.mjs",
-        server.url,
-        token,
-        project,
-        transport,
-        cwd=NODE_DIR,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    result: dict[str, Any] = await node_script(
+        "spec_flow.mjs", server.url, token, project, transport, cwd=NODE_DIR
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, stderr.decode()
-    result: dict[str, Any] = json.loads(stdout)
     return result
 
 

@@ -7,8 +7,6 @@ once" is checked exactly: the numbers received must be the numbers published, in
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from tests.support import (
     api,
     eventually,
     make_token,
+    node_script,
     progress_event,
     received,
     wait_ready,
@@ -292,20 +291,14 @@ async def test_resume_helper_with_socket_io_client_reconnection(server: ServerPr
     """contracts/typescript/resume.js in node: the transport drops, 100 events go out meanwhile,
     socket.io-client reconnects by itself and the helper's positions bring them all back."""
     project = str(uuid4())
-    process = await asyncio.create_subprocess_exec(
-        shutil.which("node") or "node",
+    seen = await node_script(
         "resume_flow.mjs",
         server.url,
         make_token(projects=[project]),
         SERVICE,
         project,
         cwd=Path(__file__).with_name("node"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, stderr.decode()
-    seen = json.loads(stdout)
     assert seen["connects"] == 2
     assert seen["numbers"] == list(range(108))
     answers = {answer["room"]: answer for answer in seen["answers"]}
