@@ -148,7 +148,7 @@ class SendQueue(SingleConsumerQueue[Encodable | None]):
         if item is not None:
             self.pending_bytes -= len(item.encode())
         room = self._room
-        if room is not None and self.pending_bytes <= self._room_chars and self.qsize() <= self._room_items:
+        if room is not None and self._fits(self._room_chars, self._room_items):
             self._room = None
             if not room.done():
                 room.set_result(None)
@@ -157,12 +157,15 @@ class SendQueue(SingleConsumerQueue[Encodable | None]):
     def room(self, max_bytes: int, max_frames: int) -> asyncio.Future[None] | None:
         """None while at most ``max_bytes`` characters and ``max_frames`` packets are queued;
         else a future done once they are (shared by every waiter: await it shielded)."""
-        if self.pending_bytes <= max_bytes and self.qsize() <= max_frames:
+        if self._fits(max_bytes, max_frames):
             return None
         self._room_chars, self._room_items = max_bytes, max_frames
         if self._room is None or self._room.done():
             self._room = asyncio.get_running_loop().create_future()
         return self._room
+
+    def _fits(self, max_bytes: int, max_frames: int) -> bool:
+        return self.pending_bytes <= max_bytes and self.qsize() <= max_frames
 
 
 class Flag:

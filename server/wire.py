@@ -250,7 +250,7 @@ class FrameWriter:
         ``max_frames`` frames are corked; else a future done once that holds, or the
         connection closed (shared by every waiter: await it shielded). Unpaused, the
         transport's buffer is below its high-water mark; the cork is flushed every pass."""
-        if self.state is not State.PAUSED and self.corked <= max_bytes and self._frames <= max_frames:
+        if self._fits(max_bytes, max_frames):
             return None
         self._room_bytes, self._room_frames = max_bytes, max_frames
         if self._room is None or self._room.done():
@@ -261,11 +261,10 @@ class FrameWriter:
         room = self._room
         if room is None:
             return
-        if self.state is State.CLOSED or (
-            self.state is not State.PAUSED
-            and self.corked <= self._room_bytes
-            and self._frames <= self._room_frames
-        ):
+        if self.state is State.CLOSED or self._fits(self._room_bytes, self._room_frames):
             self._room = None
             if not room.done():
                 room.set_result(None)
+
+    def _fits(self, max_bytes: int, max_frames: int) -> bool:
+        return self.state is not State.PAUSED and self.corked <= max_bytes and self._frames <= max_frames

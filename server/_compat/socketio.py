@@ -146,44 +146,41 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         return EngineServer
 
     async def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
-        """Every event of a fan-out comes here (_compat/fanout.py)."""
-        if await self._may_send(eio_sid):
+        """Every event of a fan-out to a session without a frame writer comes here
+        (_compat/fanout.py)."""
+        if self._sendable(eio_sid) is not None:
             await super()._send_eio_packet(eio_sid, eio_pkt)
 
     def deliver(self, eio_sid: str, eio_pkt: Any) -> bool:
         """Hand a fan-out's packet to a session's frame writer at once, without the coroutine
-        layers of :meth:`_send_eio_packet` (the same checks, inline). False if the session
-        has no writer (long-polling, an upgrade under way): send it the ordinary way then."""
-        engine_socket = self.eio.sockets.get(eio_sid)
-        if engine_socket is None or eio_sid in self._dropping:
-            return True  # gone or going: nothing to send
-        writer = engine_socket.writer
-        if writer is None or engine_socket.closed:
+        layers of :meth:`_send_eio_packet` (the same checks). False if the session has no
+        writer (long-polling, an upgrade under way): send it the ordinary way then."""
+        engine_socket = self._sendable(eio_sid)
+        if engine_socket is None:
+            return True  # gone, going, or just found too slow: nothing to send
+        if engine_socket.writer is None or engine_socket.closed:
             return False
-        why = self._over_budget(writer)
-        if why is not None:
-            self.drop_slow(eio_sid, why)
-        else:
-            writer.write(frame_of(eio_pkt))
+        engine_socket.writer.write(frame_of(eio_pkt))
         return True
 
     async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
         """Acks, CONNECT answers and emits to one client come here."""
-        if await self._may_send(eio_sid):
+        if self._sendable(eio_sid) is not None:
             await super()._send_packet(eio_sid, pkt)
 
-    async def _may_send(self, eio_sid: str) -> bool:
-        """Whether to queue a packet for the session: not once it is closed (the answers to a
-        closed session's last packets have nowhere to go: python-engineio would log a warning
-        per packet), nor past its budget (the slow consumer is dropped)."""
+    def _sendable(self, eio_sid: str) -> Any:
+        """The session's Engine.IO socket if a packet may be queued for it; None once it is
+        closed (the answers to a closed session's last packets have nowhere to go: python-
+        engineio would log a warning per packet) or past its budget (the slow consumer is
+        dropped)."""
         engine_socket = self.eio.sockets.get(eio_sid)
         if engine_socket is None or eio_sid in self._dropping:
-            return False
+            return None
         why = self._over_budget(engine_socket.outbox)
         if why is not None:
             self.drop_slow(eio_sid, why)
-            return False
-        return True
+            return None
+        return engine_socket
 
     def _over_budget(self, outbox: Outbox) -> str | None:
         """Why a session's client is too far behind to be sent more, if it is."""
@@ -203,7 +200,7 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         if eio_sid in self._dropping or eio_sid not in self.eio.sockets:
             return
         self._dropping.add(eio_sid)
-        self.start_background_task(self._drop, eio_sid, "slow_consumer", f"slow consumer: {why}")
+        self.start_background_task(self._drop, eio_sid, "slow_consumer", f"slow consumer: {why}", cut=True)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:
@@ -297,13 +294,15 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
             self.manager.sid_from_eio_sid(eio_sid, name) is not None for name in self.namespace_handlers
         )
 
-    async def _drop(self, eio_sid: str, label: str, reason: str) -> None:
-        """Close a session the gateway will not serve, audited and counted (metrics.DROPPED)."""
+    async def _drop(self, eio_sid: str, label: str, reason: str, cut: bool = False) -> None:
+        """Close a session the gateway will not serve, audited and counted (metrics.DROPPED);
+        ``cut``: a client that does not read, whose WebSocket is cut off (what it has not
+        read it never will, nor a close frame behind it)."""
         metrics.DROPPED.labels(label).inc()
         audit.dropped(connection_id=eio_sid, reason=reason)
         engine_socket = self.eio.sockets.get(eio_sid)
-        if label == "slow_consumer" and engine_socket is not None and engine_socket.writer is not None:
-            engine_socket.writer.abort()  # what it has not read it never will: no close handshake
+        if cut and engine_socket is not None and engine_socket.writer is not None:
+            engine_socket.writer.abort()
         await self._close_session(eio_sid)
 
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
