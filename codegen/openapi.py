@@ -219,7 +219,7 @@ def build_openapi() -> dict[str, Any]:
     }
     admin_errors = {
         **auth_errors,
-        "429": _response("More than COMMANDS_PER_SECOND admin requests a second (see Retry-After).", error),
+        "429": _response("More than ADMIN_REQUESTS_PER_SECOND requests a second (see Retry-After).", error),
     }
     invalid = _response("A parameter is out of its range or grammar (INVALID_REQUEST, INVALID_ROOM).", error)
     status = schemas.ref(StatusBody, "serialization")

@@ -8,7 +8,8 @@ Connections are listed in the order of their ids, from just after a cursor (``af
 page is the first ``limit`` ids of the merged answers, and the next page starts after its
 last id, however the cluster changed in between. Each instance sends at most ``limit``
 connections per page, so listing 100,000 connections costs each instance one scan of its
-own (a heap keeps the ``limit`` smallest ids) and the asker ``limit`` x instances entries.
+candidates (a heap keeps the ``limit`` smallest ids) and the asker ``limit`` x instances
+entries.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import heapq
 import resource
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +31,10 @@ from swe_realtime.timeline import Timeline
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+ROOMS_SHOWN = 20
+"""Rooms listed per connection (the first by name; ``room_count`` says how many): a page of
+1,000 connections in 100 rooms each would be 5 MB through Redis. Filter by room to find a
+room's members."""
 
 Answer = dict[str, Any]
 
@@ -98,15 +102,27 @@ class Operator:
 
     def connections(self, query: ConnectionQuery) -> Answer:
         """The first ``query.limit`` matching connections after the cursor, by id; how many
-        match in all (cursor aside); whether more follow this page."""
-        matching = [
-            (sid, connection) for sid, connection in self._registry.items() if query.matches(connection)
-        ]
-        following: Iterator[tuple[str, Connection]] = (item for item in matching if item[0] > query.after)
-        page = heapq.nsmallest(query.limit + 1, following, key=lambda item: item[0])
+        match in all (cursor aside); whether more follow this page.
+
+        A room's members come from the manager's room, a user's from the registry's index by
+        user: a filtered query looks at its candidates only, not at every connection."""
+        if query.room is not None:
+            candidates = self._sio.manager.members(NAMESPACE, query.room)
+        elif query.user is not None:
+            candidates = self._registry.of_user(query.user)
+        else:
+            candidates = self._registry.sids()
+        if query.room is None and query.user is None:
+            matching = list(candidates)
+        else:
+            matching = [
+                sid for sid in candidates if (c := self._registry.get(sid)) is not None and query.matches(c)
+            ]
+        page = heapq.nsmallest(query.limit + 1, (sid for sid in matching if sid > query.after))
+        described = (self._describe(sid) for sid in page[: query.limit])
         return {
             "instance": self.instance_id,
-            "connections": [self._describe(sid, connection) for sid, connection in page[: query.limit]],
+            "connections": [connection for connection in described if connection is not None],
             "total": len(matching),
             "more": len(page) > query.limit,
         }
@@ -130,24 +146,30 @@ class Operator:
             "redis": redis,
             "rss_bytes": _rss_bytes(),
             "connections": len(self._registry),
-            "rooms": len(self._registry.snapshot()["rooms"]),
+            "rooms": self._sio.manager.named_rooms(NAMESPACE),
             "samples": self._timeline.since(since),
         }
 
-    def _describe(self, sid: str, connection: Connection) -> Answer:
+    def _describe(self, sid: str) -> Answer | None:
+        """The connection as the admin API shows it; None if it is closing (its Engine.IO
+        session already gone)."""
+        connection = self._registry.get(sid)
         eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
         engine_socket = self._sio.eio.sockets.get(eio_sid) if eio_sid else None
-        outbox = engine_socket.outbox if engine_socket is not None else None
+        if connection is None or engine_socket is None:
+            return None
+        rooms = sorted(connection.rooms)
         return {
             "id": sid,
             "user": str(connection.principal.user_id),
             "instance": self.instance_id,
-            "transport": "websocket" if engine_socket is not None and engine_socket.upgraded else "polling",
+            "transport": "websocket" if engine_socket.upgraded else "polling",
             "remote": connection.remote,
             "connected_at": _stamp(connection.since),
-            "rooms": sorted(connection.rooms),
-            "unread_packets": outbox.pending_frames if outbox is not None else 0,
-            "unread_bytes": outbox.pending_bytes if outbox is not None else 0,
+            "rooms": rooms[:ROOMS_SHOWN],
+            "room_count": len(rooms),
+            "unread_packets": engine_socket.outbox.pending_frames,
+            "unread_bytes": engine_socket.outbox.pending_bytes,
         }
 
 

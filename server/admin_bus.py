@@ -4,12 +4,13 @@ Without Redis there is one instance: :class:`LocalBus` answers alone. With Redis
 :class:`RedisBus` sends the question to every instance on one sharded channel
 (``<REDIS_CHANNEL>:admin``, SPUBLISH: one Redis, or the one master of a Redis Cluster that
 serves its slot) and each instance pushes its answer onto a list named after the question
-(``<REDIS_CHANNEL>:admin:answers:<id>``, expiring), which the asker pops from. The count
-SPUBLISH returns is how many instances heard the question, so the asker knows how many
-answers to wait for; one that does not answer within ANSWER_SECONDS (stalled, or gone after
-hearing) is given up on and the answer is marked ``partial``, as it is when Redis cannot be
-reached at all (then the asker's own part is the whole answer). The asker answers its own
-part directly, not through Redis.
+(``<REDIS_CHANNEL>:admin:answers:<id>``, expiring), which the asker pops from. Who must
+answer is who is alive: the instances whose stats heartbeat is in Redis (server/cluster.py).
+Whatever happens, an answer comes within ANSWER_SECONDS of the question: an instance that
+has not answered by then (stalled, its subscription being renewed, gone since its last
+heartbeat) is named missing and the answer marked ``partial``, as it is when Redis cannot
+be reached at all (then the asker's own part is the whole answer). The asker answers its
+own part directly, while the others work on theirs.
 
 This is the request/response pattern of Socket.IO's Redis adapter (``fetchSockets``,
 ``serverSideEmit`` with acks), with lists instead of a response channel: an answer pushed
@@ -23,7 +24,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import uuid4
@@ -32,6 +33,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
 from swe_realtime import tasks
+from swe_realtime.cluster import heartbeat_key, live_instances
 from swe_realtime.redis_connection import AnyRedis, connect, node_client
 from swe_realtime.settings import RedisSettings
 
@@ -45,6 +47,13 @@ Handler = Callable[[str, Answer], Awaitable[Answer]]
 """Answers one question: ``(kind, args) -> this instance's answer``."""
 
 _log = logging.getLogger("swe_realtime.admin")
+
+# KEYS[1]: a question's answer list. ARGV: one answer, the list's time-to-live. One step, so
+# that no list is left without its expiry.
+_PUSH = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +96,14 @@ class RedisBus:
         self._instance_id = instance_id
         self._handler = handler
         self._redis: AnyRedis = connect(settings.url, default_service=settings.channel)
+        self._push = self._redis.register_script(_PUSH)
+        self._heartbeats = heartbeat_key(settings.channel, "")
         self._channel = f"{settings.channel}:admin"
         self._answers = f"{settings.channel}:admin:answers:"
+        self._process = uuid4().hex
+        """Who asks, to know its own questions when they come back: not the instance id,
+        which two processes might share by mistake (they would then ignore each other)."""
         self._pubsub: PubSub | None = None
-        self._listening = False
         self._reader: asyncio.Task[None] | None = None
         self._answering: set[asyncio.Task[None]] = set()
 
@@ -105,51 +118,51 @@ class RedisBus:
         await self._redis.aclose()
 
     async def ask(self, kind: str, args: Answer) -> Answers:
-        own = await self._handler(kind, args)
-        question: Answer = {"id": uuid4().hex, "from": self._instance_id, "kind": kind, "args": args}
+        deadline = time.monotonic() + ANSWER_SECONDS
+        question: Answer = {"id": uuid4().hex, "from": self._process, "kind": kind, "args": args}
         try:
-            heard = int(
-                await asyncio.wait_for(
-                    self._redis.spublish(self._channel, json.dumps(question)), ANSWER_SECONDS
-                )
-            )
+            async with asyncio.timeout(ANSWER_SECONDS):
+                await self._redis.spublish(self._channel, json.dumps(question))
+                expected = await live_instances(self._redis, self._heartbeats) - {self._instance_id}
         except Exception as exc:  # Redis away: this instance's answer, marked partial
             _log.info("admin question not sent: %s", exc)
-            return Answers([own], partial=True)
-        expected = heard - (1 if self._listening else 0)
-        answers = await self._collect(self._answers + question["id"], expected)
-        return Answers([own, *answers], partial=len(answers) < expected)
+            return Answers([await self._handler(kind, args)], partial=True)
+        own = await self._handler(kind, args)
+        answers = await self._collect(self._answers + question["id"], expected, deadline)
+        return Answers([own, *answers.values()], partial=not expected <= answers.keys())
 
-    async def _collect(self, key: str, expected: int) -> list[Answer]:
-        answers: list[Answer] = []
-        deadline = time.monotonic() + ANSWER_SECONDS
-        while len(answers) < expected and (left := deadline - time.monotonic()) > 0:
+    async def _collect(self, key: str, expected: set[str], deadline: float) -> dict[str, Answer]:
+        """The answers pushed onto ``key`` by instance, until every one of ``expected`` has
+        answered or the deadline has passed."""
+        answers: dict[str, Answer] = {}
+        while not expected <= answers.keys() and (left := deadline - time.monotonic()) > 0:
             try:
-                popped = await asyncio.wait_for(self._redis.blpop([key], timeout=max(left, 0.01)), left + 0.5)
-            except Exception as exc:  # Redis away meanwhile: what came is the answer
-                _log.info("admin answers not read: %s", exc)
+                async with asyncio.timeout(left + 0.25):  # Redis's own timeout, or a hung Redis
+                    popped = await self._redis.blpop([key], timeout=left)
+            except Exception as exc:  # out of time, or Redis away meanwhile: what came is the answer
+                _log.info("admin answers not all read: %s", exc or "timed out")
                 break
             if popped is None:
                 break
-            answers.append(json.loads(popped[1]))
+            envelope = json.loads(popped[1])
+            answers[str(envelope["instance"])] = envelope["answer"]
         return answers
 
     async def _listen_forever(self) -> None:
         backoff = 0.5
         while True:
             try:
-                await self._listen()
+                async for _ in self._listen():
+                    backoff = 0.5  # subscribed: the next loss starts the backoff afresh
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the subscription is gone whatever the error: renew it
-                self._listening = False
-                _log.info("admin channel lost, resubscribing: %s", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-            else:
-                backoff = 0.5
+                _log.info("admin channel lost, subscribing again: %s", exc)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
 
-    async def _listen(self) -> None:
+    async def _listen(self) -> AsyncIterator[None]:
+        """Subscribe and answer the questions that come; yields once subscribed."""
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
@@ -160,33 +173,47 @@ class RedisBus:
             if message is None:
                 continue
             if message["type"] == "ssubscribe":
-                self._listening = True
+                yield
             elif message["type"] == "sunsubscribe":
                 raise ConnectionError("Redis dropped the admin channel's subscription: its slot moved")
             elif message["type"] == "smessage":
-                question = json.loads(message["data"])
-                if question.get("from") != self._instance_id:
-                    task = asyncio.get_running_loop().create_task(self._answer(question))
-                    self._answering.add(task)
-                    task.add_done_callback(self._answering.discard)
+                self._heard(message["data"])
+
+    def _heard(self, data: bytes) -> None:
+        try:
+            question = json.loads(data)
+            if question["from"] == self._process:
+                return
+            kind, args, key = (
+                str(question["kind"]),
+                dict(question["args"]),
+                self._answers + str(question["id"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            _log.warning("ignored an unreadable admin question: %.120s", exc)
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(kind, args, key))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
 
     async def _node_address(self) -> str:
-        """The node serving the channel's slot (a Redis Cluster), or the one Redis."""
+        """The node serving the channel's slot now (a Redis Cluster: the map is read afresh,
+        the slot may have moved), or the one Redis."""
         if not isinstance(self._redis, RedisCluster):
             return "redis"
-        await self._redis.initialize()
+        if self._redis.nodes_manager.slots_cache:
+            await self._redis.nodes_manager.initialize()
+        else:
+            await self._redis.initialize()
         node = self._redis.get_node_from_key(self._channel)
         if node is None:
             raise ConnectionError(f"no Redis Cluster node serves {self._channel}")
         return str(node.name)
 
-    async def _answer(self, question: Answer) -> None:
+    async def _answer(self, kind: str, args: Answer, key: str) -> None:
         try:
-            answer = await self._handler(str(question["kind"]), question["args"])
-            key = self._answers + str(question["id"])
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.rpush(key, json.dumps(answer))
-                pipe.expire(key, ANSWER_TTL_SECONDS)
-                await pipe.execute()
+            answer = await self._handler(kind, args)
+            envelope = json.dumps({"instance": self._instance_id, "answer": answer})
+            await self._push(keys=[key], args=[envelope, ANSWER_TTL_SECONDS])
         except Exception:  # one bad question (or Redis away) costs its answer, nothing more
-            _log.exception("could not answer admin question %.80s", question.get("kind"))
+            _log.exception("could not answer admin question %.80s", kind)

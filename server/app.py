@@ -182,11 +182,11 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         settings.instance_id,
         __version__,
         connections=lambda: len(registry),
-        rooms=lambda: len(registry.snapshot()["rooms"]),
+        rooms=lambda: manager.named_rooms(NAMESPACE),
         redis_up=(lambda: float(redis.reachable)) if redis else None,
     )
     sanic.blueprint(publish_blueprint(verifier, broadcaster))
-    sanic.blueprint(admin_blueprint(verifier, bus, history, limits.commands_per_second))
+    sanic.blueprint(admin_blueprint(verifier, bus, history, limits.admin_requests_per_second))
     sanic.blueprint(docs_blueprint(settings.contracts_dir))
 
     @sanic.after_server_start

@@ -52,6 +52,12 @@ def heartbeat_key(channel: str, instance_id: str) -> str:
     return f"{{{channel}:instances}}:{instance_id}"
 
 
+async def live_instances(redis: AnyRedis, prefix: str) -> set[str]:
+    """The ids of the instances whose heartbeat is there (``prefix``: ``heartbeat_key(channel,
+    "")``)."""
+    return {key.decode().removeprefix(prefix) async for key in redis.scan_iter(match=prefix + "*", count=500)}
+
+
 class LocalStats:
     """Without Redis there is one instance: its own counts are the whole story."""
 
@@ -125,11 +131,11 @@ class ClusterStats:
         instances: dict[str, Snapshot] = {}
         partial = False
         try:
-            keys = [key async for key in self._redis.scan_iter(match=self._prefix + "*", count=500)]
-            values = await self._redis.mget(keys) if keys else []
-            for key, value in zip(keys, values, strict=True):
+            names = sorted(await live_instances(self._redis, self._prefix))
+            values = await self._redis.mget([self._prefix + name for name in names]) if names else []
+            for name, value in zip(names, values, strict=True):
                 if value is not None:
-                    instances[key.decode().removeprefix(self._prefix)] = json.loads(value)
+                    instances[name] = json.loads(value)
         except Exception as exc:  # Redis down: say so in the answer, not in the log
             self._health.failed(exc)
             partial = True

@@ -469,7 +469,7 @@ class ClusterRegistry(Registry):
         arrives meanwhile waits for the answer on the user's lock, then gives the place back.
         """
         user_id = connection.principal.user_id
-        self._connections[sid] = connection
+        self._put(sid, connection)
         try:
             async with self._counts.lock(user_id):
                 change = await self._counts.write(user_id, 1, self._per_user)
@@ -484,7 +484,7 @@ class ClusterRegistry(Registry):
 
     async def remove(self, sid: str) -> Connection | None:
         """Forget ``sid`` and give its user's place back; None if it held none."""
-        connection = self._connections.pop(sid, None)
+        connection = self._pop(sid)
         if connection is None:
             return None
         user_id = connection.principal.user_id
@@ -501,7 +501,7 @@ class ClusterRegistry(Registry):
 
     def _forget(self, sid: str, connection: Connection) -> None:
         if self._connections.get(sid) is connection:
-            del self._connections[sid]
+            self._pop(sid)
 
 
 class ClusterPresence(Presence):

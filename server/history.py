@@ -36,7 +36,7 @@ from swe_realtime.events.envelope import StreamPosition
 from swe_realtime.redis_connection import PUBLISH_TIMEOUT
 from swe_realtime.redis_health import RedisHealth
 from swe_realtime.settings import HistorySettings
-from swe_realtime.streams import Entry, RoomStreams, StreamState, new_epoch
+from swe_realtime.streams import Entry, RoomStreams, new_epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +149,8 @@ class MemoryHistory:
         return [self._window(room, after) for room, after in requests]
 
     async def recent(self, room: str, count: int) -> Window:
+        if room not in self._rooms:  # not made for a look: it would push out a room in use
+            return Window(None)
         log, kept = self._kept(room)
         entries = [entry for _, _, entry in islice(kept, max(0, len(kept) - count), None)]
         return Window(StreamPosition(epoch=log.epoch, offset=log.top), tuple(entries))
@@ -221,28 +223,29 @@ class RedisHistory:
         return list(await asyncio.gather(*(self._window(room, after) for room, after in requests)))
 
     async def recent(self, room: str, count: int) -> Window:
-        state = await self._read(room, 0)
-        if isinstance(state, Window):
-            return state
-        return Window(
-            StreamPosition(epoch=state.epoch, offset=state.top), state.entries[-count:] if count else ()
-        )
-
-    async def _window(self, room: str, after: StreamPosition | None) -> Window:
-        state = await self._read(room, None if after is None else after.offset)
-        if isinstance(state, Window):
-            return state
-        return judge(state.epoch, state.top, state.first, after, state.entries)
-
-    async def _read(self, room: str, after: int | None) -> StreamState | Window:
-        """The room's stream after ``after``, or the window saying why it cannot be read."""
+        """Read with the newest ``count`` entries only. A failure here is not Redis's health:
+        an operator's look into a long history must not take the instance out of /ready."""
         if not self._kept:
             return Window(None, failure=RecoveryFailure.HISTORY_OFF)
         try:
-            return await asyncio.wait_for(self._streams.read(room, after), PUBLISH_TIMEOUT)
+            state = await asyncio.wait_for(
+                self._streams.read(room, 0 if count else None, most=count), PUBLISH_TIMEOUT
+            )
+        except Exception:
+            return Window(None, failure=RecoveryFailure.HISTORY_UNAVAILABLE)
+        return Window(StreamPosition(epoch=state.epoch, offset=state.top), state.entries)
+
+    async def _window(self, room: str, after: StreamPosition | None) -> Window:
+        if not self._kept:
+            return Window(None, failure=RecoveryFailure.HISTORY_OFF)
+        try:
+            state = await asyncio.wait_for(
+                self._streams.read(room, None if after is None else after.offset), PUBLISH_TIMEOUT
+            )
         except Exception as exc:  # the room is joined all the same; the client is told
             self._health.failed(exc)
             return Window(None, failure=RecoveryFailure.HISTORY_UNAVAILABLE)
+        return judge(state.epoch, state.top, state.first, after, state.entries)
 
 
 def make_history(server: Any, settings: HistorySettings, *, max_members: int) -> History:

@@ -73,7 +73,7 @@ COMMANDS = Counter(
 )
 RATE_LIMITED = Counter(
     f"{PREFIX}_rate_limited",
-    "Requests refused by a rate limit, by scope (connect, command).",
+    "Requests refused by a rate limit, by scope (connect, command, admin).",
     ["scope"],
     registry=REGISTRY,
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import ItemsView
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -47,7 +47,7 @@ class Registry:
     def __init__(self, per_user: int) -> None:
         self._per_user = per_user
         self._connections: dict[str, Connection] = {}
-        self._user_connections: Counter[UUID] = Counter()
+        self._by_user: dict[UUID, set[str]] = {}
 
     def __len__(self) -> int:
         """Live connections on this instance."""
@@ -57,10 +57,9 @@ class Registry:
         """The connection of ``sid``, or None once it has been removed (or never was added)."""
         return self._connections.get(sid)
 
-    def items(self) -> ItemsView[str, Connection]:
-        """Every live connection of this instance with its sid (a view: do not await while
-        iterating it)."""
-        return self._connections.items()
+    def sids(self) -> Collection[str]:
+        """The sids of every live connection of this instance (a live view)."""
+        return self._connections.keys()
 
     async def add(self, sid: str, connection: Connection) -> None:
         """Register a new connection; ConnectionLimit if its user already holds ``per_user``.
@@ -70,26 +69,34 @@ class Registry:
         finds the connection as soon as this returns: the disconnect handler may run while
         the connect handler is still joining rooms.
         """
-        user_id = connection.principal.user_id
-        if self._user_connections[user_id] >= self._per_user:
+        if len(self._by_user.get(connection.principal.user_id, ())) >= self._per_user:
             raise ConnectionLimit("Too many connections for this user")
-        self._connections[sid] = connection
-        self._user_connections[user_id] += 1
+        self._put(sid, connection)
 
     async def remove(self, sid: str) -> Connection | None:
         """Forget ``sid`` and give its user's place back; None if it was not registered."""
-        connection = self._connections.pop(sid, None)
-        if connection is None:
-            return None
-        user_id = connection.principal.user_id
-        self._user_connections[user_id] -= 1
-        if self._user_connections[user_id] <= 0:
-            del self._user_connections[user_id]
-        return connection
+        return self._pop(sid)
 
     async def count(self, user_id: UUID) -> int:
         """How many connections ``user_id`` holds."""
-        return self._user_connections[user_id]
+        return len(self._by_user.get(user_id, ()))
+
+    def of_user(self, user_id: UUID) -> Collection[str]:
+        """The sids of ``user_id``'s connections on this instance (a live view)."""
+        return self._by_user.get(user_id, set())
+
+    def _put(self, sid: str, connection: Connection) -> None:
+        self._connections[sid] = connection
+        self._by_user.setdefault(connection.principal.user_id, set()).add(sid)
+
+    def _pop(self, sid: str) -> Connection | None:
+        connection = self._connections.pop(sid, None)
+        if connection is not None:
+            sids = self._by_user[connection.principal.user_id]
+            sids.discard(sid)
+            if not sids:
+                del self._by_user[connection.principal.user_id]
+        return connection
 
     def snapshot(self) -> Snapshot:
         """Live connections and the member count of every named room, on this instance."""

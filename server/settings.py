@@ -97,6 +97,9 @@ class Limits:
     pongs); past it the client is dropped as a slow consumer (MAX_QUEUED_BYTES)."""
     connect_timeout: int = 5
     """Seconds an Engine.IO session may stay open without joining ``/ws`` (CONNECT_TIMEOUT)."""
+    admin_requests_per_second: int = 5
+    """Admin API requests per admin per instance; bursts of twice as many. Each asks every
+    instance, which scans its connections: kept well below a connection's command rate."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class Settings:
                 queued_packets=_int(environ, "MAX_QUEUED_PACKETS", 1000, minimum=10),
                 queued_bytes=_int(environ, "MAX_QUEUED_BYTES", 4 * 1024 * 1024, minimum=64 * 1024),
                 connect_timeout=_int(environ, "CONNECT_TIMEOUT", 5, minimum=1, maximum=300),
+                admin_requests_per_second=_int(environ, "ADMIN_REQUESTS_PER_SECOND", 5, minimum=1),
             ),
             redis=redis_settings(environ),
             history=history_settings(environ),

@@ -70,7 +70,8 @@ return {epoch, offset}
 """
 
 # KEYS: the room's meta hash and stream. ARGV: a new epoch, the client's offset (-1: none),
-# ttl (ms). Returns epoch, top, the oldest kept offset (0: none) and the entries after.
+# ttl (ms), how many entries at most (the newest; 0: all). Returns epoch, top, the oldest
+# kept offset (0: none) and the entries after the offset, oldest first.
 _WINDOW = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -84,7 +85,11 @@ local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 local first = 0
 if oldest[1] then first = tonumber(string.match(oldest[1][1], '^(%d+)')) end
 local entries = {}
-if after >= 0 and after < top then
+local most = tonumber(ARGV[4])
+if after >= 0 and after < top and most > 0 then
+  local newest = redis.call('XREVRANGE', KEYS[2], '+', (after + 1) .. '-0', 'COUNT', most)
+  for i = #newest, 1, -1 do entries[#entries + 1] = newest[i] end
+elseif after >= 0 and after < top then
   entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+')
 end
 return {epoch, top, first, entries}
@@ -203,10 +208,11 @@ class RoomStreams:
         data["positions"] = positions
         return positions
 
-    async def read(self, room: str, after: int | None) -> StreamState:
-        """The room's stream now and, given an offset, the entries after it."""
+    async def read(self, room: str, after: int | None, *, most: int = 0) -> StreamState:
+        """The room's stream now and, given an offset, the entries after it (the ``most``
+        newest of them, if given)."""
         epoch, top, first, raw = await self._window(
-            keys=self.keys(room), args=[new_epoch(), -1 if after is None else after, self._ttl_ms]
+            keys=self.keys(room), args=[new_epoch(), -1 if after is None else after, self._ttl_ms, most]
         )
         entries = []
         for _, fields in raw:

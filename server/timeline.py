@@ -55,19 +55,27 @@ class Timeline:
         return [sample for sample in self._samples if sample[0] > after]
 
     def note(self, now: float) -> None:
-        """Take the note of ``now``: what happened since the last note, per second of STEP.
-        (The first note covers only the time since the start, and is divided by STEP all the
-        same: the rates times STEP add up to the counts.)"""
+        """Take the note of ``now``: what happened since the note before, per second. The
+        first note covers only the time since the start and is divided by STEP all the same
+        (rates times STEP add up to the counts); after a gap (a blocked loop) the rates are
+        over the whole gap."""
         counts = _counts()
+        elapsed = STEP if not self._samples else max(now - self._samples[-1][0], STEP)
         published, delivered, refused, dropped = (
-            round(max(0.0, after - before) / STEP, 3)
+            round(max(0.0, after - before) / elapsed, 3)
             for before, after in zip(self._counts, counts, strict=True)
         )
         self._samples.append((now, self._connections(), published, delivered, refused, dropped))
         self._counts = counts
 
     async def _run(self) -> None:
+        """Note at each multiple of STEP, each once: the loop's clock and the wall clock may
+        drift apart (NTP slewing), so a wake-up just short of the instant sleeps again rather
+        than noting the instant before a second time."""
         while True:
-            now = time.time()
-            await asyncio.sleep(STEP - now % STEP)
-            self.note(round(time.time() / STEP) * STEP)
+            due = (time.time() // STEP + 1) * STEP
+            if self._samples:
+                due = max(due, self._samples[-1][0] + STEP)
+            await asyncio.sleep(due - time.time())
+            if time.time() >= due:  # else woken early: the next turn sleeps the rest
+                self.note(due)

@@ -50,6 +50,7 @@ LOAD_TEST_LIMITS = {
     "CONNECTS_PER_IP_PER_MINUTE": "1000000",
     "MAX_CONNECTIONS_PER_USER": "1000",
     "COMMANDS_PER_SECOND": "1000000",
+    "ADMIN_REQUESTS_PER_SECOND": "1000000",
 }
 """Every test client comes from 127.0.0.1, many as one user: the shared server must allow it."""
 CLI = Path(sys.executable).with_name("swe-realtime")

@@ -5,16 +5,20 @@ timeline; all over the cluster through Redis; bad input met with 401/403/404/422
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar
+from types import SimpleNamespace
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from redis.asyncio import Redis
 
 from swe_realtime.admin import ConnectionQuery, Operator
 from swe_realtime.auth import Principal
+from swe_realtime.cluster import heartbeat_key
 from swe_realtime.limits import TokenBucket
 from swe_realtime.registry import Connection, Registry
 from swe_realtime.timeline import Timeline
@@ -22,6 +26,7 @@ from tests.support import (
     ADMIN,
     SECRET,
     SERVICE,
+    SHARED_REDIS,
     Client,
     RedisClusterProcess,
     RedisProcess,
@@ -180,10 +185,13 @@ async def test_instances_report_their_state_and_a_moving_timeline(
     moved = await eventually(published, timeout=10)
     assert moved[0][0] % 2 == 0  # notes are taken at multiples of the step
     assert sum(sample[2] for sample in moved) * 2 == pytest.approx(10, abs=0.01)
+    _, body = await api(gateway, "GET", "/api/v1/instances?since=0", ADMIN)
+    times = [sample[0] for sample in body["instances"][0]["samples"]]
+    assert all(later - earlier >= 2 for earlier, later in itertools.pairwise(times))  # each instant once
 
 
 async def test_admin_requests_are_rate_limited(start_server: Callable[..., ServerProcess]) -> None:
-    gateway = start_server({"JWT_SECRET": SECRET, "COMMANDS_PER_SECOND": "2"})
+    gateway = start_server({"JWT_SECRET": SECRET, "ADMIN_REQUESTS_PER_SECOND": "2"})
     answers = [await api(gateway, "GET", "/api/v1/connections", ADMIN) for _ in range(8)]
     assert [status for status, _ in answers[:4]] == [200] * 4  # a burst of twice the rate
     assert (429, "RATE_LIMITED") in {(status, body["error_code"]) for status, body in answers[4:] if body}
@@ -240,27 +248,74 @@ async def test_without_redis_an_instance_answers_for_itself_marked_partial(
     assert (status, body["error_code"]) == (503, "SERVICE_UNAVAILABLE")
 
 
-class _NoSockets:
-    """A Socket.IO server holding none of the registry's connections (none are real here)."""
+async def test_an_instance_alive_but_silent_makes_the_answer_partial(
+    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
+) -> None:
+    """Who must answer is who heartbeats: an instance that is alive (its heartbeat is there) but
+    does not answer leaves the answer partial, and a close that found nothing is a 503, not a
+    404 that may be false."""
+    channel = f"test-{uuid4().hex[:12]}"
+    (gateway,) = cluster(1, SHARED_REDIS, channel)
+    user = uuid4()
+    await connected(clients, gateway, user)
+    status, body = await api(gateway, "GET", f"/api/v1/connections?user={user}", ADMIN)
+    assert (status, body["partial"], body["total"]) == (200, False, 1)
+    redis = Redis.from_url(SHARED_REDIS)
+    try:
+        await redis.set(heartbeat_key(channel, "gw-silent"), "{}", ex=30)
+        status, body = await api(gateway, "GET", f"/api/v1/connections?user={user}", ADMIN)
+        assert (status, body["partial"], body["total"]) == (200, True, 1)
+        status, body = await api(gateway, "DELETE", "/api/v1/connections/elsewhere", ADMIN)
+        assert (status, body["error_code"]) == (503, "SERVICE_UNAVAILABLE")
+    finally:
+        await redis.delete(heartbeat_key(channel, "gw-silent"))
+        await redis.aclose()
+
+
+async def test_after_a_redis_restart_every_instance_answers_again(
+    cluster: Callable[..., list[ServerProcess]], private_redis: RedisProcess, clients: Callable[[], Client]
+) -> None:
+    gateways = cluster(2, private_redis.url)
+    user = uuid4()
+    await connected(clients, gateways[0], user)
+    await connected(clients, gateways[1], user)
+    private_redis.stop()
+    private_redis.start()
+
+    async def whole() -> bool:
+        status, body = await api(gateways[0], "GET", f"/api/v1/connections?user={user}", ADMIN)
+        return status == 200 and not body["partial"] and body["total"] == 2
+
+    assert await eventually(whole, timeout=20)
+
+
+class _Sockets:
+    """Stands for python-socketio's server with a WebSocket under every connection: 100,000
+    real sessions do not fit on this machine (the registry and its index are the real ones)."""
 
     class manager:
         @staticmethod
-        def eio_sid_from_sid(sid: str, namespace: str) -> None:
-            return None
+        def eio_sid_from_sid(sid: str, namespace: str) -> str:
+            return sid
 
     class eio:
-        sockets: ClassVar[dict[str, Any]] = {}
+        class sockets:
+            @staticmethod
+            def get(eio_sid: str) -> Any:
+                return SimpleNamespace(
+                    upgraded=True, outbox=SimpleNamespace(pending_frames=0, pending_bytes=0)
+                )
 
 
 async def test_a_hundred_thousand_connections_are_paged_not_sent_whole() -> None:
-    """The registry of an instance with 100,000 connections (no sockets: 100,000 real ones do
-    not fit here) answers a page of the limit, and the pages cover every connection once."""
+    """The registry of an instance with 100,000 connections answers a page of the limit, and
+    the pages of one user's connections (from the registry's index) cover them all once."""
     registry = Registry(per_user=1_000_000)
     user = uuid4()
     for number in range(100_000):
         principal = Principal(user if number % 2 else uuid4(), frozenset(), frozenset(), time.time() + 60)
         await registry.add(f"sid-{number:06d}", Connection(principal, "127.0.0.1:1", TokenBucket(1, 1)))
-    operator = Operator("gw", _NoSockets(), None, registry, Timeline(lambda: 0), None)
+    operator = Operator("gw", _Sockets(), None, registry, Timeline(lambda: 0), None)
     page = operator.connections(ConnectionQuery(limit=1000))
     assert (len(page["connections"]), page["total"], page["more"]) == (1000, 100_000, True)
     seen, after = 0, ""

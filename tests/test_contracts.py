@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import schemathesis
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from openapi_spec_validator import validate
 from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection
@@ -138,6 +138,9 @@ def test_schemathesis_finds_no_server_error(server: ServerProcess, mode: Generat
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
     @given(case=OPENAPI.as_strategy(generation_mode=mode))
     def check(case: schemathesis.Case[Any]) -> None:
+        # A null query value is a violation requests does not send (it drops the parameter):
+        # what reaches the server is then a valid request, rightly answered 200.
+        assume(all(value is not None for value in (case.query or {}).values()))
         response = case.call(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
         assert response.status_code < 500, (case.operation.label, response.text[:300])
         # schemathesis counts only some 4xx as rejections; a 413 for an oversized body is one too.

@@ -39,7 +39,7 @@ entry is the whole class.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator, Sequence
+from collections.abc import Collection, Container, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import socketio
@@ -159,6 +159,17 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
         """The rooms of each sid in ``rooms`` (None and its own among them). A tuple: rooms
         change rarely, and a small tuple is a third of a set's size. Keyed by sid alone:
         python-socketio draws a new random sid for each namespace a session joins."""
+
+    def members(self, namespace: str, room: str) -> Collection[str]:
+        """The sids in ``room`` on this instance (a live view: copy it before awaiting)."""
+        members: dict[str, str] = self.rooms.get(namespace, {}).get(room, {})
+        return members.keys()
+
+    def named_rooms(self, namespace: str) -> int:
+        """How many rooms have a member here, python-socketio's own aside (``None``, which
+        holds every sid, and each sid's room of its own)."""
+        rooms = self.rooms.get(namespace, {})
+        return len(rooms) - (1 + len(rooms[None]) if None in rooms else 0)
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
         if room is None:  # the namespace's sids: upstream's bidict

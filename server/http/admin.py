@@ -1,13 +1,16 @@
 """The admin API: list connections, close one, look into a room, the instances' state.
 
-Admin tokens only, each admin at most COMMANDS_PER_SECOND requests a second (bursts of
-twice as many), as a connection's commands are. Every route asks every instance through the
+Admin tokens only, each admin at most ADMIN_REQUESTS_PER_SECOND requests a second on an
+instance (bursts of twice as many): every request makes every instance look through its
+connections. Every route asks every instance through the
 admin bus (server/admin_bus.py) and merges their parts (server/admin.py); an answer some
 instance did not give in time is marked ``partial`` rather than withheld.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -16,6 +19,7 @@ from uuid import UUID
 from sanic import Blueprint, Request
 from sanic.response import JSONResponse, json
 
+from swe_realtime import metrics
 from swe_realtime.admin import DEFAULT_PAGE, MAX_PAGE, ConnectionQuery
 from swe_realtime.admin_bus import AdminBus
 from swe_realtime.auth import Principal, Role, TokenVerifier
@@ -50,6 +54,7 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
         if not isinstance(allowed, Principal):
             return allowed
         if not buckets.take(str(allowed.user_id)):
+            metrics.RATE_LIMITED.labels("admin").inc()
             limited = RateLimited(f"More than {per_second} admin requests a second")
             response = error_response(429, limited.code, limited.message)
             response.headers["Retry-After"] = "1"
@@ -119,8 +124,9 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
         except ClientError as exc:
             return error_response(422, exc.code, exc.message)
         query = ConnectionQuery(room=room, limit=ROOM_MEMBERS_SHOWN)
-        gathered = await bus.ask("connections", query.as_args())
-        window = await history.recent(room, count)
+        gathered, window = await asyncio.gather(
+            bus.ask("connections", query.as_args()), history.recent(room, count)
+        )
         shown = sorted(
             (connection for answer in gathered.answers for connection in answer["connections"]),
             key=lambda connection: str(connection["id"]),
@@ -144,6 +150,8 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
         try:
             since = float(_args(request).get("since", "0"))
         except ValueError:
+            since = math.nan
+        if not math.isfinite(since):
             return error_response(422, ErrorCode.INVALID_REQUEST, "since must be a number (Unix seconds)")
         gathered = await bus.ask("instance", {"since": since})
         return _json(

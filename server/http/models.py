@@ -90,7 +90,8 @@ class ConnectionBody(BaseModel):
     transport: Literal["websocket", "polling"] = Field(description="The Engine.IO transport now.")
     remote: str = Field(description="The client's address and port, as the instance sees it.")
     connected_at: AwareDatetime = Field(description="When it connected.")
-    rooms: list[str] = Field(description="The named rooms it is in, sorted.")
+    rooms: list[str] = Field(description="The named rooms it is in, sorted: the first 20.")
+    room_count: Index = Field(description="How many named rooms it is in.")
     unread_packets: Index = Field(description="Packets sent to it that it has not read yet.")
     unread_bytes: Index = Field(description="Bytes of those packets.")
 
