@@ -300,9 +300,17 @@ async function pollRooms() {
   }));
 }
 
-function poll() {
-  pollInstances();
-  pollRooms();
+// A slow gateway must not pile requests up: a tick finds the previous one still out, it skips.
+let inFlight = false;
+
+async function poll() {
+  if (inFlight) return;
+  inFlight = true;
+  try {
+    await Promise.all([pollInstances(), pollRooms()]);
+  } finally {
+    inFlight = false;
+  }
 }
 
 function stopPolling() {
