@@ -25,13 +25,20 @@ from pydantic import BaseModel, Field
 
 from codegen.jsonschema import SCHEMAS_PREFIX, VALUES, Mode, SchemaSet, build_schemas, readable
 from swe_realtime import __version__
+from swe_realtime.admin import DEFAULT_PAGE, MAX_PAGE
 from swe_realtime.events.catalogue import CATALOGUE
+from swe_realtime.events.commands import ROOM_PATTERN
+from swe_realtime.http.admin import DEFAULT_EVENTS, MAX_EVENTS
 from swe_realtime.http.models import (
     MAX_BATCH,
     BatchReceiptBody,
+    ConnectionPageBody,
+    DisconnectedBody,
     ErrorBody,
+    InstancesBody,
     ReceiptBody,
     RejectedBody,
+    RoomBody,
     StatsBody,
     StatusBody,
 )
@@ -60,6 +67,10 @@ def openapi_models() -> list[tuple[type[BaseModel], Mode]]:
             ReceiptBody,
             BatchReceiptBody,
             StatsBody,
+            ConnectionPageBody,
+            DisconnectedBody,
+            RoomBody,
+            InstancesBody,
             BadRequestBody,
         )
     ]
@@ -167,6 +178,17 @@ def _response(description: str, schema: dict[str, Any] | None = None) -> dict[st
     return {"description": description, **({"content": _json(schema)} if schema else {})}
 
 
+def _parameter(name: str, where: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """A path parameter (required) or a query parameter (optional)."""
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "schema": schema,
+        "description": description,
+    }
+
+
 def build_openapi() -> dict[str, Any]:
     schemas = build_schemas(openapi_models())
     names = _input_names(schemas)
@@ -195,6 +217,11 @@ def build_openapi() -> dict[str, Any]:
         ),
         "503": _response(PUBLISH_UNAVAILABLE, error),
     }
+    admin_errors = {
+        **auth_errors,
+        "429": _response("More than COMMANDS_PER_SECOND admin requests a second (see Retry-After).", error),
+    }
+    invalid = _response("A parameter is out of its range or grammar (INVALID_REQUEST, INVALID_ROOM).", error)
     status = schemas.ref(StatusBody, "serialization")
     text = {"description": "The document.", "content": {"application/yaml": {"schema": {"type": "object"}}}}
     document = {
@@ -229,6 +256,100 @@ def build_openapi() -> dict[str, Any]:
                 "responses": {
                     "200": _response("The counts.", schemas.ref(StatsBody, "serialization")),
                     **auth_errors,
+                },
+            }
+        },
+        "/api/v1/connections": {
+            "get": {
+                "operationId": "listConnections",
+                "summary": "Live connections over every instance, by id, a page at a time (admin token).",
+                "parameters": [
+                    _parameter(
+                        "user", "query", {"type": "string", "format": "uuid"}, "Only this user's connections."
+                    ),
+                    _parameter(
+                        "room",
+                        "query",
+                        {"type": "string", "pattern": ROOM_PATTERN},
+                        "Only this room's members.",
+                    ),
+                    _parameter(
+                        "limit",
+                        "query",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+                        "Connections per page.",
+                    ),
+                    _parameter(
+                        "after",
+                        "query",
+                        {"type": "string"},
+                        "The `next` of the page before; empty for the first.",
+                    ),
+                ],
+                "responses": {
+                    "200": _response("One page.", schemas.ref(ConnectionPageBody, "serialization")),
+                    **admin_errors,
+                    "422": invalid,
+                },
+            }
+        },
+        "/api/v1/connections/{id}": {
+            "delete": {
+                "operationId": "closeConnection",
+                "summary": "Close a connection on any instance (admin): its client sees ADMIN_DISCONNECT.",
+                "parameters": [_parameter("id", "path", {"type": "string"}, "The connection's id.")],
+                "responses": {
+                    "200": _response("Closed.", schemas.ref(DisconnectedBody, "serialization")),
+                    **admin_errors,
+                    "404": _response("No instance holds it (NOT_FOUND).", error),
+                    "503": _response(
+                        "Not found on the instances that answered, and some did not (SERVICE_UNAVAILABLE).",
+                        error,
+                    ),
+                },
+            }
+        },
+        "/api/v1/rooms/{room}": {
+            "get": {
+                "operationId": "describeRoom",
+                "summary": "A room's members on every instance, its position and last events (admin token).",
+                "parameters": [
+                    _parameter(
+                        "room",
+                        "path",
+                        {"type": "string", "pattern": ROOM_PATTERN},
+                        "The room, e.g. project:{project_id}.",
+                    ),
+                    _parameter(
+                        "events",
+                        "query",
+                        {"type": "integer", "minimum": 0, "maximum": MAX_EVENTS, "default": DEFAULT_EVENTS},
+                        "How many of its last events.",
+                    ),
+                ],
+                "responses": {
+                    "200": _response("The room.", schemas.ref(RoomBody, "serialization")),
+                    **admin_errors,
+                    "422": invalid,
+                },
+            }
+        },
+        "/api/v1/instances": {
+            "get": {
+                "operationId": "listInstances",
+                "summary": "Every instance's state and its last 15 minutes (admin token).",
+                "parameters": [
+                    _parameter(
+                        "since",
+                        "query",
+                        {"type": "number", "default": 0},
+                        "Only notes taken after this (Unix seconds).",
+                    )
+                ],
+                "responses": {
+                    "200": _response("The instances.", schemas.ref(InstancesBody, "serialization")),
+                    **admin_errors,
+                    "422": invalid,
                 },
             }
         },

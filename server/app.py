@@ -24,6 +24,8 @@ from swe_realtime import __version__, metrics
 from swe_realtime._compat.engineio import EngineLogger
 from swe_realtime._compat.fanout import ChannelManager, FanoutManager
 from swe_realtime._compat.socketio import AsyncServer
+from swe_realtime.admin import Operator
+from swe_realtime.admin_bus import AdminBus, LocalBus, RedisBus
 from swe_realtime.auth import TokenVerifier
 from swe_realtime.broadcaster import Broadcaster, install_broadcaster
 from swe_realtime.cluster import ClusterStats, LocalStats, Stats
@@ -31,6 +33,7 @@ from swe_realtime.cluster_presence import ClusterPresence, ClusterRegistry, Clus
 from swe_realtime.events import NAMESPACE
 from swe_realtime.gateway import Gateway
 from swe_realtime.history import History, RedisHistory, make_history
+from swe_realtime.http.admin import admin_blueprint
 from swe_realtime.http.body_limit import BodyLimit
 from swe_realtime.http.docs import docs_blueprint
 from swe_realtime.http.health import health_blueprint
@@ -48,6 +51,7 @@ from swe_realtime.room_channels import RoomChannels
 from swe_realtime.rooms import AccessPolicy, ClaimsAccessPolicy
 from swe_realtime.settings import Settings
 from swe_realtime.streams import RoomStreams
+from swe_realtime.timeline import Timeline
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _APP_NUMBERS = itertools.count(1)
@@ -145,6 +149,13 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         if settings.redis and redis
         else LocalStats(settings.instance_id, registry.snapshot)
     )
+    timeline = Timeline(lambda: len(registry))
+    operator = Operator(settings.instance_id, sio, gateway, registry, timeline, redis)
+    bus: AdminBus = (
+        RedisBus(settings.redis, settings.instance_id, operator.answer)
+        if settings.redis
+        else LocalBus(operator.answer)
+    )
 
     limits = settings.limits
     sio.eio.admission = SessionAdmission(
@@ -175,6 +186,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         redis_up=(lambda: float(redis.reachable)) if redis else None,
     )
     sanic.blueprint(publish_blueprint(verifier, broadcaster))
+    sanic.blueprint(admin_blueprint(verifier, bus, history, limits.commands_per_second))
     sanic.blueprint(docs_blueprint(settings.contracts_dir))
 
     @sanic.after_server_start
@@ -182,11 +194,15 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         app.started = True
         app._started.set()
         await stats.start()
+        timeline.start()
+        await bus.start()
         if channels is not None:
             channels.start(lambda: manager.local_rooms(NAMESPACE))
 
     @sanic.before_server_stop
     async def stopping(_: Sanic[Any, Any]) -> None:
+        await bus.stop()
+        await timeline.stop()
         await stats.stop()
         if channels is not None:
             await channels.stop()

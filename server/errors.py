@@ -28,6 +28,8 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     ROOM_LIMIT = "ROOM_LIMIT"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    ADMIN_DISCONNECT = "ADMIN_DISCONNECT"
+    NOT_FOUND = "NOT_FOUND"
 
     @property
     def default_message(self) -> str:
@@ -47,6 +49,8 @@ _DEFAULT_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.PAYLOAD_TOO_LARGE: "The request body is larger than MAX_PAYLOAD_BYTES",
     ErrorCode.ROOM_LIMIT: "This connection is in as many rooms as it may be",
     ErrorCode.SERVICE_UNAVAILABLE: "Events cannot be stored and sent just now; retry later",
+    ErrorCode.ADMIN_DISCONNECT: "An operator closed this connection",
+    ErrorCode.NOT_FOUND: "No such connection",
 }
 
 
@@ -106,6 +110,12 @@ class RoomLimit(ClientError, PermissionError):
 
 class PermissionDenied(ClientError, PermissionError):
     code = ErrorCode.PERMISSION_DENIED
+
+
+class AdminDisconnect(ClientError, ConnectionError):
+    """Not the client's mistake: the notice sent before an operator closes its connection."""
+
+    code = ErrorCode.ADMIN_DISCONNECT
 
 
 @dataclass(frozen=True)

@@ -241,16 +241,22 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         connection = self._registry.get(sid)
         if connection is None or connection.principal is not principal:
             return  # gone already, or refreshed meanwhile
-        expired = AuthFailed("Token has expired")
         audit.expired(user_id=connection.principal.user_id, connection_id=sid, remote=connection.remote)
-        metrics.DROPPED.labels("token_expired").inc()
+        await self.close(sid, AuthFailed("Token has expired"), "token_expired")
+
+    async def close(self, sid: str, why: ClientError, reason: str) -> bool:
+        """Send the client a ``connection_error`` saying ``why``, then close its connection;
+        False if this instance holds no connection ``sid``. ``reason`` labels the drop in
+        the metrics. The client is told first so that it does not reconnect blindly."""
+        if self._registry.get(sid) is None:
+            return False
+        metrics.DROPPED.labels(reason).inc()
         notice = ConnectionErrorEvent(
-            data=ConnectionErrorData(
-                error_code=expired.code, error_message=expired.message, connection_id=sid
-            )
+            data=ConnectionErrorData(error_code=why.code, error_message=why.message, connection_id=sid)
         )
         await self.emit(notice.event_name(), notice.model_dump(mode="json"), to=sid)
         await self.disconnect(sid)
+        return True
 
     async def on_disconnect(self, sid: str, reason: object = None) -> None:
         connection = await self._registry.remove(sid)

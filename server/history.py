@@ -36,7 +36,7 @@ from swe_realtime.events.envelope import StreamPosition
 from swe_realtime.redis_connection import PUBLISH_TIMEOUT
 from swe_realtime.redis_health import RedisHealth
 from swe_realtime.settings import HistorySettings
-from swe_realtime.streams import Entry, RoomStreams, new_epoch
+from swe_realtime.streams import Entry, RoomStreams, StreamState, new_epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,10 @@ class History(Protocol):
         """For each (room, position): the room's position now and, given a position, the
         events after it. Rooms are asked together: in memory without a task each, in Redis
         at the same time."""
+
+    async def recent(self, room: str, count: int) -> Window:
+        """The room's position and its last ``count`` events kept, oldest first (the admin
+        API's room view)."""
 
 
 def judge(epoch: str, top: int, first: int, after: StreamPosition | None, entries: Sequence[Entry]) -> Window:
@@ -87,6 +91,9 @@ class NoHistory:
 
     async def windows(self, requests: Sequence[tuple[str, StreamPosition | None]]) -> list[Window]:
         return [Window(None, failure=RecoveryFailure.HISTORY_OFF) for _ in requests]
+
+    async def recent(self, room: str, count: int) -> Window:
+        return Window(None, failure=RecoveryFailure.HISTORY_OFF)
 
 
 @dataclass(slots=True)
@@ -141,16 +148,26 @@ class MemoryHistory:
     async def windows(self, requests: Sequence[tuple[str, StreamPosition | None]]) -> list[Window]:
         return [self._window(room, after) for room, after in requests]
 
+    async def recent(self, room: str, count: int) -> Window:
+        log, kept = self._kept(room)
+        entries = [entry for _, _, entry in islice(kept, max(0, len(kept) - count), None)]
+        return Window(StreamPosition(epoch=log.epoch, offset=log.top), tuple(entries))
+
     def _window(self, room: str, after: StreamPosition | None) -> Window:
+        log, kept = self._kept(room)
+        first = kept[0][0] if kept else log.top + 1
+        skip = 0 if after is None else max(0, after.offset + 1 - first)
+        entries = [entry for _, _, entry in islice(kept, skip, None)] if after is not None else []
+        return judge(log.epoch, log.top, first, after, entries)
+
+    def _kept(self, room: str) -> tuple[_RoomLog, deque[tuple[int, float, Entry]]]:
+        """The room's log and its entries younger than the TTL."""
         now = time.monotonic()
         log = self._log(room, now)
         kept = log.entries if log.entries is not None else deque()
         while kept and kept[0][1] < now - self._ttl:
             kept.popleft()
-        first = kept[0][0] if kept else log.top + 1
-        skip = 0 if after is None else max(0, after.offset + 1 - first)
-        entries = [entry for _, _, entry in islice(kept, skip, None)] if after is not None else []
-        return judge(log.epoch, log.top, first, after, entries)
+        return log, kept
 
     def _log(self, room: str, now: float) -> _RoomLog:
         """The room's log, made (with a new epoch) if the room is not kept; forgets the rooms
@@ -203,17 +220,29 @@ class RedisHistory:
     async def windows(self, requests: Sequence[tuple[str, StreamPosition | None]]) -> list[Window]:
         return list(await asyncio.gather(*(self._window(room, after) for room, after in requests)))
 
+    async def recent(self, room: str, count: int) -> Window:
+        state = await self._read(room, 0)
+        if isinstance(state, Window):
+            return state
+        return Window(
+            StreamPosition(epoch=state.epoch, offset=state.top), state.entries[-count:] if count else ()
+        )
+
     async def _window(self, room: str, after: StreamPosition | None) -> Window:
+        state = await self._read(room, None if after is None else after.offset)
+        if isinstance(state, Window):
+            return state
+        return judge(state.epoch, state.top, state.first, after, state.entries)
+
+    async def _read(self, room: str, after: int | None) -> StreamState | Window:
+        """The room's stream after ``after``, or the window saying why it cannot be read."""
         if not self._kept:
             return Window(None, failure=RecoveryFailure.HISTORY_OFF)
         try:
-            state = await asyncio.wait_for(
-                self._streams.read(room, None if after is None else after.offset), PUBLISH_TIMEOUT
-            )
+            return await asyncio.wait_for(self._streams.read(room, after), PUBLISH_TIMEOUT)
         except Exception as exc:  # the room is joined all the same; the client is told
             self._health.failed(exc)
             return Window(None, failure=RecoveryFailure.HISTORY_UNAVAILABLE)
-        return judge(state.epoch, state.top, state.first, after, state.entries)
 
 
 def make_history(server: Any, settings: HistorySettings, *, max_members: int) -> History:

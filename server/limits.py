@@ -211,3 +211,21 @@ class SessionAdmission:
             self._fds.limit,
             self._fds.reserve,
         )
+
+
+class Buckets:
+    """A :class:`TokenBucket` per key (an HTTP caller's user id). Keys come from verified
+    tokens only, so there are few; past 10,000 the map starts afresh rather than grow."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def take(self, key: str) -> bool:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= 10_000:
+                self._buckets.clear()
+            bucket = self._buckets[key] = TokenBucket(self._rate, self._burst)
+        return bucket.take()

@@ -61,7 +61,7 @@ WRITE_PAUSES = Counter(
 DROPPED = Counter(
     f"{PREFIX}_connections_dropped",
     "Connections the gateway closed itself, by reason (slow_consumer, malformed, token_expired,"
-    " connect_timeout, unknown_namespace).",
+    " connect_timeout, unknown_namespace, admin).",
     ["reason"],
     registry=REGISTRY,
 )
@@ -214,3 +214,14 @@ def delivered(event: str, payload: object, recipients: int) -> None:
 def exposition() -> bytes:
     """The metrics in the Prometheus text format."""
     return generate_latest(REGISTRY)
+
+
+def total(*counters: Counter) -> float:
+    """The counters' values, summed over every label."""
+    return sum(
+        sample.value
+        for counter in counters
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )

@@ -10,7 +10,9 @@ are async although this one never waits.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
+from collections.abc import ItemsView
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -35,6 +37,8 @@ class Connection:
     every room of the namespace, which made each subscribe O(rooms)."""
     expiry: asyncio.TimerHandle | None = None
     """Fires at the token's ``exp``; replaced when the client refreshes its token."""
+    since: float = field(default_factory=time.time)
+    """When it connected (Unix time), for the admin API."""
 
 
 class Registry:
@@ -52,6 +56,11 @@ class Registry:
     def get(self, sid: str) -> Connection | None:
         """The connection of ``sid``, or None once it has been removed (or never was added)."""
         return self._connections.get(sid)
+
+    def items(self) -> ItemsView[str, Connection]:
+        """Every live connection of this instance with its sid (a view: do not await while
+        iterating it)."""
+        return self._connections.items()
 
     async def add(self, sid: str, connection: Connection) -> None:
         """Register a new connection; ConnectionLimit if its user already holds ``per_user``.

@@ -253,7 +253,7 @@ export interface ErrorAck {
 }
 
 /** Error codes sent to clients in refusals, acks and HTTP error bodies. */
-export type ErrorCode = "AUTH_FAILED" | "AUTH_MISSING" | "ROOM_ACCESS_DENIED" | "INVALID_ROOM" | "INVALID_REQUEST" | "RATE_LIMITED" | "CONNECTION_LIMIT" | "PERMISSION_DENIED" | "INVALID_EVENT" | "PAYLOAD_TOO_LARGE" | "ROOM_LIMIT" | "SERVICE_UNAVAILABLE";
+export type ErrorCode = "AUTH_FAILED" | "AUTH_MISSING" | "ROOM_ACCESS_DENIED" | "INVALID_ROOM" | "INVALID_REQUEST" | "RATE_LIMITED" | "CONNECTION_LIMIT" | "PERMISSION_DENIED" | "INVALID_EVENT" | "PAYLOAD_TOO_LARGE" | "ROOM_LIMIT" | "SERVICE_UNAVAILABLE" | "ADMIN_DISCONNECT" | "NOT_FOUND";
 
 /** Answer to a command that published an event (``agent.status``). */
 export interface EventAck {

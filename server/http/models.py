@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from swe_realtime.errors import ErrorCode, EventRejected
 from swe_realtime.events._types import Index
+from swe_realtime.events.envelope import StreamPosition
 
 MAX_BATCH = 100
 """The most events one batch request may carry."""
@@ -76,3 +77,79 @@ class StatsBody(InstanceStats):
     rooms: dict[str, Index] = Field(description="Members of every named room, all instances together.")
     instances: dict[str, InstanceStats] = Field(description="The same counts per instance id.")
     partial: bool = Field(description="True when other instances could not be asked (Redis unreachable).")
+
+
+class ConnectionBody(BaseModel):
+    """One live connection, as the admin API shows it."""
+
+    model_config = CONFIG
+
+    id: str = Field(description="The connection's id: the Socket.IO socket id its client sees.")
+    user: UUID = Field(description="The user (or agent) the token names (`sub`).")
+    instance: str = Field(description="The instance holding the connection.")
+    transport: Literal["websocket", "polling"] = Field(description="The Engine.IO transport now.")
+    remote: str = Field(description="The client's address and port, as the instance sees it.")
+    connected_at: AwareDatetime = Field(description="When it connected.")
+    rooms: list[str] = Field(description="The named rooms it is in, sorted.")
+    unread_packets: Index = Field(description="Packets sent to it that it has not read yet.")
+    unread_bytes: Index = Field(description="Bytes of those packets.")
+
+
+class ConnectionPageBody(BaseModel):
+    model_config = CONFIG
+
+    connections: list[ConnectionBody] = Field(description="One page of the matching connections, by id.")
+    total: Index = Field(description="How many connections match, over every instance that answered.")
+    next: str | None = Field(description="The `after` of the next page; null on the last page.")
+    partial: bool = Field(description="True when some instance did not answer (Redis unreachable, or late).")
+
+
+class DisconnectedBody(BaseModel):
+    model_config = CONFIG
+
+    id: str = Field(description="The connection closed.")
+    instance: str = Field(description="The instance that held it.")
+
+
+class RoomBody(BaseModel):
+    model_config = CONFIG
+
+    room: str = Field(description="The room.")
+    position: StreamPosition | None = Field(description="Its position now; null without history.")
+    members: Index = Field(description="Its members, over every instance that answered.")
+    instances: dict[str, Index] = Field(
+        description="Its members per instance (instances with none left out)."
+    )
+    connections: list[ConnectionBody] = Field(description="Its first members by connection id (at most 100).")
+    events: list[dict[str, Any]] = Field(description="Its last events from the history, oldest first.")
+    partial: bool = Field(description="True when some instance did not answer (Redis unreachable, or late).")
+
+
+class InstanceBody(BaseModel):
+    model_config = CONFIG
+
+    id: str = Field(description="The instance id (INSTANCE_ID).")
+    version: str = Field(description="The gateway's version there.")
+    started_at: AwareDatetime = Field(description="When it started.")
+    uptime_seconds: float = Field(ge=0, description="Seconds since it started.")
+    redis: Literal["up", "down", "none"] = Field(
+        description="Whether it reaches Redis; none: it runs without."
+    )
+    rss_bytes: Index = Field(description="Its resident memory.")
+    connections: Index = Field(description="Its live connections.")
+    rooms: Index = Field(description="Rooms with a member there.")
+    samples: list[list[float]] = Field(
+        description="Its notes of the last 15 minutes after `since`, oldest first, each"
+        " `[t, connections, published/s, delivered/s, refused/s, dropped/s]`: t in Unix seconds,"
+        " a multiple of `step` (the same instants on every instance); the rates since the note"
+        " before, from the counters of /metrics (refused: events, connections and rate-limited"
+        " commands; dropped: connections the gateway closed)."
+    )
+
+
+class InstancesBody(BaseModel):
+    model_config = CONFIG
+
+    instances: list[InstanceBody] = Field(description="Every instance that answered, by id.")
+    step: float = Field(description="Seconds between two notes of an instance.")
+    partial: bool = Field(description="True when some instance did not answer (Redis unreachable, or late).")

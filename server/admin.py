@@ -1,0 +1,164 @@
+"""This instance's answers to the admin API: its connections, closing one, its own state.
+
+The admin routes (server/http/admin.py) ask every instance the same question through the
+admin bus (server/admin_bus.py) and merge the answers; each instance answers here, from what
+it holds alone. Answers are plain JSON values: they cross Redis between instances.
+
+Connections are listed in the order of their ids, from just after a cursor (``after``): a
+page is the first ``limit`` ids of the merged answers, and the next page starts after its
+last id, however the cluster changed in between. Each instance sends at most ``limit``
+connections per page, so listing 100,000 connections costs each instance one scan of its
+own (a heap keeps the ``limit`` smallest ids) and the asker ``limit`` x instances entries.
+"""
+
+from __future__ import annotations
+
+import heapq
+import resource
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from swe_realtime import __version__, audit
+from swe_realtime.errors import AdminDisconnect
+from swe_realtime.events import NAMESPACE
+from swe_realtime.redis_health import RedisHealth
+from swe_realtime.registry import Connection, Registry
+from swe_realtime.timeline import Timeline
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+Answer = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionQuery:
+    """Which connections to list: a user's, a room's members (or all), after a cursor."""
+
+    user: UUID | None = None
+    room: str | None = None
+    after: str = ""
+    limit: int = DEFAULT_PAGE
+
+    def as_args(self) -> Answer:
+        return {
+            "user": self.user and str(self.user),
+            "room": self.room,
+            "after": self.after,
+            "limit": self.limit,
+        }
+
+    @classmethod
+    def from_args(cls, args: Answer) -> ConnectionQuery:
+        user = args.get("user")
+        return cls(UUID(user) if user else None, args.get("room"), str(args["after"]), int(args["limit"]))
+
+    def matches(self, connection: Connection) -> bool:
+        return (self.user is None or connection.principal.user_id == self.user) and (
+            self.room is None or self.room in connection.rooms
+        )
+
+
+class Operator:
+    """What one instance knows and does for the admin API."""
+
+    def __init__(
+        self,
+        instance_id: str,
+        sio: Any,
+        gateway: Any,
+        registry: Registry,
+        timeline: Timeline,
+        redis: RedisHealth | None,
+    ) -> None:
+        self.instance_id = instance_id
+        self._sio = sio
+        self._gateway = gateway
+        self._registry = registry
+        self._timeline = timeline
+        self._redis = redis
+        self._started = time.time()
+
+    async def answer(self, kind: str, args: Answer) -> Answer:
+        """The answer to one admin request (this instance's part of it)."""
+        if kind == "connections":
+            return self.connections(ConnectionQuery.from_args(args))
+        if kind == "disconnect":
+            return {
+                "instance": self.instance_id,
+                "found": await self.disconnect(str(args["id"]), str(args["by"])),
+            }
+        if kind == "instance":
+            return self.instance(float(args["since"]))
+        raise ValueError(f"unknown admin request {kind!r}")
+
+    def connections(self, query: ConnectionQuery) -> Answer:
+        """The first ``query.limit`` matching connections after the cursor, by id; how many
+        match in all (cursor aside); whether more follow this page."""
+        matching = [
+            (sid, connection) for sid, connection in self._registry.items() if query.matches(connection)
+        ]
+        following: Iterator[tuple[str, Connection]] = (item for item in matching if item[0] > query.after)
+        page = heapq.nsmallest(query.limit + 1, following, key=lambda item: item[0])
+        return {
+            "instance": self.instance_id,
+            "connections": [self._describe(sid, connection) for sid, connection in page[: query.limit]],
+            "total": len(matching),
+            "more": len(page) > query.limit,
+        }
+
+    async def disconnect(self, sid: str, by: str) -> bool:
+        """Close connection ``sid`` if this instance holds it; the client is told
+        ADMIN_DISCONNECT first."""
+        if self._registry.get(sid) is None:
+            return False
+        audit.dropped(connection_id=sid, reason=f"closed by operator {by}")
+        return bool(await self._gateway.close(sid, AdminDisconnect(), "admin"))
+
+    def instance(self, since: float) -> Answer:
+        """This instance's state and its timeline's notes after ``since``."""
+        redis = "none" if self._redis is None else "up" if self._redis.reachable else "down"
+        return {
+            "id": self.instance_id,
+            "version": __version__,
+            "started_at": _stamp(self._started),
+            "uptime_seconds": round(time.time() - self._started, 3),
+            "redis": redis,
+            "rss_bytes": _rss_bytes(),
+            "connections": len(self._registry),
+            "rooms": len(self._registry.snapshot()["rooms"]),
+            "samples": self._timeline.since(since),
+        }
+
+    def _describe(self, sid: str, connection: Connection) -> Answer:
+        eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        engine_socket = self._sio.eio.sockets.get(eio_sid) if eio_sid else None
+        outbox = engine_socket.outbox if engine_socket is not None else None
+        return {
+            "id": sid,
+            "user": str(connection.principal.user_id),
+            "instance": self.instance_id,
+            "transport": "websocket" if engine_socket is not None and engine_socket.upgraded else "polling",
+            "remote": connection.remote,
+            "connected_at": _stamp(connection.since),
+            "rooms": sorted(connection.rooms),
+            "unread_packets": outbox.pending_frames if outbox is not None else 0,
+            "unread_bytes": outbox.pending_bytes if outbox is not None else 0,
+        }
+
+
+def _stamp(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _rss_bytes() -> int:
+    """Resident memory now (from /proc), or the peak where /proc is not there."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

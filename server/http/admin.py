@@ -1,0 +1,192 @@
+"""The admin API: list connections, close one, look into a room, the instances' state.
+
+Admin tokens only, each admin at most COMMANDS_PER_SECOND requests a second (bursts of
+twice as many), as a connection's commands are. Every route asks every instance through the
+admin bus (server/admin_bus.py) and merges their parts (server/admin.py); an answer some
+instance did not give in time is marked ``partial`` rather than withheld.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+from uuid import UUID
+
+from sanic import Blueprint, Request
+from sanic.response import JSONResponse, json
+
+from swe_realtime.admin import DEFAULT_PAGE, MAX_PAGE, ConnectionQuery
+from swe_realtime.admin_bus import AdminBus
+from swe_realtime.auth import Principal, Role, TokenVerifier
+from swe_realtime.errors import ClientError, ErrorCode, InvalidRequest, RateLimited
+from swe_realtime.history import History
+from swe_realtime.http._auth import authorize, error_response
+from swe_realtime.http.models import (
+    ConnectionPageBody,
+    DisconnectedBody,
+    InstancesBody,
+    RoomBody,
+)
+from swe_realtime.limits import Buckets
+from swe_realtime.rooms import parse_room
+from swe_realtime.timeline import STEP
+
+MAX_EVENTS = 100
+DEFAULT_EVENTS = 20
+ROOM_MEMBERS_SHOWN = 100
+MAX_ID_CHARS = 64
+"""Longer than any Socket.IO id: a longer one is not looked for."""
+
+
+def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, per_second: int) -> Blueprint:
+    bp = Blueprint("admin", url_prefix="/api/v1")
+    buckets = Buckets(per_second, 2 * per_second)
+
+    def admitted(request: Request, *parameters: str) -> Principal | JSONResponse:
+        """The admin calling, or the answer: 401, 403, 429, or 422 for a query parameter
+        the route does not know (a typo must not read as "no filter")."""
+        allowed = authorize(request, verifier, (Role.ADMIN,))
+        if not isinstance(allowed, Principal):
+            return allowed
+        if not buckets.take(str(allowed.user_id)):
+            limited = RateLimited(f"More than {per_second} admin requests a second")
+            response = error_response(429, limited.code, limited.message)
+            response.headers["Retry-After"] = "1"
+            return response
+        unknown = sorted(set(_args(request)) - set(parameters))
+        if unknown:
+            return error_response(422, ErrorCode.INVALID_REQUEST, f"Unknown parameter {unknown[0][:40]!r}")
+        return allowed
+
+    @bp.get("/connections")
+    async def connections(request: Request) -> JSONResponse:
+        caller = admitted(request, "user", "room", "limit", "after")
+        if isinstance(caller, JSONResponse):
+            return caller
+        try:
+            args = _args(request)
+            query = ConnectionQuery(
+                user=_user(args.get("user")),
+                room=_room(args.get("room")),
+                after=args.get("after", "")[:MAX_ID_CHARS],
+                limit=_bounded(args.get("limit"), "limit", DEFAULT_PAGE, 1, MAX_PAGE),
+            )
+        except ClientError as exc:
+            return error_response(422, exc.code, exc.message)
+        gathered = await bus.ask("connections", query.as_args())
+        found = sorted(
+            (connection for answer in gathered.answers for connection in answer["connections"]),
+            key=lambda connection: str(connection["id"]),
+        )
+        page = found[: query.limit]
+        more = len(found) > query.limit or any(answer["more"] for answer in gathered.answers)
+        return _json(
+            ConnectionPageBody,
+            connections=page,
+            total=sum(answer["total"] for answer in gathered.answers),
+            next=page[-1]["id"] if more and page else None,
+            partial=gathered.partial,
+        )
+
+    @bp.delete("/connections/<sid:str>")
+    async def disconnect(request: Request, sid: str) -> JSONResponse:
+        caller = admitted(request)
+        if isinstance(caller, JSONResponse):
+            return caller
+        sid = unquote(sid)
+        if len(sid) <= MAX_ID_CHARS:
+            gathered = await bus.ask("disconnect", {"id": sid, "by": str(caller.user_id)})
+            for answer in gathered.answers:
+                if answer["found"]:
+                    return _json(DisconnectedBody, id=sid, instance=answer["instance"])
+            if gathered.partial:
+                return error_response(
+                    503,
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    "Not found on the instances that answered; some did not: retry later",
+                )
+        return error_response(404, ErrorCode.NOT_FOUND, ErrorCode.NOT_FOUND.default_message)
+
+    @bp.get("/rooms/<name:str>")
+    async def room(request: Request, name: str) -> JSONResponse:
+        caller = admitted(request, "events")
+        if isinstance(caller, JSONResponse):
+            return caller
+        try:
+            room = str(parse_room(unquote(name)))  # Sanic leaves a path parameter quoted
+            count = _bounded(_args(request).get("events"), "events", DEFAULT_EVENTS, 0, MAX_EVENTS)
+        except ClientError as exc:
+            return error_response(422, exc.code, exc.message)
+        query = ConnectionQuery(room=room, limit=ROOM_MEMBERS_SHOWN)
+        gathered = await bus.ask("connections", query.as_args())
+        window = await history.recent(room, count)
+        shown = sorted(
+            (connection for answer in gathered.answers for connection in answer["connections"]),
+            key=lambda connection: str(connection["id"]),
+        )
+        return _json(
+            RoomBody,
+            room=room,
+            position=window.position,
+            members=sum(answer["total"] for answer in gathered.answers),
+            instances={answer["instance"]: answer["total"] for answer in gathered.answers if answer["total"]},
+            connections=shown[:ROOM_MEMBERS_SHOWN],
+            events=[entry.payload for entry in window.entries],
+            partial=gathered.partial,
+        )
+
+    @bp.get("/instances")
+    async def instances(request: Request) -> JSONResponse:
+        caller = admitted(request, "since")
+        if isinstance(caller, JSONResponse):
+            return caller
+        try:
+            since = float(_args(request).get("since", "0"))
+        except ValueError:
+            return error_response(422, ErrorCode.INVALID_REQUEST, "since must be a number (Unix seconds)")
+        gathered = await bus.ask("instance", {"since": since})
+        return _json(
+            InstancesBody,
+            instances=sorted(gathered.answers, key=lambda answer: str(answer["id"])),
+            step=STEP,
+            partial=gathered.partial,
+        )
+
+    return bp
+
+
+def _json(model: Callable[..., Any], **fields: Any) -> JSONResponse:
+    """The body validated by its model, so that what is sent is what OpenAPI says."""
+    return json(model(**fields).model_dump(mode="json"), headers={"Cache-Control": "no-store"})
+
+
+def _args(request: Request) -> dict[str, str]:
+    """The query's parameters, blank ones too (``room=`` is a bad room, not no room); the
+    first value of a repeated one."""
+    return {name: values[0] for name, values in request.get_args(keep_blank_values=True).items()}
+
+
+def _user(raw: str | None) -> UUID | None:
+    if raw is None:
+        return None
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise InvalidRequest("user must be a UUID") from None
+
+
+def _room(raw: str | None) -> str | None:
+    return None if raw is None else str(parse_room(raw))
+
+
+def _bounded(raw: str | None, name: str, default: int, low: int, high: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be an integer from {low} to {high}")
+    return value

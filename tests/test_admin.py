@@ -1,0 +1,276 @@
+"""The admin API (issue 18): connections listed, filtered and paged; one closed, its client
+told ADMIN_DISCONNECT; a room's members, position and last events; the instances' state and
+timeline; all over the cluster through Redis; bad input met with 401/403/404/422/429."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID, uuid4
+
+import pytest
+
+from swe_realtime.admin import ConnectionQuery, Operator
+from swe_realtime.auth import Principal
+from swe_realtime.limits import TokenBucket
+from swe_realtime.registry import Connection, Registry
+from swe_realtime.timeline import Timeline
+from tests.support import (
+    ADMIN,
+    SECRET,
+    SERVICE,
+    Client,
+    RedisClusterProcess,
+    RedisProcess,
+    ServerProcess,
+    api,
+    eventually,
+    make_token,
+    member,
+    progress_event,
+)
+
+
+async def connected(
+    clients: Callable[[], Client], server: ServerProcess, user: UUID, **claims: Any
+) -> Client:
+    client = await clients().connect(server.url, make_token(user, **claims))
+    await client.next("connection_established")
+    return client
+
+
+def sid(client: Client) -> str:
+    value = client.sio.get_sid("/ws")
+    assert value is not None
+    return str(value)
+
+
+async def test_admin_routes_refuse_bad_input(server: ServerProcess) -> None:
+    routes = [
+        ("GET", "/api/v1/connections"),
+        ("DELETE", "/api/v1/connections/abc"),
+        ("GET", f"/api/v1/rooms/project:{uuid4()}"),
+        ("GET", "/api/v1/instances"),
+    ]
+    for method, path in routes:
+        status, body = await api(server, method, path)
+        assert (status, body["error_code"]) == (401, "AUTH_MISSING"), path
+        for token in (SERVICE, make_token(), make_token(roles=["agent"])):
+            status, body = await api(server, method, path, token)
+            assert (status, body["error_code"]) == (403, "PERMISSION_DENIED"), path
+    for path, code in [
+        ("/api/v1/rooms/project:not-a-uuid", "INVALID_ROOM"),
+        ("/api/v1/rooms/lobby", "INVALID_ROOM"),
+        ("/api/v1/connections?room=team:1", "INVALID_ROOM"),
+        ("/api/v1/connections?room=", "INVALID_ROOM"),
+        ("/api/v1/connections?usr=" + str(uuid4()), "INVALID_REQUEST"),
+        ("/api/v1/connections?user=bob", "INVALID_REQUEST"),
+        ("/api/v1/connections?limit=0", "INVALID_REQUEST"),
+        ("/api/v1/connections?limit=1001", "INVALID_REQUEST"),
+        ("/api/v1/connections?limit=ten", "INVALID_REQUEST"),
+        (f"/api/v1/rooms/user:{uuid4()}?events=101", "INVALID_REQUEST"),
+        ("/api/v1/instances?since=yesterday", "INVALID_REQUEST"),
+    ]:
+        status, body = await api(server, "GET", path, ADMIN)
+        assert (status, body["error_code"]) == (422, code), path
+    for unknown in ("abc", "x" * 500, "%3Cscript%3E"):
+        status, body = await api(server, "DELETE", f"/api/v1/connections/{unknown}", ADMIN)
+        assert (status, body["error_code"]) == (404, "NOT_FOUND"), unknown
+
+
+async def test_connections_are_listed_by_user_and_room_and_paged(
+    server: ServerProcess, clients: Callable[[], Client]
+) -> None:
+    user, other, project = uuid4(), uuid4(), str(uuid4())
+    mine = [await connected(clients, server, user) for _ in range(5)]
+    theirs = [await member(server.url, clients, project) for _ in range(2)]
+    await connected(clients, server, other)
+
+    status, body = await api(server, "GET", f"/api/v1/connections?user={user}", ADMIN)
+    assert status == 200, body
+    assert (body["total"], body["next"], body["partial"]) == (5, None, False)
+    assert [c["id"] for c in body["connections"]] == sorted(sid(client) for client in mine)
+    first = body["connections"][0]
+    assert first["user"] == str(user)
+    assert first["transport"] == "websocket"
+    assert first["remote"].startswith("127.0.0.1:")
+    assert first["rooms"] == sorted([f"user:{user}", "global"])
+    assert first["unread_packets"] == 0
+    assert abs(time.time() - datetime.fromisoformat(first["connected_at"]).timestamp()) < 60
+
+    pages: list[str] = []
+    after = ""
+    while True:
+        status, body = await api(
+            server, "GET", f"/api/v1/connections?user={user}&limit=2&after={after}", ADMIN
+        )
+        assert (status, body["total"]) == (200, 5)
+        assert len(body["connections"]) <= 2
+        pages += [c["id"] for c in body["connections"]]
+        if body["next"] is None:
+            break
+        after = body["next"]
+    assert pages == sorted(sid(client) for client in mine)
+
+    status, body = await api(server, "GET", f"/api/v1/connections?room=project:{project}", ADMIN)
+    assert status == 200
+    assert sorted(c["id"] for c in body["connections"]) == sorted(sid(client) for client in theirs)
+
+
+async def test_a_closed_connection_sees_admin_disconnect(
+    server: ServerProcess, clients: Callable[[], Client]
+) -> None:
+    client = await connected(clients, server, uuid4())
+    gone = asyncio.Event()
+    client.sio.on("disconnect", gone.set, namespace="/ws")
+    target = sid(client)
+    status, body = await api(server, "DELETE", f"/api/v1/connections/{target}", ADMIN)
+    assert (status, body) == (200, {"id": target, "instance": body["instance"]})
+    notice = await client.next("connection_error")
+    assert notice["data"]["error_code"] == "ADMIN_DISCONNECT"
+    assert notice["data"]["connection_id"] == target
+    await asyncio.wait_for(gone.wait(), 5)
+    status, body = await api(server, "DELETE", f"/api/v1/connections/{target}", ADMIN)
+    assert (status, body["error_code"]) == (404, "NOT_FOUND")
+
+
+async def test_a_room_shows_members_position_and_last_events(
+    server: ServerProcess, clients: Callable[[], Client]
+) -> None:
+    project = str(uuid4())
+    listener = await member(server.url, clients, project)
+    ids = []
+    for progress in (10, 20, 30):
+        status, receipt = await api(
+            server, "POST", "/api/v1/events", SERVICE, progress_event(project, progress)
+        )
+        assert status == 202
+        ids.append(receipt["id"])
+    status, body = await api(server, "GET", f"/api/v1/rooms/project:{project}?events=2", ADMIN)
+    assert status == 200, body
+    assert body["room"] == f"project:{project}"
+    assert body["position"]["offset"] == 3
+    assert [event["id"] for event in body["events"]] == ids[1:]
+    assert body["events"][-1]["data"]["progress"] == 30
+    assert (body["members"], list(body["instances"].values())) == (1, [1])
+    assert [c["id"] for c in body["connections"]] == [sid(listener)]
+
+
+async def test_instances_report_their_state_and_a_moving_timeline(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    gateway = start_server({"JWT_SECRET": SECRET, "INSTANCE_ID": "gw-timeline"})
+    status, body = await api(gateway, "GET", "/api/v1/instances", ADMIN)
+    assert status == 200, body
+    (instance,) = body["instances"]
+    assert (instance["id"], instance["redis"], body["step"]) == ("gw-timeline", "none", 2.0)
+    assert instance["rss_bytes"] > 10_000_000
+    assert instance["uptime_seconds"] > 0
+    project = str(uuid4())
+    for _ in range(10):
+        assert (await api(gateway, "POST", "/api/v1/events", SERVICE, progress_event(project)))[0] == 202
+
+    async def published() -> list[list[float]]:
+        _, body = await api(gateway, "GET", "/api/v1/instances?since=0", ADMIN)
+        return [sample for sample in body["instances"][0]["samples"] if sample[2] > 0]
+
+    moved = await eventually(published, timeout=10)
+    assert moved[0][0] % 2 == 0  # notes are taken at multiples of the step
+    assert sum(sample[2] for sample in moved) * 2 == pytest.approx(10, abs=0.01)
+
+
+async def test_admin_requests_are_rate_limited(start_server: Callable[..., ServerProcess]) -> None:
+    gateway = start_server({"JWT_SECRET": SECRET, "COMMANDS_PER_SECOND": "2"})
+    answers = [await api(gateway, "GET", "/api/v1/connections", ADMIN) for _ in range(8)]
+    assert [status for status, _ in answers[:4]] == [200] * 4  # a burst of twice the rate
+    assert (429, "RATE_LIMITED") in {(status, body["error_code"]) for status, body in answers[4:] if body}
+    other_admin = make_token(roles=["admin"])
+    assert (await api(gateway, "GET", "/api/v1/connections", other_admin))[0] == 200
+
+
+async def cluster_wide(gateways: list[ServerProcess], clients: Callable[[], Client]) -> None:
+    """Through the first gateway: list the connections of both, read a room over both, see
+    both instances, and close a connection held by the second."""
+    user = uuid4()
+    near = await connected(clients, gateways[0], user)
+    far = await connected(clients, gateways[1], user)
+    status, body = await api(gateways[0], "GET", f"/api/v1/connections?user={user}", ADMIN)
+    assert (status, body["partial"]) == (200, False), body
+    assert {(c["id"], c["instance"]) for c in body["connections"]} == {(sid(near), "gw0"), (sid(far), "gw1")}
+    status, body = await api(gateways[0], "GET", f"/api/v1/rooms/user:{user}", ADMIN)
+    assert (body["members"], body["instances"]) == (2, {"gw0": 1, "gw1": 1})
+    status, body = await api(gateways[1], "GET", "/api/v1/instances", ADMIN)
+    assert [(i["id"], i["redis"]) for i in body["instances"]] == [("gw0", "up"), ("gw1", "up")]
+    status, body = await api(gateways[0], "DELETE", f"/api/v1/connections/{sid(far)}", ADMIN)
+    assert (status, body["instance"]) == (200, "gw1")
+    assert (await far.next("connection_error"))["data"]["error_code"] == "ADMIN_DISCONNECT"
+
+
+async def test_the_admin_api_spans_instances_on_redis(
+    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
+) -> None:
+    await cluster_wide(cluster(2), clients)
+
+
+@pytest.mark.slow
+async def test_the_admin_api_spans_instances_on_a_redis_cluster(
+    cluster: Callable[..., list[ServerProcess]],
+    redis_cluster: RedisClusterProcess,
+    clients: Callable[[], Client],
+) -> None:
+    await cluster_wide(cluster(2, redis_cluster.url), clients)
+
+
+async def test_without_redis_an_instance_answers_for_itself_marked_partial(
+    cluster: Callable[..., list[ServerProcess]], private_redis: RedisProcess, clients: Callable[[], Client]
+) -> None:
+    gateways = cluster(2, private_redis.url)
+    user = uuid4()
+    near = await connected(clients, gateways[0], user)
+    await connected(clients, gateways[1], user)
+    private_redis.stop()
+    status, body = await api(gateways[0], "GET", f"/api/v1/connections?user={user}", ADMIN)
+    assert status == 200
+    assert body["partial"] is True
+    assert [c["id"] for c in body["connections"]] == [sid(near)]
+    status, body = await api(gateways[0], "DELETE", "/api/v1/connections/elsewhere", ADMIN)
+    assert (status, body["error_code"]) == (503, "SERVICE_UNAVAILABLE")
+
+
+class _NoSockets:
+    """A Socket.IO server holding none of the registry's connections (none are real here)."""
+
+    class manager:
+        @staticmethod
+        def eio_sid_from_sid(sid: str, namespace: str) -> None:
+            return None
+
+    class eio:
+        sockets: ClassVar[dict[str, Any]] = {}
+
+
+async def test_a_hundred_thousand_connections_are_paged_not_sent_whole() -> None:
+    """The registry of an instance with 100,000 connections (no sockets: 100,000 real ones do
+    not fit here) answers a page of the limit, and the pages cover every connection once."""
+    registry = Registry(per_user=1_000_000)
+    user = uuid4()
+    for number in range(100_000):
+        principal = Principal(user if number % 2 else uuid4(), frozenset(), frozenset(), time.time() + 60)
+        await registry.add(f"sid-{number:06d}", Connection(principal, "127.0.0.1:1", TokenBucket(1, 1)))
+    operator = Operator("gw", _NoSockets(), None, registry, Timeline(lambda: 0), None)
+    page = operator.connections(ConnectionQuery(limit=1000))
+    assert (len(page["connections"]), page["total"], page["more"]) == (1000, 100_000, True)
+    seen, after = 0, ""
+    while True:
+        page = operator.connections(ConnectionQuery(user=user, after=after, limit=1000))
+        ids = [c["id"] for c in page["connections"]]
+        assert ids == sorted(ids)
+        assert all(i > after for i in ids)
+        seen += len(ids)
+        if not page["more"]:
+            break
+        after = ids[-1]
+    assert seen == 50_000
