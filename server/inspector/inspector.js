@@ -43,8 +43,9 @@ let poller = null;
 
 // --- the status line and the API -------------------------------------------------------
 
-// Which part of the page wrote the status line: a later success of that part clears it, a
-// success elsewhere leaves another part's error in view.
+// Which part of the page wrote the status line: a later success of that part clears its
+// error, a success elsewhere leaves another part's error in view. A notice (a connection
+// disconnected) stays until the next message.
 let statusSource = "";
 
 function say(source, text, kind = "") {
@@ -54,7 +55,7 @@ function say(source, text, kind = "") {
 }
 
 function clear(source) {
-  if (statusSource === source) say("", "");
+  if (statusSource === source && $("#status").className === "error") say("", "");
 }
 
 class ApiError extends Error {

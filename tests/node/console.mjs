@@ -125,12 +125,12 @@ async function connections() {
   const nextHidden = await page.$eval("#next-page", (b) => b.hidden);
   // Disconnect the last one: two clicks (the first only arms the button).
   const target = ids[2];
+  const victim = logs[sockets.findIndex((s) => s.id === target)]; // before: a closed socket has no id
   const button = page.locator(`#connections tr[data-id="${target}"] button.disconnect`);
   await button.click();
   const armed = await button.textContent();
   await button.click();
   await page.waitForFunction((id) => document.querySelector("#status").textContent.startsWith(`disconnected ${id}`), target, TIMEOUT);
-  const victim = logs[sockets.findIndex((s) => s.id === target)];
   const deadline = Date.now() + 10000;
   while (!victim.some((e) => e.event === "disconnect") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   await new Promise((r) => setTimeout(r, 1500)); // a reconnect attempt, if any, would come within this
@@ -147,7 +147,7 @@ async function connections() {
     status: await page.textContent("#status"),
     victim: victim,
     others: logs.filter((log) => log !== victim),
-    others_connected: sockets.filter((s) => s.id !== target).map((s) => s.connected),
+    others_connected: sockets.filter((s, index) => logs[index] !== victim).map((s) => s.connected),
   });
 }
 
