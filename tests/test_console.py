@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 import shutil
@@ -66,9 +67,10 @@ async def test_console_charts_rise_while_events_are_published(
     await member(gateways[1].url, clients, project)
 
     async def traffic() -> None:
-        while True:
-            await publish(gateways[0], progress_event(project, 50))
-            await asyncio.sleep(0.2)  # a steady trickle, not a wait for anything
+        for burst in itertools.cycle((1, 3, 6, 3)):  # uneven, for the lines to show it
+            for _ in range(burst):
+                await publish(gateways[0], progress_event(project, 50))
+            await asyncio.sleep(0.5)  # the pace of the traffic, not a wait for anything
 
     publishing = asyncio.create_task(traffic())
     try:

@@ -17,6 +17,7 @@ const $ = (selector) => document.querySelector(selector);
 const SVG = "http://www.w3.org/2000/svg";
 const TOKEN_KEY = "inspector-token";
 const WINDOW_SECONDS = 15 * 60;
+const SHORTEST_SPAN = 30; // seconds: a cluster just started is drawn over this, not 15 minutes
 const POLL_MS = 2000;
 const LIVE_EVENTS_KEPT = 200;
 
@@ -133,7 +134,7 @@ function plural(n, word) {
 function duration(seconds) {
   const s = Math.floor(seconds);
   if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ""}`;
   const days = Math.floor(s / 86400);
   const rest = `${Math.floor((s % 86400) / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
   return days ? `${days} d ${rest}` : rest;
@@ -164,8 +165,10 @@ function moment(text) {
 const samples = new Map();
 let newest = 0;
 let step = 2;
+let reporting = []; // the instances of the last answer
 
 function merge(instances) {
+  reporting = instances.map((instance) => instance.id);
   for (const instance of instances) {
     if (!samples.has(instance.id)) samples.set(instance.id, new Map());
     const series = samples.get(instance.id);
@@ -179,14 +182,22 @@ function merge(instances) {
   }
 }
 
+// The sum stops at the newest t every reporting instance has sampled: past it, an instance
+// whose sample of that step has not come yet would count as 0 and pull the sum down.
+function sumUntil() {
+  const ends = reporting.filter((id) => samples.has(id)).map((id) => Math.max(...samples.get(id).keys()));
+  return ends.length ? Math.min(...ends) : newest;
+}
+
 // One metric's points per instance, and their sum by t (the instances align t to the step).
 function seriesOf(metric) {
   const column = METRICS[metric].column;
   const lines = [];
   const sum = new Map();
+  const until = sumUntil();
   for (const [id, series] of [...samples].sort(([a], [b]) => a.localeCompare(b))) {
     const points = [...series.values()].sort((a, b) => a[0] - b[0]).map((s) => [s[0], s[column]]);
-    for (const [t, value] of points) sum.set(t, (sum.get(t) || 0) + value);
+    for (const [t, value] of points) if (t <= until) sum.set(t, (sum.get(t) || 0) + value);
     lines.push({ name: id, points, sum: false });
   }
   const summed = [...sum].sort((a, b) => a[0] - b[0]);
@@ -214,8 +225,9 @@ function drawChart({ figure, metrics }) {
   const top = ceiling(peak);
   const plotWidth = BOX.width - BOX.left - BOX.right;
   const plotHeight = BOX.height - BOX.top - BOX.bottom;
-  const start = newest - WINDOW_SECONDS;
-  const x = (t) => BOX.left + ((t - start) / WINDOW_SECONDS) * plotWidth;
+  const span = timeSpan();
+  const start = newest - span;
+  const x = (t) => BOX.left + ((t - start) / span) * plotWidth;
   const y = (value) => BOX.top + plotHeight - (value / top) * plotHeight;
 
   const chart = svg("svg", { viewBox: `0 0 ${BOX.width} ${BOX.height}`, role: "img", class: "plot" });
@@ -225,7 +237,7 @@ function drawChart({ figure, metrics }) {
     svg("line", { x1: BOX.left, y1: BOX.top, x2: BOX.width - BOX.right, y2: BOX.top, class: "grid" }),
     label(BOX.left - 4, BOX.top + 4, format(top), "end", "max"),
     label(BOX.left - 4, BOX.top + plotHeight + 4, "0", "end"),
-    label(BOX.left, BOX.height - 4, "-15 min", "start"),
+    label(BOX.left, BOX.height - 4, `-${duration(span)}`, "start", "since"),
     label(BOX.width - BOX.right, BOX.height - 4, "now", "end"),
   );
   const legend = element("ul", null, "legend");
@@ -248,6 +260,13 @@ function drawChart({ figure, metrics }) {
   });
   if (!lines.length) chart.append(label(BOX.left + plotWidth / 2, BOX.top + plotHeight / 2, "no samples yet", "middle"));
   node.replaceChildren(node.querySelector("figcaption"), chart, legend);
+}
+
+// The x axis spans the samples held, from 30 s (a cluster just started) to 15 minutes.
+function timeSpan() {
+  let oldest = newest;
+  for (const series of samples.values()) for (const t of series.keys()) oldest = Math.min(oldest, t);
+  return Math.min(WINDOW_SECONDS, Math.max(SHORTEST_SPAN, newest - oldest));
 }
 
 function label(x, y, text, anchor, className = "") {

@@ -4,7 +4,7 @@
 //
 //   node console.mjs charts BASE_URL ADMIN_TOKEN ARTIFACTS
 //     waits until the published/s and delivered/s charts rise above 0 (the test publishes
-//     meanwhile) and the instances table lists every instance.
+//     meanwhile) and hold 8 samples (16 s).
 //   node console.mjs connections BASE_URL ADMIN_TOKEN ARTIFACTS USER USER_TOKEN
 //     opens three socket.io-client connections as USER, filters the list by USER two at a
 //     time (so a next page shows), then disconnects one with its button; the client must be
@@ -79,7 +79,9 @@ async function charts() {
   await page.waitForFunction(() => {
     const peak = (metric) => Math.max(0, ...[...document.querySelectorAll(`polyline[data-series^="${metric}:"]`)]
       .map((l) => Number(l.dataset.peak)));
-    return peak("published") > 0 && peak("delivered") > 0;
+    // and some history, for the screenshot to show lines rather than a first point
+    const sum = document.querySelector('polyline[data-series="connections:all"]');
+    return peak("published") > 0 && peak("delivered") > 0 && sum && sum.points.numberOfItems >= 8;
   }, null, { timeout: 40000, polling: 500 });
   await page.locator("#overview").screenshot({ path: `${artifacts}/console-charts.png` });
   await finish({
