@@ -184,6 +184,28 @@ async def test_console_room_view_shows_payloads_and_user_strings_as_text(
     assert (ARTIFACTS / "console-room.png").stat().st_size > 10_000
 
 
+@pytest.mark.node
+@pytest.mark.browser
+async def test_console_shows_refused_tokens_and_never_puts_one_in_a_url(server: ServerProcess) -> None:
+    """The login form: a token that is none is refused (401) and stops the polling, a user's
+    is not an admin's (403), the admin's works and outlives a reload (sessionStorage). No
+    request of the whole run (HTTP or WebSocket) carries any of the three in its URL."""
+    shown = await console("tokens", server, make_token())
+    clean(shown)
+    assert shown["before"] == "no token"
+    assert shown["field"] == "password"
+    assert shown["unauthenticated"].endswith("401 AUTH_FAILED Invalid or expired token")
+    assert shown["calls_while_refused"] == 0
+    assert shown["socket_state"] == "refused: AUTH_FAILED"
+    assert shown["forbidden"].endswith("403 PERMISSION_DENIED The token lacks the role this needs")
+    assert shown["field_after"] == ""  # the form does not keep the token in view
+    assert shown["status_after_reload"] == ""
+    assert shown["stored"] == ["inspector-token"]
+    assert shown["urls"] > 10
+    assert shown["token_in_urls"] == []
+    assert set(shown["refused_loads"]) == {401, 403}
+
+
 async def test_console_files_are_served_with_a_strict_policy(server: ServerProcess) -> None:
     async with aiohttp.ClientSession() as session:
         for path in (

@@ -14,6 +14,9 @@
 //     then waits for the id of an event published afterwards on stdin and for it to show
 //     live; finally types XSS into the room and filter inputs: the API's 422s must show as
 //     text.
+//   node console.mjs tokens BASE_URL ADMIN_TOKEN ARTIFACTS USER_TOKEN
+//     gives the login form a token that is none (401), then a user's (403: not an admin),
+//     then the admin's; reloads the page, which keeps the token for the tab.
 //
 // Whatever the scenario: a dialog (alert() from an injected handler) fails the run, and the
 // output lists script errors, console errors and CSP violations as `problems` (failed loads
@@ -35,6 +38,11 @@ const refusedLoads = [];
 const dialogs = [];
 page.on("pageerror", (error) => problems.push(`pageerror: ${error}`));
 page.on("crash", () => { console.error("the page crashed"); process.exit(2); });
+// Every URL the page asks for, its fragment left out (a fragment is never sent): none may
+// carry a token.
+const urls = [];
+page.on("request", (request) => urls.push(request.url().split("#")[0]));
+page.on("websocket", (socket) => urls.push(socket.url()));
 page.on("dialog", async (dialog) => {
   dialogs.push(`${dialog.type()}: ${dialog.message()}`);
   await dialog.dismiss();
@@ -57,8 +65,10 @@ async function finish(shown) {
   const violations = await page.evaluate(() => window.__violations);
   const images = await page.evaluate(() => document.querySelectorAll("img").length);
   problems.push(...violations.map((v) => `csp: ${v}`));
+  const tokens = [token, ...(shown.tokens || [])];
+  const leaks = urls.filter((url) => tokens.some((t) => url.includes(t) || url.includes(encodeURIComponent(t))));
   console.log(JSON.stringify({ ...shown, images, dialogs, problems, refused_loads: refusedLoads,
-                               address: page.url() }));
+                               address: page.url(), urls: urls.length, token_in_urls: leaks }));
   await browser.close();
   process.exit(0); // stdin and client sockets would keep node alive otherwise
 }
@@ -207,7 +217,51 @@ async function room() {
   });
 }
 
-const scenarios = { charts, connections, room };
+async function tokens() {
+  const [userToken] = rest;
+  const statusMatches = (pattern) => page.waitForFunction((p) => new RegExp(p).test(document.querySelector("#status").textContent),
+                                                          pattern, TIMEOUT);
+  const login = async (value) => {
+    await page.fill("#token", value);
+    await page.click("#login button");
+  };
+  await page.goto(`${baseUrl}/inspector`);
+  const before = await page.textContent("#state");
+  const field = await page.getAttribute("#token", "type");
+  await login("not-a-token");
+  await statusMatches("^(instances|rooms|connections): 401 AUTH_FAILED");
+  const unauthenticated = await page.textContent("#status");
+  // A refused token stops the polling: no call of the instances in the next two ticks.
+  const calls = () => urls.filter((url) => url.includes("/api/v1/instances")).length;
+  const afterRefusal = calls();
+  await page.waitForTimeout(4500); // two polling periods, in which nothing may be asked
+  const callsWhileRefused = calls() - afterRefusal;
+  await page.waitForFunction(() => document.querySelector("#state").textContent.startsWith("refused: "), null, TIMEOUT);
+  const socketState = await page.textContent("#state");
+  await login(userToken);
+  await statusMatches("^(instances|rooms|connections): 403 PERMISSION_DENIED");
+  const forbidden = await page.textContent("#status");
+  await login(token);
+  await page.waitForFunction(() => document.querySelector("#instances tbody").children.length > 0, null, TIMEOUT);
+  const fieldAfter = await page.inputValue("#token");
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector("#instances tbody").children.length > 0, null, TIMEOUT);
+  await page.waitForFunction(() => document.querySelector("#state").textContent === "connected", null, TIMEOUT);
+  await finish({
+    tokens: [userToken, "not-a-token"],
+    before,
+    field,
+    unauthenticated,
+    calls_while_refused: callsWhileRefused,
+    socket_state: socketState,
+    forbidden,
+    field_after: fieldAfter,
+    status_after_reload: await page.textContent("#status"),
+    stored: await page.evaluate(() => Object.keys(sessionStorage)),
+  });
+}
+
+const scenarios = { charts, connections, room, tokens };
 if (!scenarios[scenario]) {
   console.error(`unknown scenario ${scenario}`);
   process.exit(2);
