@@ -167,13 +167,28 @@ let newest = 0;
 let step = 2;
 let reporting = []; // the instances of the last answer
 
+// An instance may note one t more than once (a timer that woke just before the step's
+// boundary): the rates of such notes add up (each is its own count over the step), the
+// connections are the last note's. An answer holds every note of each t it has, so a t
+// asked for again (see pollInstances) replaces what an earlier answer had for it.
+function byStep(notes) {
+  const merged = new Map();
+  for (const note of notes) {
+    const before = merged.get(note[0]);
+    merged.set(note[0], before ? [note[0], note[1], ...note.slice(2).map((rate, i) => rate + before[i + 2])] : note);
+  }
+  return merged;
+}
+
 function merge(instances) {
   reporting = instances.map((instance) => instance.id);
   for (const instance of instances) {
     if (!samples.has(instance.id)) samples.set(instance.id, new Map());
     const series = samples.get(instance.id);
-    for (const sample of instance.samples) series.set(sample[0], sample);
-    for (const sample of instance.samples) newest = Math.max(newest, sample[0]);
+    for (const [t, sample] of byStep(instance.samples)) {
+      series.set(t, sample);
+      newest = Math.max(newest, t);
+    }
   }
   // An instance that stopped answering keeps its line until the line leaves the window.
   for (const [id, series] of samples) {
@@ -195,11 +210,11 @@ function seriesOf(metric) {
   const lines = [];
   const sum = new Map();
   const until = sumUntil();
-  for (const [id, series] of [...samples].sort(([a], [b]) => a.localeCompare(b))) {
+  [...samples].sort(([a], [b]) => a.localeCompare(b)).forEach(([id, series], order) => {
     const points = [...series.values()].sort((a, b) => a[0] - b[0]).map((s) => [s[0], s[column]]);
     for (const [t, value] of points) if (t <= until) sum.set(t, (sum.get(t) || 0) + value);
-    lines.push({ name: id, points, sum: false });
-  }
+    lines.push({ name: id, points, sum: false, order });
+  });
   const summed = [...sum].sort((a, b) => a[0] - b[0]);
   // With one instance its line is the sum: drawing both would only stack two equal lines.
   return lines.length > 1 ? [{ name: "all", points: summed, sum: true }, ...lines] : lines.map((l) => ({ ...l, sum: true }));
@@ -241,8 +256,9 @@ function drawChart({ figure, metrics }) {
     label(BOX.width - BOX.right, BOX.height - 4, "now", "end"),
   );
   const legend = element("ul", null, "legend");
-  lines.forEach((line, index) => {
-    const style = `metric-${line.metric} ${line.sum ? "sum" : `instance instance-${index % 4}`}`;
+  lines.forEach((line) => {
+    // An instance keeps its dash pattern in every chart; the metric gives the colour.
+    const style = `metric-${line.metric} ${line.sum ? "sum" : `instance instance-${line.order % 4}`}`;
     const title = `${METRICS[line.metric].label} ${line.name}`;
     const polyline = svg("polyline", {
       points: line.points.map(([t, value]) => `${x(t).toFixed(1)},${y(value).toFixed(1)}`).join(" "),
