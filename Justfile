@@ -30,7 +30,7 @@ test-lowest: node
         tests/test_compat.py tests/test_memory.py tests/test_slim.py tests/test_resilience.py \
         tests/test_abuse.py tests/test_connect.py tests/test_recovery.py tests/test_cluster.py \
         tests/test_scale_out.py tests/test_cluster_presence.py tests/test_sessions.py \
-        tests/test_frames.py tests/test_budget.py tests/test_tokens.py tests/test_writer.py \
+        tests/test_frames.py tests/test_budget.py tests/test_tokens.py tests/test_writer.py tests/test_admin.py \
         -k "not killed_mid_stream and not master_killed and not presence_and_limits_on_a_redis_cluster"
 
 # Formatting, lint and strict typing.

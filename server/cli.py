@@ -77,9 +77,9 @@ def _print_dev_banner(settings: Settings) -> None:
         f"swe-realtime dev mode: tokens are signed with {origin}.\n"
         f"Demo user {DEMO_USER}, member of project {DEMO_PROJECT}:\n"
         f"  {user}\n"
-        f"Admin token (for GET {base}/api/v1/websocket/stats and publishing):\n"
+        f"Admin token (for the admin API, GET {base}/api/v1/connections, and publishing):\n"
         f"  {admin}\n"
-        f"Live inspector: {base}/inspector#token={admin}\n"
+        f"Operator console: {base}/inspector#token={admin}\n"
         "Connect with socket.io-client:\n"
         f'  const socket = io("{base}/ws", {{ auth: {{ token: "{user}" }} }});',
         flush=True,

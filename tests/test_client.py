@@ -351,3 +351,19 @@ async def test_a_restarted_gateway_on_redis_resumes_without_gap_or_duplicate(
         assert seen == list(range(23))
         await client.ping()
         assert client._queue.empty()
+
+
+async def test_an_operators_close_is_an_event_then_the_end(server: ServerProcess) -> None:
+    """DELETE /api/v1/connections/{id}: the client yields connection_error ADMIN_DISCONNECT,
+    then its events end (it does not reconnect on its own)."""
+    async with connect(server.url, make_token()) as client:
+        events = client.events()
+        welcome = await next_event(events, ConnectionEstablished)
+        status, _ = await api(
+            server, "DELETE", f"/api/v1/connections/{welcome.data.connection_id}", support.ADMIN
+        )
+        assert status == 200
+        notice = await next_event(events, ConnectionErrorEvent)
+        assert notice.data.error_code is ErrorCode.ADMIN_DISCONNECT
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(anext(events), EVENT_WAIT)

@@ -54,7 +54,16 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         run(npm, "pack", str(PACKAGE), "--pack-destination", str(folder), "--json", "--loglevel=warn")
     )[0]
     tarball = folder / report["filename"]
-    run(npm, "install", "--no-save", "--offline", "--no-audit", "--no-fund", "--loglevel=warn", str(tarball))
+    run(
+        npm,
+        "install",
+        "--no-save",
+        "--prefer-offline",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=warn",
+        str(tarball),
+    )
     assert INSTALLED.is_dir()
     assert not INSTALLED.is_symlink()
     yield report
