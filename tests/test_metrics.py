@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,6 @@ from tests.support import (
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = ROOT / "tests" / "node"
-ARTIFACTS = ROOT / "tests" / "artifacts"
 SCRAPE_TOKEN = "scrape-secret-of-at-least-32-bytes"
 
 
@@ -148,63 +145,6 @@ async def test_json_logs_carry_the_audit_fields(
     assert connect["user"] == str(user)
     assert connect["transport"] == "websocket"
     assert {"time", "level", "connection", "remote"} <= connect.keys()
-
-
-@pytest.mark.node
-@pytest.mark.browser
-async def test_inspector_page_shows_an_event_published_after_it_opened(
-    start_server: Callable[..., ServerProcess],
-) -> None:
-    """In headless Chromium: the page watches a room, an event is published, the page shows it
-    with its payload. The screenshot is kept in tests/artifacts/inspector.png."""
-    gateway = start_server({"JWT_SECRET": SECRET, "INSTANCE_ID": "gw-inspected"}, "--dev")
-    project = str(uuid4())
-    room = f"project:{project}"
-    ARTIFACTS.mkdir(exist_ok=True)
-    browser = await asyncio.create_subprocess_exec(
-        shutil.which("node") or "node",
-        "inspector.mjs",
-        gateway.url,
-        ADMIN,
-        room,
-        str(ARTIFACTS / "inspector.png"),
-        cwd=NODE,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert browser.stdin is not None
-    assert browser.stdout is not None
-    ready = await asyncio.wait_for(browser.stdout.readline(), 60)
-    assert ready == b"ready\n", ready
-    event = progress_event(project, 64)
-    event["data"]["logs"] = ["seen by the inspector"]
-    status, receipt = await api(gateway, "POST", "/api/v1/events", SERVICE, event)
-    assert status == 202
-    browser.stdin.write(f"{receipt['id']}\n".encode())
-    browser.stdin.close()
-    out, err = await asyncio.wait_for(browser.communicate(), 60)
-    assert browser.returncode == 0, err.decode()
-    shown = json.loads(out)
-    assert shown["watching"] == f"watching {room}"
-    assert shown["instances"] == ["gw-inspected"]
-    assert shown["totals"] == "1 connection, 3 rooms"  # the page itself: its user room, global, the room
-    assert shown["events"][0]["id"] == receipt["id"]
-    assert shown["events"][0]["data"]["logs"] == ["seen by the inspector"]
-    assert shown["publisher"] is True  # dev mode offers the publish form
-    assert "token" not in shown["address"]  # the token left the address bar
-    assert shown["problems"] == []  # no script errors, nothing blocked by the page's CSP
-    assert (ARTIFACTS / "inspector.png").stat().st_size > 10_000
-
-
-async def test_inspector_files_are_served_with_a_strict_policy(server: ServerProcess) -> None:
-    async with aiohttp.ClientSession() as session:
-        for path in ("/inspector", "/inspector/inspector.js", "/inspector/vendor/socket.io.min.js"):
-            async with session.get(server.url + path) as response:
-                assert response.status == 200
-                assert "default-src 'none'" in response.headers["Content-Security-Policy"]
-        async with session.get(server.url + "/inspector/config.json") as response:
-            assert (await response.json())["dev"] is False
 
 
 @pytest.mark.node
