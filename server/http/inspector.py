@@ -1,8 +1,9 @@
-"""``/inspector``: a live page for operators, served from server/inspector/ (no CDN).
+"""``/inspector``: the operator console, served from server/inspector/ (no CDN).
 
 The page itself is public and holds nothing: it asks for an admin token, then reads the
-cluster stats and watches a room over Socket.IO with it, as any admin client could. In dev
-mode it also offers a form to publish a test event (``config.json`` says which mode).
+admin API (server/http/admin.py: charts, instances, connections, rooms) and watches a room
+over Socket.IO with it, as any admin client could; it can close a connection. In dev mode it
+also offers a form to publish a test event (``config.json`` says which mode).
 socket.io-client's browser bundle is vendored in server/inspector/vendor (``just vendor``
 copies it from npm; a test keeps it identical to the npm package's).
 """

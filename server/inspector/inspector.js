@@ -167,27 +167,15 @@ let newest = 0;
 let step = 2;
 let reporting = []; // the instances of the last answer
 
-// An instance may note one t more than once (a timer that woke just before the step's
-// boundary): the rates of such notes add up (each is its own count over the step), the
-// connections are the last note's. An answer holds every note of each t it has, so a t
-// asked for again (see pollInstances) replaces what an earlier answer had for it.
-function byStep(notes) {
-  const merged = new Map();
-  for (const note of notes) {
-    const before = merged.get(note[0]);
-    merged.set(note[0], before ? [note[0], note[1], ...note.slice(2).map((rate, i) => rate + before[i + 2])] : note);
-  }
-  return merged;
-}
-
 function merge(instances) {
   reporting = instances.map((instance) => instance.id);
   for (const instance of instances) {
     if (!samples.has(instance.id)) samples.set(instance.id, new Map());
     const series = samples.get(instance.id);
-    for (const [t, sample] of byStep(instance.samples)) {
-      series.set(t, sample);
-      newest = Math.max(newest, t);
+    // One note per t (the API's promise); a t asked for again replaces the earlier copy.
+    for (const sample of instance.samples) {
+      series.set(sample[0], sample);
+      newest = Math.max(newest, sample[0]);
     }
   }
   // An instance that stopped answering keeps its line until the line leaves the window.
