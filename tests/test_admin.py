@@ -167,7 +167,9 @@ async def test_a_room_shows_members_position_and_last_events(
 async def test_instances_report_their_state_and_a_moving_timeline(
     start_server: Callable[..., ServerProcess],
 ) -> None:
-    gateway = start_server({"JWT_SECRET": SECRET, "INSTANCE_ID": "gw-timeline"})
+    gateway = start_server(
+        {"JWT_SECRET": SECRET, "INSTANCE_ID": "gw-timeline", "ADMIN_REQUESTS_PER_SECOND": "100"}
+    )
     status, body = await api(gateway, "GET", "/api/v1/instances", ADMIN)
     assert status == 200, body
     (instance,) = body["instances"]
@@ -179,10 +181,11 @@ async def test_instances_report_their_state_and_a_moving_timeline(
         assert (await api(gateway, "POST", "/api/v1/events", SERVICE, progress_event(project)))[0] == 202
 
     async def published() -> list[list[float]]:
-        _, body = await api(gateway, "GET", "/api/v1/instances?since=0", ADMIN)
+        status, body = await api(gateway, "GET", "/api/v1/instances?since=0", ADMIN)
+        assert status == 200, body
         return [sample for sample in body["instances"][0]["samples"] if sample[2] > 0]
 
-    moved = await eventually(published, timeout=10)
+    moved = await eventually(published, timeout=10, interval=0.5)
     assert moved[0][0] % 2 == 0  # notes are taken at multiples of the step
     assert sum(sample[2] for sample in moved) * 2 == pytest.approx(10, abs=0.01)
     _, body = await api(gateway, "GET", "/api/v1/instances?since=0", ADMIN)
@@ -286,7 +289,7 @@ async def test_after_a_redis_restart_every_instance_answers_again(
         status, body = await api(gateways[0], "GET", f"/api/v1/connections?user={user}", ADMIN)
         return status == 200 and not body["partial"] and body["total"] == 2
 
-    assert await eventually(whole, timeout=20)
+    assert await eventually(whole, timeout=20, interval=0.5)
 
 
 class _Sockets:
