@@ -26,7 +26,7 @@ from swe_realtime import __version__, audit
 from swe_realtime.errors import AdminDisconnect
 from swe_realtime.events import NAMESPACE
 from swe_realtime.redis_health import RedisHealth
-from swe_realtime.registry import Connection, Registry
+from swe_realtime.registry import Registry
 from swe_realtime.timeline import Timeline
 
 DEFAULT_PAGE = 100
@@ -60,11 +60,6 @@ class ConnectionQuery:
     def from_args(cls, args: Answer) -> ConnectionQuery:
         user = args.get("user")
         return cls(UUID(user) if user else None, args.get("room"), str(args["after"]), int(args["limit"]))
-
-    def matches(self, connection: Connection) -> bool:
-        return (self.user is None or connection.principal.user_id == self.user) and (
-            self.room is None or self.room in connection.rooms
-        )
 
 
 class Operator:
@@ -106,18 +101,15 @@ class Operator:
 
         A room's members come from the manager's room, a user's from the registry's index by
         user: a filtered query looks at its candidates only, not at every connection."""
-        if query.room is not None:
-            candidates = self._sio.manager.members(NAMESPACE, query.room)
-        elif query.user is not None:
-            candidates = self._registry.of_user(query.user)
+        matching: list[str]
+        if query.user is not None:
+            mine = self._registry.of_user(query.user)
+            room = self._sio.manager.members(NAMESPACE, query.room) if query.room is not None else None
+            matching = [sid for sid in mine if room is None or sid in room]
+        elif query.room is not None:
+            matching = list(self._sio.manager.members(NAMESPACE, query.room))
         else:
-            candidates = self._registry.sids()
-        if query.room is None and query.user is None:
-            matching = list(candidates)
-        else:
-            matching = [
-                sid for sid in candidates if (c := self._registry.get(sid)) is not None and query.matches(c)
-            ]
+            matching = list(self._registry.sids())
         page = heapq.nsmallest(query.limit + 1, (sid for sid in matching if sid > query.after))
         described = (self._describe(sid) for sid in page[: query.limit])
         return {
