@@ -110,13 +110,21 @@ class Operator:
             matching = list(self._sio.manager.members(NAMESPACE, query.room))
         else:
             matching = list(self._registry.sids())
-        page = heapq.nsmallest(query.limit + 1, (sid for sid in matching if sid > query.after))
-        described = (self._describe(sid) for sid in page[: query.limit])
+        following = [sid for sid in matching if sid > query.after]
+        wanted = query.limit + 1
+        while True:
+            # The smallest ids first; a closing connection (described as None) is skipped and
+            # the next id taken in its place, so that no open one is left behind the cursor.
+            page = heapq.nsmallest(wanted, following)
+            described = [entry for entry in map(self._describe, page) if entry is not None]
+            if len(described) > query.limit or len(page) < wanted:
+                break
+            wanted += len(page) - len(described)
         return {
             "instance": self.instance_id,
-            "connections": [connection for connection in described if connection is not None],
+            "connections": described[: query.limit],
             "total": len(matching),
-            "more": len(page) > query.limit,
+            "more": len(described) > query.limit,
         }
 
     async def disconnect(self, sid: str, by: str) -> bool:

@@ -33,13 +33,16 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
 from swe_realtime import tasks
-from swe_realtime.cluster import heartbeat_key, live_instances
+from swe_realtime.cluster import Roster
 from swe_realtime.redis_connection import AnyRedis, connect, node_client
 from swe_realtime.settings import RedisSettings
 
 ANSWER_SECONDS = 2.0
 """Longest wait for the other instances' answers."""
 ANSWER_TTL_SECONDS = 30
+PING_SECONDS = 5.0
+"""The listener pings its idle subscription this often, and renews it when two pings go
+unanswered."""
 MAX_BACKOFF = 5.0
 
 Answer = dict[str, Any]
@@ -95,9 +98,13 @@ class RedisBus:
     def __init__(self, settings: RedisSettings, instance_id: str, handler: Handler) -> None:
         self._instance_id = instance_id
         self._handler = handler
-        self._redis: AnyRedis = connect(settings.url, default_service=settings.channel)
+        # A command that hangs (a connection gone half-open) fails instead, and its connection
+        # is replaced; long enough for the BLPOPs of ``_collect``.
+        self._redis: AnyRedis = connect(
+            settings.url, default_service=settings.channel, socket_timeout=ANSWER_SECONDS + 1
+        )
         self._push = self._redis.register_script(_PUSH)
-        self._heartbeats = heartbeat_key(settings.channel, "")
+        self._roster = Roster(self._redis, settings.channel)
         self._channel = f"{settings.channel}:admin"
         self._answers = f"{settings.channel}:admin:answers:"
         self._process = uuid4().hex
@@ -122,10 +129,10 @@ class RedisBus:
         question: Answer = {"id": uuid4().hex, "from": self._process, "kind": kind, "args": args}
         try:
             async with asyncio.timeout(ANSWER_SECONDS):
+                expected = await self._roster.live() - {self._instance_id}
                 await self._redis.spublish(self._channel, json.dumps(question))
-                expected = await live_instances(self._redis, self._heartbeats) - {self._instance_id}
         except Exception as exc:  # Redis away: this instance's answer, marked partial
-            _log.info("admin question not sent: %s", exc)
+            _log.info("admin question not sent: %s", exc or "timed out")
             return Answers([await self._handler(kind, args)], partial=True)
         own = await self._handler(kind, args)
         answers = await self._collect(self._answers + question["id"], expected, deadline)
@@ -168,8 +175,19 @@ class RedisBus:
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
         self._pubsub = node_client(self._redis, await self._node_address()).pubsub()
         await self._pubsub.ssubscribe(self._channel)
+        heard = pinged = time.monotonic()
         while True:
-            message = await self._pubsub.get_message(timeout=None)
+            message = await self._pubsub.get_message(timeout=PING_SECONDS)
+            now = time.monotonic()
+            if message is not None:
+                heard = now
+            elif now - heard > 2 * PING_SECONDS:
+                # Questions are rare: a connection that went half-open (a NAT's idle timeout,
+                # a host gone without a word) would otherwise leave this instance deaf for good.
+                raise ConnectionError(f"no answer to a ping on the admin channel for {now - heard:.0f} s")
+            if now - pinged >= PING_SECONDS:
+                await self._pubsub.ping()
+                pinged = now
             if message is None:
                 continue
             if message["type"] == "ssubscribe":

@@ -193,17 +193,19 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     async def started(_: Sanic[Any, Any]) -> None:
         app.started = True
         app._started.set()
+        # The bus listens before the heartbeat says this instance is alive (asked, it must
+        # answer), and goes after the heartbeat is withdrawn.
+        await bus.start()
         await stats.start()
         timeline.start()
-        await bus.start()
         if channels is not None:
             channels.start(lambda: manager.local_rooms(NAMESPACE))
 
     @sanic.before_server_stop
     async def stopping(_: Sanic[Any, Any]) -> None:
-        await bus.stop()
         await timeline.stop()
         await stats.stop()
+        await bus.stop()
         if channels is not None:
             await channels.stop()
 

@@ -3,7 +3,10 @@
 Every HEARTBEAT seconds an instance writes its connection and room counts under
 ``{<channel>:instances}:<id>`` with a time-to-live of three heartbeats, so an instance that
 dies drops out of the sums within seconds and nothing needs cleaning up. The writes double
-as the readiness probe's view of Redis.
+as the readiness probe's view of Redis. In the same step it enters itself in the roster
+``{<channel>:instances}``, a sorted set scored by when its entry expires (Redis's clock), so
+that "who is alive?" is one read of one key, not a scan of a keyspace that holds every
+room's history (the admin API asks it on every request, server/admin_bus.py).
 """
 
 from __future__ import annotations
@@ -46,16 +49,50 @@ class Companion(Protocol):
     async def stop(self) -> None: ...
 
 
+# KEYS: the instance's heartbeat, the roster. ARGV: its counts, the TTL, its id.
+_BEAT = """
+local now = tonumber(redis.call('TIME')[1])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+"""
+
+# KEYS: the roster. Returns the ids whose entry has not expired.
+_LIVE = """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. redis.call('TIME')[1], '+inf')
+"""
+
+
+class Roster:
+    """The instances alive on one channel: each beats (counts and roster entry in one step),
+    anyone reads who is alive in one command."""
+
+    def __init__(self, redis: AnyRedis, channel: str) -> None:
+        self._redis = redis
+        self._channel = channel
+        self._key = f"{{{channel}:instances}}"
+        self._beat = redis.register_script(_BEAT)
+        self._live = redis.register_script(_LIVE)
+
+    async def beat(self, instance_id: str, counts: str) -> None:
+        await self._beat(
+            keys=[heartbeat_key(self._channel, instance_id), self._key],
+            args=[counts, TTL_SECONDS, instance_id],
+        )
+
+    async def withdraw(self, instance_id: str) -> None:
+        await self._redis.delete(heartbeat_key(self._channel, instance_id))
+        await self._redis.zrem(self._key, instance_id)
+
+    async def live(self) -> set[str]:
+        return {name.decode() for name in await self._live(keys=[self._key])}
+
+
 def heartbeat_key(channel: str, instance_id: str) -> str:
     """Where ``instance_id`` heartbeats: while the key exists, the instance counts as alive.
     All instances' keys share one hash slot, so that one MGET reads them on a Redis Cluster."""
     return f"{{{channel}:instances}}:{instance_id}"
-
-
-async def live_instances(redis: AnyRedis, prefix: str) -> set[str]:
-    """The ids of the instances whose heartbeat is there (``prefix``: ``heartbeat_key(channel,
-    "")``)."""
-    return {key.decode().removeprefix(prefix) async for key in redis.scan_iter(match=prefix + "*", count=500)}
 
 
 class LocalStats:
@@ -92,6 +129,7 @@ class ClusterStats:
         self._companions = tuple(companions)
         self._redis: AnyRedis = connect(settings.url, default_service=settings.channel, socket_timeout=2)
         self._prefix = heartbeat_key(settings.channel, "")
+        self._roster = Roster(self._redis, settings.channel)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -105,7 +143,7 @@ class ClusterStats:
             await companion.stop()
         await tasks.stop([self._task])
         try:
-            await self._redis.delete(self._prefix + self.instance_id)
+            await self._roster.withdraw(self.instance_id)
         except Exception as exc:  # Redis gone at shutdown: the TTL removes the entry anyway
             _log.info("could not withdraw this instance's stats: %s", exc)
         await self._redis.aclose()
@@ -113,9 +151,7 @@ class ClusterStats:
     async def _beat(self) -> None:
         while True:
             try:
-                await self._redis.set(
-                    self._prefix + self.instance_id, json.dumps(self._local()), ex=TTL_SECONDS
-                )
+                await self._roster.beat(self.instance_id, json.dumps(self._local()))
             except Exception as exc:  # any failure means Redis cannot be used right now
                 self._health.failed(exc)
             else:
@@ -131,7 +167,7 @@ class ClusterStats:
         instances: dict[str, Snapshot] = {}
         partial = False
         try:
-            names = sorted(await live_instances(self._redis, self._prefix))
+            names = sorted(await self._roster.live())
             values = await self._redis.mget([self._prefix + name for name in names]) if names else []
             for name, value in zip(names, values, strict=True):
                 if value is not None:

@@ -21,6 +21,7 @@ is neither kept nor sent anywhere, so no instance's clients see an event the oth
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ from swe_realtime.redis_connection import PUBLISH_TIMEOUT
 from swe_realtime.redis_health import RedisHealth
 from swe_realtime.settings import HistorySettings
 from swe_realtime.streams import Entry, RoomStreams, new_epoch
+
+_log = logging.getLogger("swe_realtime.history")
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,10 +232,13 @@ class RedisHistory:
             return Window(None, failure=RecoveryFailure.HISTORY_OFF)
         try:
             state = await asyncio.wait_for(
-                self._streams.read(room, 0 if count else None, most=count), PUBLISH_TIMEOUT
+                self._streams.read(room, 0 if count else None, most=count, look=True), PUBLISH_TIMEOUT
             )
-        except Exception:
+        except Exception as exc:
+            _log.info("could not read the history of %s for the admin API: %s", room, exc or "timed out")
             return Window(None, failure=RecoveryFailure.HISTORY_UNAVAILABLE)
+        if not state.epoch:
+            return Window(None)
         return Window(StreamPosition(epoch=state.epoch, offset=state.top), state.entries)
 
     async def _window(self, room: str, after: StreamPosition | None) -> Window:

@@ -69,11 +69,15 @@ redis.call('SPUBLISH', ARGV[3], ARGV[8] .. payload .. ARGV[9])
 return {epoch, offset}
 """
 
-# KEYS: the room's meta hash and stream. ARGV: a new epoch, the client's offset (-1: none),
-# ttl (ms), how many entries at most (the newest; 0: all). Returns epoch, top, the oldest
-# kept offset (0: none) and the entries after the offset, oldest first.
+# KEYS: the room's meta hash and stream. ARGV: a new epoch (empty: only look, make nothing),
+# the client's offset (-1: none), ttl (ms), how many entries at most (the newest; 0: all).
+# Returns epoch (empty when only looking at a room without one), top, the oldest kept offset
+# (0: none) and the entries after the offset, oldest first.
 _WINDOW = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch and ARGV[1] == '' then
+  return {'', 0, 0, {}}
+end
 if not epoch then
   epoch = ARGV[1]
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
@@ -208,11 +212,13 @@ class RoomStreams:
         data["positions"] = positions
         return positions
 
-    async def read(self, room: str, after: int | None, *, most: int = 0) -> StreamState:
+    async def read(self, room: str, after: int | None, *, most: int = 0, look: bool = False) -> StreamState:
         """The room's stream now and, given an offset, the entries after it (the ``most``
-        newest of them, if given)."""
+        newest of them, if given). A room without history gets one (an epoch), unless this
+        is only a ``look``: then its epoch reads as empty."""
         epoch, top, first, raw = await self._window(
-            keys=self.keys(room), args=[new_epoch(), -1 if after is None else after, self._ttl_ms, most]
+            keys=self.keys(room),
+            args=["" if look else new_epoch(), -1 if after is None else after, self._ttl_ms, most],
         )
         entries = []
         for _, fields in raw:

@@ -40,11 +40,12 @@ class Timeline:
     def __init__(self, connections: Callable[[], int]) -> None:
         self._connections = connections
         self._samples: deque[Sample] = deque(maxlen=KEPT)
-        self._counts = _counts()
+        self._read = (time.time(), _counts())
+        """When the counters were last read, and what they said."""
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._counts = _counts()
+        self._read = (time.time(), _counts())
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -54,28 +55,29 @@ class Timeline:
         """The notes taken after ``after`` (Unix seconds), oldest first."""
         return [sample for sample in self._samples if sample[0] > after]
 
-    def note(self, now: float) -> None:
-        """Take the note of ``now``: what happened since the note before, per second. The
-        first note covers only the time since the start and is divided by STEP all the same
-        (rates times STEP add up to the counts); after a gap (a blocked loop) the rates are
-        over the whole gap."""
-        counts = _counts()
-        elapsed = STEP if not self._samples else max(now - self._samples[-1][0], STEP)
+    def note(self, at: float) -> None:
+        """Note the instant ``at``: the counters' rates over the time since they were last
+        read (a step; less for the first note, more after a blocked loop)."""
+        counts, now = _counts(), time.time()
+        then, before = self._read
+        elapsed = max(now - then, 1e-3)
         published, delivered, refused, dropped = (
-            round(max(0.0, after - before) / elapsed, 3)
-            for before, after in zip(self._counts, counts, strict=True)
+            round(max(0.0, after - earlier) / elapsed, 3)
+            for earlier, after in zip(before, counts, strict=True)
         )
-        self._samples.append((now, self._connections(), published, delivered, refused, dropped))
-        self._counts = counts
+        self._samples.append((at, self._connections(), published, delivered, refused, dropped))
+        self._read = (now, counts)
 
     async def _run(self) -> None:
         """Note at each multiple of STEP, each once: the loop's clock and the wall clock may
         drift apart (NTP slewing), so a wake-up just short of the instant sleeps again rather
-        than noting the instant before a second time."""
+        than noting the instant before a second time; a wake-up late by more than a step (a
+        blocked loop) notes the latest instant passed, over the whole gap."""
         while True:
             due = (time.time() // STEP + 1) * STEP
             if self._samples:
                 due = max(due, self._samples[-1][0] + STEP)
             await asyncio.sleep(due - time.time())
-            if time.time() >= due:  # else woken early: the next turn sleeps the rest
-                self.note(due)
+            reached = time.time() // STEP * STEP
+            if reached >= due:  # else woken early: the next turn sleeps the rest
+                self.note(reached)

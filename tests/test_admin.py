@@ -5,6 +5,7 @@ timeline; all over the cluster through Redis; bad input met with 401/403/404/422
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -16,11 +17,14 @@ from uuid import UUID, uuid4
 import pytest
 from redis.asyncio import Redis
 
+from swe_realtime import admin_bus, metrics
 from swe_realtime.admin import ConnectionQuery, Operator
+from swe_realtime.admin_bus import RedisBus
 from swe_realtime.auth import Principal
-from swe_realtime.cluster import heartbeat_key
+from swe_realtime.cluster import Roster
 from swe_realtime.limits import TokenBucket
 from swe_realtime.registry import Connection, Registry
+from swe_realtime.settings import RedisSettings
 from swe_realtime.timeline import Timeline
 from tests.support import (
     ADMIN,
@@ -176,21 +180,27 @@ async def test_instances_report_their_state_and_a_moving_timeline(
     assert (instance["id"], instance["redis"], body["step"]) == ("gw-timeline", "none", 2.0)
     assert instance["rss_bytes"] > 10_000_000
     assert instance["uptime_seconds"] > 0
+
+    async def samples() -> list[list[float]]:
+        status, body = await api(gateway, "GET", "/api/v1/instances?since=0", ADMIN)
+        assert status == 200, body
+        found: list[list[float]] = body["instances"][0]["samples"]
+        return found
+
+    first = (await eventually(samples, timeout=10, interval=0.5))[-1][0]
     project = str(uuid4())
     for _ in range(10):
         assert (await api(gateway, "POST", "/api/v1/events", SERVICE, progress_event(project)))[0] == 202
 
     async def published() -> list[list[float]]:
-        status, body = await api(gateway, "GET", "/api/v1/instances?since=0", ADMIN)
-        assert status == 200, body
-        return [sample for sample in body["instances"][0]["samples"] if sample[2] > 0]
+        return [sample for sample in await samples() if sample[2] > 0]
 
-    moved = await eventually(published, timeout=10, interval=0.5)
-    assert moved[0][0] % 2 == 0  # notes are taken at multiples of the step
-    assert sum(sample[2] for sample in moved) * 2 == pytest.approx(10, abs=0.01)
-    _, body = await api(gateway, "GET", "/api/v1/instances?since=0", ADMIN)
-    times = [sample[0] for sample in body["instances"][0]["samples"]]
-    assert all(later - earlier >= 2 for earlier, later in itertools.pairwise(times))  # each instant once
+    await eventually(published, timeout=10, interval=0.5)
+    notes = [sample for sample in await samples() if sample[0] >= first]
+    assert all(sample[0] % 2 == 0 for sample in notes)  # at multiples of the step, each once
+    assert all(later[0] > earlier[0] for earlier, later in itertools.pairwise(notes))
+    counted = sum(later[2] * (later[0] - earlier[0]) for earlier, later in itertools.pairwise(notes))
+    assert counted == pytest.approx(10, rel=0.1)  # the rates over their intervals add up to the events
 
 
 async def test_admin_requests_are_rate_limited(start_server: Callable[..., ServerProcess]) -> None:
@@ -265,13 +275,13 @@ async def test_an_instance_alive_but_silent_makes_the_answer_partial(
     assert (status, body["partial"], body["total"]) == (200, False, 1)
     redis = Redis.from_url(SHARED_REDIS)
     try:
-        await redis.set(heartbeat_key(channel, "gw-silent"), "{}", ex=30)
+        await Roster(redis, channel).beat("gw-silent", "{}")
         status, body = await api(gateway, "GET", f"/api/v1/connections?user={user}", ADMIN)
         assert (status, body["partial"], body["total"]) == (200, True, 1)
         status, body = await api(gateway, "DELETE", "/api/v1/connections/elsewhere", ADMIN)
         assert (status, body["error_code"]) == (503, "SERVICE_UNAVAILABLE")
     finally:
-        await redis.delete(heartbeat_key(channel, "gw-silent"))
+        await Roster(redis, channel).withdraw("gw-silent")
         await redis.aclose()
 
 
@@ -332,3 +342,106 @@ async def test_a_hundred_thousand_connections_are_paged_not_sent_whole() -> None
             break
         after = ids[-1]
     assert seen == 50_000
+
+
+async def test_a_listener_whose_connection_went_half_open_subscribes_again(
+    private_redis: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The far instance reaches Redis through a proxy that, at some moment, stops forwarding on
+    the connections open then without closing them (a NAT's idle timeout): its pings go
+    unanswered, it subscribes again on a new connection, and answers again."""
+    monkeypatch.setattr(admin_bus, "PING_SECONDS", 0.5)
+    frozen: set[asyncio.StreamWriter] = set()
+    freeze, release = asyncio.Event(), asyncio.Event()
+    opened: list[asyncio.StreamWriter] = []
+    streams: list[asyncio.StreamWriter] = []
+
+    async def pipe(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mine: asyncio.StreamWriter
+    ) -> None:
+        while data := await reader.read(65536):
+            if freeze.is_set() and mine in frozen:
+                await release.wait()  # swallowed until the test ends: no FIN, no RST
+                return
+            writer.write(data)
+            await writer.drain()
+
+    async def proxy(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        opened.append(client_writer)
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", private_redis.port)
+        streams.extend((client_writer, server_writer))
+        with contextlib.suppress(Exception):
+            await asyncio.gather(
+                pipe(client_reader, server_writer, client_writer),
+                pipe(server_reader, client_writer, client_writer),
+            )
+
+    relay = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    relay_port = relay.sockets[0].getsockname()[1]
+
+    async def answer(kind: str, args: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": kind}
+
+    channel = f"test-{uuid4().hex[:12]}"
+    asker = RedisBus(RedisSettings(private_redis.url, channel), "gw0", answer)
+    far = RedisBus(RedisSettings(f"redis://127.0.0.1:{relay_port}/0", channel), "gw1", answer)
+    redis = Redis.from_url(private_redis.url)
+    await Roster(redis, channel).beat("gw1", "{}")  # it keeps beating (on a connection of its own)
+    await asker.start()
+    await far.start()
+
+    async def whole() -> bool:
+        await Roster(redis, channel).beat("gw1", "{}")
+        return not (await asker.ask("instance", {})).partial
+
+    try:
+        assert await eventually(whole, interval=0.2)
+        frozen.update(opened)
+        freeze.set()
+        assert not await whole()  # deaf now
+        assert await eventually(whole, timeout=20, interval=0.2)
+    finally:
+        await asker.stop()
+        await far.stop()
+        await redis.aclose()
+        release.set()
+        for writer in streams:
+            writer.close()
+        relay.close()
+        await relay.wait_closed()
+
+
+async def test_the_timeline_notes_each_instant_once_with_rates_over_the_real_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fake wall clock whose sleeps end a little early (the loop's clock runs fast) and once
+    seven seconds late (a blocked loop), with 10 events a second all along: every note is at
+    its own multiple of the step, and every rate is 10."""
+    clock = [1000.5]
+    real_sleep = asyncio.sleep
+    counter = metrics.EVENTS_PUBLISHED.labels("test.timeline")
+    turns = itertools.count()
+
+    def advance(seconds: float) -> None:
+        counter.inc(10 * seconds)
+        clock[0] += seconds
+
+    async def sleep(seconds: float) -> None:
+        advance(max(seconds, 0) * 0.999)  # woken a little early
+        if next(turns) == 6:
+            advance(7.0)  # the loop was blocked
+        await real_sleep(0)
+
+    monkeypatch.setattr("swe_realtime.timeline.time.time", lambda: clock[0])
+    monkeypatch.setattr("swe_realtime.timeline.asyncio.sleep", sleep)
+    timeline = Timeline(lambda: 0)
+    timeline.start()
+    while len(timeline.since(0)) < 8:
+        await real_sleep(0)
+    await timeline.stop()
+    samples = timeline.since(0)
+    times = [sample[0] for sample in samples]
+    assert all(t % 2 == 0 for t in times)
+    assert all(later > earlier for earlier, later in itertools.pairwise(times))
+    assert max(b - a for a, b in itertools.pairwise(times)) >= 8  # the gap is one interval
+    assert [sample[2] for sample in samples[1:]] == pytest.approx([10.0] * (len(samples) - 1), rel=0.01)

@@ -24,7 +24,8 @@ from swe_realtime.admin import DEFAULT_PAGE, MAX_PAGE, ConnectionQuery
 from swe_realtime.admin_bus import AdminBus
 from swe_realtime.auth import Principal, Role, TokenVerifier
 from swe_realtime.errors import ClientError, ErrorCode, InvalidRequest, RateLimited
-from swe_realtime.history import History
+from swe_realtime.events.commands import RecoveryFailure
+from swe_realtime.history import History, Window
 from swe_realtime.http._auth import authorize, error_response
 from swe_realtime.http.models import (
     ConnectionPageBody,
@@ -135,6 +136,7 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
             RoomBody,
             room=room,
             position=window.position,
+            history=_history_state(window),
             members=sum(answer["total"] for answer in gathered.answers),
             instances={answer["instance"]: answer["total"] for answer in gathered.answers if answer["total"]},
             connections=shown[:ROOM_MEMBERS_SHOWN],
@@ -162,6 +164,14 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
         )
 
     return bp
+
+
+def _history_state(window: Window) -> str:
+    if window.failure is RecoveryFailure.HISTORY_OFF:
+        return "off"
+    if window.failure is not None:
+        return "unavailable"
+    return "ok" if window.position is not None else "none"
 
 
 def _json(model: Callable[..., Any], **fields: Any) -> JSONResponse:

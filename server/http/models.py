@@ -116,7 +116,12 @@ class RoomBody(BaseModel):
     model_config = CONFIG
 
     room: str = Field(description="The room.")
-    position: StreamPosition | None = Field(description="Its position now; null without history.")
+    position: StreamPosition | None = Field(description="Its position now; null when `history` is not `ok`.")
+    history: Literal["ok", "off", "unavailable", "none"] = Field(
+        description="The room's history: `ok`; `off` (HISTORY_SIZE=0); `unavailable` (Redis did not"
+        " answer in time: position and events unknown, not absent); `none` (no event kept: the room"
+        " was never published to, or its history expired)."
+    )
     members: Index = Field(description="Its members, over every instance that answered.")
     instances: dict[str, Index] = Field(
         description="Its members per instance (instances with none left out)."

@@ -376,7 +376,8 @@ function connectionRow(connection) {
     connection.transport,
     connection.remote,
     moment(connection.connected_at),
-    connection.rooms.join(", "),
+    connection.rooms.join(", ") + (connection.room_count > connection.rooms.length
+      ? ` (+${connection.room_count - connection.rooms.length} more)` : ""),
     `${connection.unread_packets} / ${bytes(connection.unread_bytes)}`,
     disconnectButton(connection.id),
   ]);
@@ -435,9 +436,14 @@ async function showRoom(room) {
   $("#room-refresh").disabled = false;
   $("#room-members").textContent = String(body.members) + (body.partial ? " (some instances did not answer)" : "");
   $("#room-instances").textContent = Object.entries(body.instances).map(([id, n]) => `${id}: ${n}`).join(", ") || "-";
+  const why = {
+    off: "none (history is off: HISTORY_SIZE=0)",
+    unavailable: "unknown (Redis did not answer in time; events not shown)",
+    none: "none (no event kept: never published to, or expired)",
+  };
   $("#room-position").textContent = body.position
     ? `epoch ${body.position.epoch}, offset ${body.position.offset}`
-    : "none (this room keeps no history)";
+    : why[body.history] || body.history;
   $("#room-events tbody").replaceChildren(...[...body.events].reverse().map(eventRow));
   $("#room-connections tbody").replaceChildren(...body.connections.map((c) => row([element("code", c.id), c.user, c.instance, c.transport])));
 }
