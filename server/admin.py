@@ -62,6 +62,26 @@ class ConnectionQuery:
         return cls(UUID(user) if user else None, args.get("room"), str(args["after"]), int(args["limit"]))
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """The instances' answers to one connections query, merged."""
+
+    connections: list[Answer]
+    """The first ``limit`` connections over every answer, by id."""
+    total: int
+    next: str | None
+    """The cursor of the next page; None on the last."""
+
+
+def merged(answers: list[Answer], limit: int) -> Page:
+    """One page of the instances' answers: more follow when the answers hold more than the
+    page, or an instance had more than it sent."""
+    found = sorted((c for answer in answers for c in answer["connections"]), key=lambda c: str(c["id"]))
+    page = found[:limit]
+    more = len(found) > limit or any(answer["more"] for answer in answers)
+    return Page(page, sum(answer["total"] for answer in answers), page[-1]["id"] if more and page else None)
+
+
 class Operator:
     """What one instance knows and does for the admin API."""
 

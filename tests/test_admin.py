@@ -18,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from swe_realtime import admin_bus, metrics
-from swe_realtime.admin import ConnectionQuery, Operator
+from swe_realtime.admin import ConnectionQuery, Operator, merged
 from swe_realtime.admin_bus import RedisBus
 from swe_realtime.auth import Principal
 from swe_realtime.cluster import Roster
@@ -445,3 +445,35 @@ async def test_the_timeline_notes_each_instant_once_with_rates_over_the_real_int
     assert all(later > earlier for earlier, later in itertools.pairwise(times))
     assert max(b - a for a, b in itertools.pairwise(times)) >= 8  # the gap is one interval
     assert [sample[2] for sample in samples[1:]] == pytest.approx([10.0] * (len(samples) - 1), rel=0.01)
+
+
+async def test_a_closing_connection_leaves_no_open_one_behind_the_cursor() -> None:
+    """Two instances' answers merged as the route merges them (``merged``), with one connection of the first
+    closing (its Engine.IO session gone, so not described): every open connection is listed,
+    once, in order."""
+    closing = {"a3"}
+
+    class Sockets(_Sockets):
+        class eio:
+            class sockets:
+                @staticmethod
+                def get(eio_sid: str) -> Any:
+                    return None if eio_sid in closing else _Sockets.eio.sockets.get(eio_sid)
+
+    operators = []
+    for name, sids in (("A", ["a1", "a2", "a3", "a4"]), ("B", ["b5"])):
+        registry = Registry(per_user=100)
+        for sid in sids:
+            principal = Principal(uuid4(), frozenset(), frozenset(), time.time() + 60)
+            await registry.add(sid, Connection(principal, "127.0.0.1:1", TokenBucket(1, 1)))
+        operators.append(Operator(name, Sockets(), None, registry, Timeline(lambda: 0), None))
+    listed, after = [], ""
+    while True:
+        page = merged(
+            [operator.connections(ConnectionQuery(after=after, limit=3)) for operator in operators], 3
+        )
+        listed += [connection["id"] for connection in page.connections]
+        if page.next is None:
+            break
+        after = page.next
+    assert listed == ["a1", "a2", "a4", "b5"]

@@ -20,7 +20,7 @@ from sanic import Blueprint, Request
 from sanic.response import JSONResponse, json
 
 from swe_realtime import metrics
-from swe_realtime.admin import DEFAULT_PAGE, MAX_PAGE, ConnectionQuery
+from swe_realtime.admin import DEFAULT_PAGE, MAX_PAGE, ConnectionQuery, merged
 from swe_realtime.admin_bus import AdminBus
 from swe_realtime.auth import Principal, Role, TokenVerifier
 from swe_realtime.errors import ClientError, ErrorCode, InvalidRequest, RateLimited
@@ -81,17 +81,12 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
         except ClientError as exc:
             return error_response(422, exc.code, exc.message)
         gathered = await bus.ask("connections", query.as_args())
-        found = sorted(
-            (connection for answer in gathered.answers for connection in answer["connections"]),
-            key=lambda connection: str(connection["id"]),
-        )
-        page = found[: query.limit]
-        more = len(found) > query.limit or any(answer["more"] for answer in gathered.answers)
+        page = merged(gathered.answers, query.limit)
         return _json(
             ConnectionPageBody,
-            connections=page,
-            total=sum(answer["total"] for answer in gathered.answers),
-            next=page[-1]["id"] if more and page else None,
+            connections=page.connections,
+            total=page.total,
+            next=page.next,
             partial=gathered.partial,
         )
 
@@ -128,18 +123,15 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
         gathered, window = await asyncio.gather(
             bus.ask("connections", query.as_args()), history.recent(room, count)
         )
-        shown = sorted(
-            (connection for answer in gathered.answers for connection in answer["connections"]),
-            key=lambda connection: str(connection["id"]),
-        )
+        shown = merged(gathered.answers, ROOM_MEMBERS_SHOWN)
         return _json(
             RoomBody,
             room=room,
             position=window.position,
             history=_history_state(window),
-            members=sum(answer["total"] for answer in gathered.answers),
+            members=shown.total,
             instances={answer["instance"]: answer["total"] for answer in gathered.answers if answer["total"]},
-            connections=shown[:ROOM_MEMBERS_SHOWN],
+            connections=shown.connections,
             events=[entry.payload for entry in window.entries],
             partial=gathered.partial,
         )
