@@ -253,6 +253,7 @@ function drawChart({ figure, metrics }) {
       class: `series ${style}`,
       "data-series": `${line.metric}:${line.name}`,
       "data-peak": Math.max(0, ...line.points.map(([, value]) => value)),
+      "data-points": JSON.stringify(line.points), // [t, value] pairs, for tests and the curious
     });
     polyline.append(svg("title"));
     polyline.lastChild.textContent = title;

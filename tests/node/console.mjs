@@ -84,6 +84,29 @@ const texts = (selector) => page.$$eval(selector, (nodes) => nodes.map((n) => n.
 const peaks = () => page.$$eval("polyline.series", (lines) =>
   Object.fromEntries(lines.map((l) => [l.dataset.series, Number(l.dataset.peak)])));
 
+// Each chart's sum line against its instance lines: at every t that every instance line has,
+// the sum must be their total. Returns the number of points compared and the mismatches.
+const sums = () => page.$$eval("polyline.series", (lines) => {
+  const series = {};
+  for (const line of lines) {
+    const [metric, name] = line.dataset.series.split(":");
+    (series[metric] ||= {})[name] = new Map(JSON.parse(line.dataset.points));
+  }
+  let compared = 0;
+  const wrong = [];
+  for (const [metric, byName] of Object.entries(series)) {
+    const { all, ...instances } = byName;
+    for (const [t, total] of all || []) {
+      const parts = Object.values(instances).map((points) => points.get(t));
+      if (!parts.length || parts.some((part) => part === undefined)) continue;
+      compared += 1;
+      const expected = parts.reduce((a, b) => a + b, 0);
+      if (Math.abs(expected - total) > 1e-6) wrong.push({ metric, t, total, expected });
+    }
+  }
+  return { compared, wrong };
+});
+
 async function charts() {
   await open();
   await page.waitForFunction(() => {
@@ -96,6 +119,7 @@ async function charts() {
   await page.locator("#overview").screenshot({ path: `${artifacts}/console-charts.png` });
   await finish({
     peaks: await peaks(),
+    sums: await sums(),
     max_labels: await texts("#charts text.max"),
     legends: await texts("#charts .legend li"),
     instances: await page.$$eval("#instances tbody tr", (rows) => rows.map((r) => [...r.children].map((c) => c.textContent))),
