@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from swe_realtime import admin_bus, metrics
 from swe_realtime.admin import ConnectionQuery, Operator, merged
@@ -23,6 +24,7 @@ from swe_realtime.admin_bus import RedisBus
 from swe_realtime.auth import Principal
 from swe_realtime.cluster import Roster
 from swe_realtime.limits import TokenBucket
+from swe_realtime.redis_connection import connect
 from swe_realtime.registry import Connection, Registry
 from swe_realtime.settings import RedisSettings
 from swe_realtime.timeline import Timeline
@@ -477,3 +479,56 @@ async def test_a_closing_connection_leaves_no_open_one_behind_the_cursor() -> No
             break
         after = page.next
     assert listed == ["a1", "a2", "a4", "b5"]
+
+
+async def _command(node: Redis, *args: str | int) -> Any:
+    return await node.execute_command(*args)  # type: ignore[no-untyped-call]  # unannotated upstream
+
+
+@pytest.mark.slow
+async def test_listeners_follow_the_admin_channel_when_its_slot_moves(
+    redis_cluster: RedisClusterProcess,
+) -> None:
+    """On a Redis Cluster the admin channel's slot moves to another master (resharding, a
+    failover): the listeners are told (sunsubscribe), read the slot map afresh, subscribe on
+    the new master, and the answers are whole again."""
+    channel = f"test-{uuid4().hex[:12]}"
+    settings = RedisSettings(redis_cluster.url, channel)
+
+    def answering(name: str) -> Callable[[str, dict[str, Any]], Any]:
+        async def answer(kind: str, args: dict[str, Any]) -> dict[str, Any]:
+            return {"instance": name}
+
+        return answer
+
+    asker, far = RedisBus(settings, "gw0", answering("gw0")), RedisBus(settings, "gw1", answering("gw1"))
+    roster_client = connect(redis_cluster.url, default_service=channel)
+    roster = Roster(roster_client, channel)
+
+    async def whole() -> bool:
+        await roster.beat("gw1", "{}")
+        return not (await asker.ask("instance", {})).partial
+
+    nodes = [Redis(port=node.port) for node in redis_cluster.nodes]
+    await asker.start()
+    await far.start()
+    try:
+        assert await eventually(whole, interval=0.2)
+        slot = key_slot(f"{channel}:admin".encode())
+        ids = [(await _command(node, "CLUSTER", "MYID")).decode() for node in nodes]
+        (low_high,) = [
+            entry for entry in await _command(nodes[0], "CLUSTER", "SLOTS") if entry[0] <= slot <= entry[1]
+        ]
+        owner = int(low_high[2][1])
+        target = next(index for index, node in enumerate(redis_cluster.nodes) if node.port != owner)
+        for node in nodes:
+            await _command(node, "CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+        assert await eventually(whole, timeout=30, interval=0.5)
+        shard = await _command(nodes[target], "PUBSUB", "SHARDNUMSUB", f"{channel}:admin")
+        assert shard[1] == 2  # both listen on the new master
+    finally:
+        await asker.stop()
+        await far.stop()
+        await roster_client.aclose()
+        for node in nodes:
+            await node.aclose()
