@@ -87,7 +87,7 @@ async def test_console_charts_rise_while_events_are_published(
     assert shown["peaks"]["delivered:gw1"] > 0  # delivered by the second, to its member
     assert shown["peaks"]["connections:all"] >= 1
     assert shown["sums"]["wrong"] == []  # each sum line is its instances' total at every t
-    assert shown["sums"]["compared"] >= 10
+    assert shown["sums"]["compared"] >= 5
     assert {"connections:gw0", "connections:gw1", "refused:all", "dropped:all"} <= shown["peaks"].keys()
     assert len(shown["max_labels"]) == 3  # each chart has its y axis' top labelled
     assert (ARTIFACTS / "console-charts.png").stat().st_size > 10_000
