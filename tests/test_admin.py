@@ -227,6 +227,8 @@ async def cluster_wide(gateways: list[ServerProcess], clients: Callable[[], Clie
     assert (body["members"], body["instances"]) == (2, {"gw0": 1, "gw1": 1})
     status, body = await api(gateways[1], "GET", "/api/v1/instances", ADMIN)
     assert [(i["id"], i["redis"]) for i in body["instances"]] == [("gw0", "up"), ("gw1", "up")]
+    # each holds one connection, in its user room and global (python-socketio's own rooms aside)
+    assert [(i["connections"], i["rooms"]) for i in body["instances"]] == [(1, 2), (1, 2)]
     status, body = await api(gateways[0], "DELETE", f"/api/v1/connections/{sid(far)}", ADMIN)
     assert (status, body["instance"]) == (200, "gw1")
     assert (await far.next("connection_error"))["data"]["error_code"] == "ADMIN_DISCONNECT"

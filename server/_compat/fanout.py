@@ -23,7 +23,9 @@ connection's sid room, a room per user or project) costs 450 bytes as a bidict, 
 dict. Here the ``None`` room stays upstream's bidict and every other room is a dict, made
 in ``basic_enter_room`` (with upstream's checks, as 5.18 makes them) and read as a plain
 mapping in ``get_participants``; upstream's other uses (``basic_leave_room``,
-``is_sid_room``, ``get_rooms``) take either.
+``is_sid_room``, ``get_rooms``) take either. ``members`` and ``named_rooms`` (the admin API,
+the rooms gauge) read the same table, and rely on ``BaseManager.pre_connect`` putting every
+sid in the ``None`` room and in a room of its own.
 
 A disconnect leaves only its own rooms. ``BaseManager.basic_disconnect`` copies the
 namespace's room table and scans every room for the sid: with a room of its own per

@@ -48,9 +48,9 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
     bp = Blueprint("admin", url_prefix="/api/v1")
     buckets = Buckets(per_second, 2 * per_second)
 
-    def admitted(request: Request, *parameters: str) -> Principal | JSONResponse:
-        """The admin calling, or the answer: 401, 403, 429, or 422 for a query parameter
-        the route does not know (a typo must not read as "no filter")."""
+    def admitted(request: Request, *parameters: str) -> tuple[Principal, dict[str, str]] | JSONResponse:
+        """The admin calling and the query's parameters, or the answer: 401, 403, 429, or 422
+        for a query parameter the route does not know (a typo must not read as "no filter")."""
         allowed = authorize(request, verifier, (Role.ADMIN,))
         if not isinstance(allowed, Principal):
             return allowed
@@ -60,18 +60,19 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
             response = error_response(429, limited.code, limited.message)
             response.headers["Retry-After"] = "1"
             return response
-        unknown = sorted(set(_args(request)) - set(parameters))
+        args = _args(request)
+        unknown = sorted(set(args) - set(parameters))
         if unknown:
             return error_response(422, ErrorCode.INVALID_REQUEST, f"Unknown parameter {unknown[0][:40]!r}")
-        return allowed
+        return allowed, args
 
     @bp.get("/connections")
     async def connections(request: Request) -> JSONResponse:
         caller = admitted(request, "user", "room", "limit", "after")
         if isinstance(caller, JSONResponse):
             return caller
+        _, args = caller
         try:
-            args = _args(request)
             query = ConnectionQuery(
                 user=_user(args.get("user")),
                 room=_room(args.get("room")),
@@ -95,9 +96,10 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
         caller = admitted(request)
         if isinstance(caller, JSONResponse):
             return caller
+        admin, _ = caller
         sid = unquote(sid)
         if len(sid) <= MAX_ID_CHARS:
-            gathered = await bus.ask("disconnect", {"id": sid, "by": str(caller.user_id)})
+            gathered = await bus.ask("disconnect", {"id": sid, "by": str(admin.user_id)})
             for answer in gathered.answers:
                 if answer["found"]:
                     return _json(DisconnectedBody, id=sid, instance=answer["instance"])
@@ -114,9 +116,10 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
         caller = admitted(request, "events")
         if isinstance(caller, JSONResponse):
             return caller
+        _, args = caller
         try:
             room = str(parse_room(unquote(name)))  # Sanic leaves a path parameter quoted
-            count = _bounded(_args(request).get("events"), "events", DEFAULT_EVENTS, 0, MAX_EVENTS)
+            count = _bounded(args.get("events"), "events", DEFAULT_EVENTS, 0, MAX_EVENTS)
         except ClientError as exc:
             return error_response(422, exc.code, exc.message)
         query = ConnectionQuery(room=room, limit=ROOM_MEMBERS_SHOWN)
@@ -141,8 +144,9 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
         caller = admitted(request, "since")
         if isinstance(caller, JSONResponse):
             return caller
+        _, args = caller
         try:
-            since = float(_args(request).get("since", "0"))
+            since = float(args.get("since", "0"))
         except ValueError:
             since = math.nan
         if not math.isfinite(since):
