@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,10 +83,11 @@ def validation_cost(events: int = 20000) -> dict[str, float]:
     """Events per second through the broadcaster (parse, validate, route, serialise) against
     emitting an already-built dict, both into an emitter that does nothing."""
     from swe_realtime.broadcaster import Broadcaster, parse_event
+    from swe_realtime.room_message import Outgoing
 
     class NullEmitter:
-        async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
-            return None
+        async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
+            return [None] * len(events)
 
     broadcaster = Broadcaster(NullEmitter())
     body = {
@@ -108,7 +110,7 @@ def validation_cost(events: int = 20000) -> dict[str, float]:
 
     async def raw() -> None:
         for _ in range(events):
-            await emitter.emit("workflow.progress", body, room=["project:x"], namespace="/ws")
+            await emitter.send([Outgoing("workflow.progress", body, 0.0, ["project:x"])])
 
     timings = {}
     for name, job in (("validated", validated), ("raw", raw)):

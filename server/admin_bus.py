@@ -20,30 +20,25 @@ before the asker listens is kept, not lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import uuid4
 
-from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
 from swe_realtime import tasks
 from swe_realtime.cluster import Roster
-from swe_realtime.redis_connection import AnyRedis, connect, node_client
+from swe_realtime.pubsub import Address, PubSubLink, address_of
+from swe_realtime.redis_connection import AnyRedis, connect
 from swe_realtime.settings import RedisSettings
 
 ANSWER_SECONDS = 2.0
 """Longest wait for the other instances' answers."""
 ANSWER_TTL_SECONDS = 30
-PING_SECONDS = 5.0
-"""The listener pings its idle subscription this often, and renews it when two pings go
-unanswered."""
-MAX_BACKOFF = 5.0
 
 Answer = dict[str, Any]
 Handler = Callable[[str, Answer], Awaitable[Answer]]
@@ -93,9 +88,14 @@ class LocalBus:
 
 
 class RedisBus:
-    """Questions to every instance over Redis (see the module's docstring)."""
+    """Questions to every instance over Redis (see the module's docstring). The channel is
+    listened to on a pub/sub link of its own (server/pubsub.py), which pings it when quiet:
+    questions are rare, and a connection gone half-open (a NAT's idle timeout, a host gone
+    without a word) would otherwise leave this instance deaf for good."""
 
-    def __init__(self, settings: RedisSettings, instance_id: str, handler: Handler) -> None:
+    def __init__(
+        self, settings: RedisSettings, instance_id: str, handler: Handler, *, health_check: float
+    ) -> None:
         self._instance_id = instance_id
         self._handler = handler
         # A command that hangs (a connection gone half-open) fails instead, and its connection
@@ -110,18 +110,18 @@ class RedisBus:
         self._process = uuid4().hex
         """Who asks, to know its own questions when they come back: not the instance id,
         which two processes might share by mistake (they would then ignore each other)."""
-        self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._link = PubSubLink(
+            self._address, self, interval=health_check, by_slot=isinstance(self._redis, RedisCluster)
+        )
         self._answering: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._reader = asyncio.get_running_loop().create_task(self._listen_forever())
+        self._link.want(self._channel.encode())
+        self._link.start()
 
     async def stop(self) -> None:
-        await tasks.stop([self._reader, *self._answering])
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
+        await tasks.stop(list(self._answering))
+        await self._link.stop()
         await self._redis.aclose()
 
     async def ask(self, kind: str, args: Answer) -> Answers:
@@ -155,49 +155,9 @@ class RedisBus:
             answers[str(envelope["instance"])] = envelope["answer"]
         return answers
 
-    async def _listen_forever(self) -> None:
-        backoff = 0.5
-        while True:
-            try:
-                async for _ in self._listen():
-                    backoff = 0.5  # subscribed: the next loss starts the backoff afresh
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the subscription is gone whatever the error: renew it
-                _log.info("admin channel lost, subscribing again: %s", exc)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+    # -- what the link reports ----------------------------------------------------------------
 
-    async def _listen(self) -> AsyncIterator[None]:
-        """Subscribe and answer the questions that come; yields once subscribed."""
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
-        self._pubsub = node_client(self._redis, await self._node_address()).pubsub()
-        await self._pubsub.ssubscribe(self._channel)
-        heard = pinged = time.monotonic()
-        while True:
-            message = await self._pubsub.get_message(timeout=PING_SECONDS)
-            now = time.monotonic()
-            if message is not None:
-                heard = now
-            elif now - heard > 2 * PING_SECONDS:
-                # Questions are rare: a connection that went half-open (a NAT's idle timeout,
-                # a host gone without a word) would otherwise leave this instance deaf for good.
-                raise ConnectionError(f"no answer to a ping on the admin channel for {now - heard:.0f} s")
-            if now - pinged >= PING_SECONDS:
-                await self._pubsub.ping()
-                pinged = now
-            if message is None:
-                continue
-            if message["type"] == "ssubscribe":
-                yield
-            elif message["type"] == "sunsubscribe":
-                raise ConnectionError("Redis dropped the admin channel's subscription: its slot moved")
-            elif message["type"] == "smessage":
-                self._heard(message["data"])
-
-    def _heard(self, data: bytes) -> None:
+    async def message(self, channel: bytes, data: bytes) -> None:
         try:
             question = json.loads(data)
             if question["from"] == self._process:
@@ -214,11 +174,26 @@ class RedisBus:
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
 
-    async def _node_address(self) -> str:
+    async def subscribed(self, channel: bytes) -> None:
+        return None
+
+    async def dropped(self, channels: list[bytes], why: str) -> None:
+        """The channel's slot moved: subscribe again where it is served now."""
+        _log.info("admin channel moved, subscribing again: %s", why)
+        self._link.want(self._channel.encode())
+        self._link.reconnect()
+
+    async def up(self) -> None:
+        return None
+
+    async def down(self, error: BaseException) -> None:
+        _log.info("admin channel lost, subscribing again: %s: %s", type(error).__name__, error)
+
+    async def _address(self) -> Address:
         """The node serving the channel's slot now (a Redis Cluster: the map is read afresh,
         the slot may have moved), or the one Redis."""
         if not isinstance(self._redis, RedisCluster):
-            return "redis"
+            return await address_of(self._redis)
         if self._redis.nodes_manager.slots_cache:
             await self._redis.nodes_manager.initialize()
         else:
@@ -226,7 +201,7 @@ class RedisBus:
         node = self._redis.get_node_from_key(self._channel)
         if node is None:
             raise ConnectionError(f"no Redis Cluster node serves {self._channel}")
-        return str(node.name)
+        return await address_of(self._redis, str(node.name))
 
     async def _answer(self, kind: str, args: Answer, key: str) -> None:
         try:

@@ -53,6 +53,8 @@ from swe_realtime.settings import Settings
 from swe_realtime.streams import RoomStreams
 from swe_realtime.timeline import Timeline
 
+ROOM_SWEEP_INTERVAL = 1.0
+REDIS_HEALTH_CHECK_INTERVAL = 5.0
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _APP_NUMBERS = itertools.count(1)
 """Sanic keeps a process-wide registry of app names: each gateway gets its own."""
@@ -120,7 +122,13 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     if settings.redis and redis and isinstance(manager, ChannelManager):
         client = connect(settings.redis.url, default_service=settings.redis.channel)
         streams = RoomStreams(client, settings.redis.channel, settings.history, url=settings.redis.url)
-        channels = manager.channels = RoomChannels(streams, manager.deliver, redis)
+        channels = manager.channels = RoomChannels(
+            streams,
+            manager.deliver,
+            redis,
+            sweep=ROOM_SWEEP_INTERVAL,
+            health_check=REDIS_HEALTH_CHECK_INTERVAL,
+        )
         history = RedisHistory(streams, redis, kept=settings.history.size > 0)
     else:
         max_members = settings.max_connections * settings.limits.rooms_per_connection
@@ -152,7 +160,9 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     timeline = Timeline(lambda: len(registry))
     operator = Operator(settings.instance_id, sio, gateway, registry, timeline, redis)
     bus: AdminBus = (
-        RedisBus(settings.redis, settings.instance_id, operator.answer)
+        RedisBus(
+            settings.redis, settings.instance_id, operator.answer, health_check=REDIS_HEALTH_CHECK_INTERVAL
+        )
         if settings.redis
         else LocalBus(operator.answer)
     )

@@ -16,27 +16,28 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Protocol, Union
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from swe_realtime.broadcasts_gen import BroadcastMethods
-from swe_realtime.errors import EventRejected, FieldError, field_errors
-from swe_realtime.events import NAMESPACE
+from swe_realtime.errors import EventRejected, FieldError, RedisUnavailable, field_errors
 from swe_realtime.events._types import from_wire
 from swe_realtime.events.catalogue import CATALOGUE
 from swe_realtime.events.envelope import Envelope
+from swe_realtime.room_message import Outgoing
 from swe_realtime.typed_broadcast import Receipt
 
 _OBJECT = TypeAdapter(dict[str, Any])
 
 
 class EventSink(Protocol):
-    """Where the broadcaster hands a validated event: the gateway's history (positions, then
-    delivery), python-socketio's server, or the rooms' streams in Redis."""
+    """Where the broadcaster hands validated events: the gateway's history (positions, then
+    delivery), or the rooms' streams in Redis."""
 
-    async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None: ...
+    async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
+        """Send the events; per event, None once sent, or why not."""
 
 
 def parse_event(body: object, prefix: tuple[str | int, ...] = ()) -> Envelope[Any]:
@@ -143,13 +144,32 @@ class Broadcaster(BroadcastMethods):
 
     async def publish(self, event: Envelope[Any]) -> Receipt:
         """Send a validated event to the union of its rooms and say where it went."""
-        entry = CATALOGUE.get(event.type)
-        if entry is None or not isinstance(event, entry.event):
-            raise EventRejected([FieldError(("type",), "is not a publishable event")])
-        payload = event.model_dump(mode="json")
-        rooms = entry.route.rooms(payload["data"])
-        await self._sink.emit(entry.name, payload, room=list(rooms), namespace=NAMESPACE)
-        return Receipt(event.id, entry.type, rooms)
+        [receipt] = await self.publish_many([event])
+        return receipt
+
+    async def publish_many(self, events: Sequence[Envelope[Any]]) -> list[Receipt]:
+        """Send validated events, together; RedisUnavailable (``sent`` saying how many went)
+        if some could not be sent."""
+        outgoing = [_outgoing(event) for event in events]
+        errors = await self._sink.send(outgoing)
+        failed = [error for error in errors if error is not None]
+        if failed:
+            refusal = RedisUnavailable(str(failed[0]))
+            refusal.sent = len(errors) - len(failed)
+            raise refusal from failed[0]
+        return [
+            Receipt(event.id, event.type, tuple(out.rooms))
+            for event, out in zip(events, outgoing, strict=True)
+        ]
+
+
+def _outgoing(event: Envelope[Any]) -> Outgoing:
+    entry = CATALOGUE.get(event.type)
+    if entry is None or not isinstance(event, entry.event):
+        raise EventRejected([FieldError(("type",), "is not a publishable event")])
+    payload = event.model_dump(mode="json")
+    rooms = list(entry.route.rooms(payload["data"]))
+    return Outgoing(entry.name, payload, event.timestamp.timestamp(), rooms)
 
 
 _installed: Broadcaster | None = None

@@ -15,10 +15,11 @@ extra).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from swe_realtime.broadcaster import Broadcaster
 from swe_realtime.redis_connection import connect
+from swe_realtime.room_message import Outgoing
 from swe_realtime.settings import DEFAULT_REDIS_CHANNEL, HistorySettings
 from swe_realtime.streams import RoomStreams
 
@@ -36,8 +37,8 @@ class RedisEmitter:
         redis = connect(url, default_service=channel)
         self._streams = RoomStreams(redis, channel, history or HistorySettings(), url=url)
 
-    async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
-        await self._streams.publish(event, data, room)  # RedisUnavailable: not stored, not sent
+    async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
+        return await self._streams.publish(events)  # RedisUnavailable: not stored, not sent
 
     async def aclose(self) -> None:
         """Close the connections to Redis."""

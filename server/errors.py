@@ -65,6 +65,9 @@ class SettingsError(GatewayError, ValueError):
 class RedisUnavailable(GatewayError, ConnectionError):
     """Redis could not be reached: the event was not stored or sent."""
 
+    sent = 0
+    """Of a batch, how many events were sent all the same."""
+
 
 class ClientError(GatewayError):
     """A mistake of the caller: it carries the code and message the caller is shown."""

@@ -31,15 +31,39 @@ from typing import Any, Protocol
 
 from swe_realtime import metrics
 from swe_realtime._compat.fanout import emit_to_participants
-from swe_realtime.errors import RedisUnavailable
+from swe_realtime.events import NAMESPACE
 from swe_realtime.events.commands import RecoveryFailure
 from swe_realtime.events.envelope import StreamPosition
 from swe_realtime.redis_connection import PUBLISH_TIMEOUT
 from swe_realtime.redis_health import RedisHealth
+from swe_realtime.room_message import Outgoing, RoomMessage
 from swe_realtime.settings import HistorySettings
-from swe_realtime.streams import Entry, RoomStreams, new_epoch
+from swe_realtime.streams import RoomStreams, new_epoch
 
 _log = logging.getLogger("swe_realtime.history")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One event as the in-memory history keeps it (``positions`` filled in)."""
+
+    event: str
+    payload: dict[str, Any]
+    rooms: tuple[str, ...]
+    """All the rooms the event went to, in publishing order."""
+
+    @property
+    def positions(self) -> dict[str, Any]:
+        positions: dict[str, Any] = self.payload.get("positions") or {}
+        return positions
+
+    @property
+    def accepted(self) -> float:
+        return metrics.accepted_at(self.payload) or 0.0
+
+
+Kept = Entry | RoomMessage
+"""An event a history gives back: kept in memory, or as a Redis stream holds its message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +72,15 @@ class Window:
     the events after the client's (or why they cannot be had)."""
 
     position: StreamPosition | None
-    entries: tuple[Entry, ...] = ()
+    entries: tuple[Kept, ...] = ()
     failure: RecoveryFailure | None = None
 
 
 class History(Protocol):
     """Publishes events with positions and answers for rooms' histories."""
 
-    async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
-        """Assign positions, record, and deliver (the broadcaster's Emitter)."""
+    async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
+        """Assign positions, record, and deliver (the broadcaster's sink)."""
 
     async def windows(self, requests: Sequence[tuple[str, StreamPosition | None]]) -> list[Window]:
         """For each (room, position): the room's position now and, given a position, the
@@ -68,7 +92,7 @@ class History(Protocol):
         API's room view)."""
 
 
-def judge(epoch: str, top: int, first: int, after: StreamPosition | None, entries: Sequence[Entry]) -> Window:
+def judge(epoch: str, top: int, first: int, after: StreamPosition | None, entries: Sequence[Kept]) -> Window:
     """The window for a client at ``after`` in a room at ``(epoch, top)`` whose oldest kept
     event is ``first`` (top + 1 when none is kept); ``entries`` are those after ``after``."""
     position = StreamPosition(epoch=epoch, offset=top)
@@ -86,11 +110,13 @@ def judge(epoch: str, top: int, first: int, after: StreamPosition | None, entrie
 class NoHistory:
     """HISTORY_SIZE=0: events go out without positions, and nothing can be recovered."""
 
-    def __init__(self, emitter: Any) -> None:
-        self._emitter = emitter
+    def __init__(self, server: Any) -> None:
+        self._server = server
 
-    async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
-        await self._emitter.emit(event, data, room=room, namespace=namespace)
+    async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
+        for event in events:
+            await self._server.emit(event.event, event.payload, room=event.rooms, namespace=NAMESPACE)
+        return [None] * len(events)
 
     async def windows(self, requests: Sequence[tuple[str, StreamPosition | None]]) -> list[Window]:
         return [Window(None, failure=RecoveryFailure.HISTORY_OFF) for _ in requests]
@@ -134,7 +160,12 @@ class MemoryHistory:
         self._rooms: OrderedDict[str, _RoomLog] = OrderedDict()
         self._lock = asyncio.Lock()
 
-    async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
+    async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
+        for event in events:
+            await self._emit(event.event, event.payload, event.rooms)
+        return [None] * len(events)
+
+    async def _emit(self, event: str, data: dict[str, Any], room: list[str]) -> None:
         async with self._lock:  # offsets are handed out in the order events are delivered
             now = time.monotonic()
             logs = [self._touch(name, now) for name in room]
@@ -146,7 +177,7 @@ class MemoryHistory:
                     log.entries = deque(maxlen=self._size)
                 log.entries.append((log.top, now, entry))
                 positions[name] = {"epoch": log.epoch, "offset": log.top}
-            await emit_to_participants(self._manager, event, data, namespace, room, None)
+            await emit_to_participants(self._manager, event, data, NAMESPACE, room, None)
 
     async def windows(self, requests: Sequence[tuple[str, StreamPosition | None]]) -> list[Window]:
         return [self._window(room, after) for room, after in requests]
@@ -212,15 +243,16 @@ class RedisHistory:
         self._health = health
         self._kept = kept
 
-    async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
-        try:
-            await self._streams.publish(event, data, room)
-        except RedisUnavailable as exc:
-            self._health.unpublished += 1
-            metrics.UNPUBLISHED.inc()
-            self._health.failed(exc.__cause__ or exc)
-            raise
-        self._health.succeeded()
+    async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
+        errors = await self._streams.publish(events)
+        failed = [error for error in errors if error is not None]
+        if failed:
+            self._health.unpublished += len(failed)
+            metrics.UNPUBLISHED.inc(len(failed))
+            self._health.failed(failed[0].__cause__ or failed[0])
+        else:
+            self._health.succeeded()
+        return errors
 
     async def windows(self, requests: Sequence[tuple[str, StreamPosition | None]]) -> list[Window]:
         return list(await asyncio.gather(*(self._window(room, after) for room, after in requests)))

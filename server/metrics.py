@@ -12,16 +12,17 @@ and reasons from enumerations; nothing a client sends becomes a label as it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from time import time
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
     from swe_realtime.broadcaster import EventSink
+    from swe_realtime.room_message import Outgoing
 
 REGISTRY = CollectorRegistry()
 PREFIX = "swe_realtime"
@@ -193,22 +194,31 @@ class CountedSink:
     def __init__(self, sink: EventSink) -> None:
         self._sink = sink
 
-    async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
-        await self._sink.emit(event, data, room=room, namespace=namespace)
-        published(event).inc()
+    async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
+        errors = await self._sink.send(events)
+        for event, error in zip(events, errors, strict=True):
+            if error is None:
+                published(event.event).inc()
+        return errors
 
 
-def delivered(event: str, payload: object, recipients: int) -> None:
-    """Count one fan-out, and how long after its acceptance it happened."""
+def delivered(event: str, accepted: float | None, recipients: int) -> None:
+    """Count one fan-out, and how long after its acceptance (Unix time) it happened."""
     if recipients:
         deliveries(event).inc(recipients)
-    stamp = payload.get("timestamp") if isinstance(payload, dict) else None
-    if isinstance(stamp, str):
-        try:
-            accepted = datetime.fromisoformat(stamp).timestamp()
-        except ValueError:
-            return
+    if accepted is not None:
         PUBLISH_TO_EMIT_SECONDS.observe(max(0.0, time() - accepted))
+
+
+def accepted_at(payload: object) -> float | None:
+    """When the gateway accepted an event given as JSON (its envelope's ``timestamp``)."""
+    stamp = payload.get("timestamp") if isinstance(payload, dict) else None
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
 
 
 def exposition() -> bytes:

@@ -31,11 +31,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from swe_realtime import metrics
+from swe_realtime._compat.engineio import SharedPacket
 from swe_realtime._compat.fanout import Gated, encode
 from swe_realtime.events.envelope import StreamPosition
 from swe_realtime.gate import Gate
-from swe_realtime.history import History, Window
-from swe_realtime.streams import Entry
+from swe_realtime.history import History, Kept, Window
+from swe_realtime.room_message import RoomMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,7 @@ class Recovery:
         """Send the replay, set the floors, release the held events (see the module's doc)."""
         gate, send = plan.gate, self.sender(plan.sid)
         for entry in _merged([window.entries for _, window in plan.windows if window.failure is None]):
-            if gate.passes(entry.payload.get("positions")):
+            if gate.passes(entry.positions):
                 await send(self._frames(entry))
                 metrics.REPLAYED.inc()
         for request, window in plan.windows:
@@ -126,15 +127,18 @@ class Recovery:
         else:
             gate.floors.pop(room, None)
 
-    def _frames(self, entry: Entry) -> list[Any]:
-        """The entry's frames, encoded once for every connection replaying it meanwhile (a
-        room's copy of an event is the one with its positions)."""
-        positions = entry.payload.get("positions") or {}
-        key = tuple((room, p.get("epoch"), p.get("offset")) for room, p in positions.items())
+    def _frames(self, entry: Kept) -> list[Any]:
+        """The entry's frames: as the publisher framed them (Redis: the very bytes live delivery
+        sent), or encoded; once for every connection replaying it meanwhile (a room's copy
+        of an event is the one with its positions)."""
+        key = tuple((room, p.get("epoch"), p.get("offset")) for room, p in entry.positions.items())
         frame = self._encoded.get(key) if key else None
         if frame is not None:
             return [frame]
-        frames = encode(self._server, entry.event, entry.payload, self._namespace)
+        if isinstance(entry, RoomMessage):
+            frames = [SharedPacket.framed(entry.frame, entry.text)]
+        else:
+            frames = encode(self._server, entry.event, entry.payload, self._namespace)
         if key and len(frames) == 1:
             self._encoded[key] = frames[0]
         return frames
@@ -150,15 +154,18 @@ class Recovery:
         return send
 
 
-def _merged(rooms: Sequence[Sequence[Entry]]) -> list[Entry]:
+def _merged(rooms: Sequence[Sequence[Kept]]) -> list[Kept]:
     """The replays of several rooms as one: each room's events in the room's order, rooms
-    interleaved by the events' timestamps, an event in several of the rooms once (as the copy
-    holding the most positions: the one of its latest room)."""
-    merged: dict[str, Entry] = {}
-    for entry in heapq.merge(*rooms, key=lambda entry: str(entry.payload.get("timestamp", ""))):
-        key = str(entry.payload.get("id"))
+    interleaved by when the events were accepted, an event in several of the rooms once (as
+    the copy holding the most positions: the one of its latest room). Every copy of an event
+    holds its position in the event's first room: that names the event."""
+    merged: dict[tuple[str, Any, Any], Kept] = {}
+    for entry in heapq.merge(*rooms, key=lambda entry: entry.accepted):
+        positions = entry.positions
+        first = entry.rooms[0]
+        key = (first, positions.get(first, {}).get("epoch"), positions.get(first, {}).get("offset"))
         kept = merged.get(key)
-        if kept is None or len(entry.payload.get("positions", {})) > len(kept.payload.get("positions", {})):
+        if kept is None or len(positions) > len(kept.positions):
             merged[key] = entry
     return list(merged.values())
 

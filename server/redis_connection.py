@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -61,17 +61,6 @@ def connect(url: str, *, default_service: str, **options: Any) -> AnyRedis:
     sentinel = Sentinel(hosts, **options, **credentials, **({"db": int(db)} if db else {}))  # type: ignore[no-untyped-call]
     client: Redis = sentinel.master_for(service or default_service)
     return client
-
-
-def node_client(redis: AnyRedis, address: str) -> Redis:
-    """A client of one node: ``redis`` itself, or the cluster node named ``host:port``."""
-    if not isinstance(redis, RedisCluster):
-        return redis
-    node = redis.get_node(node_name=address)
-    if node is None:
-        raise ConnectionError(f"no Redis Cluster node {address}")
-    pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
-    return Redis(connection_pool=pool)
 
 
 def _hosts(netloc: str) -> list[tuple[str, int]]:

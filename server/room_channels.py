@@ -1,19 +1,24 @@
 """Per-room channels: this instance hears the events of the rooms it has members in, no others.
 
 A room is subscribed (SSUBSCRIBE on its shard channel, server/streams.py) when it gets its
-first local member, and unsubscribed by a sweep after its last has gone. Subscriptions asked
-for in one turn of the event loop go out as one command per shard, so a connect storm is not
-a subscribe storm, and a join waits until its room's subscription is confirmed: from then on
-every event of the room reaches this instance.
+first local member, and unsubscribed by a sweep (ROOM_SWEEP_INTERVAL) after its last has
+gone. A join waits until its room's subscription is confirmed: from then on every event of
+the room reaches this instance. One not confirmed in time while Redis answers fails the join
+(RedisUnavailable: the client's subscribe is answered SERVICE_UNAVAILABLE), never silently.
 
-Each shard (the one Redis, or each master of a Redis Cluster) has one pub/sub connection and
-one reader task. The reader delivers a room's events in offset order and once: it remembers
-the last ``(epoch, offset)`` it delivered per room, drops what is at or below it, and when an
-offset skips ahead (the connection was lost, Redis restarted) it first reads the missed events
-from the room's stream. After a reconnection it resubscribes and catches every room up from
-its stream before it counts as ready again (``ready``, behind ``/ready``); nothing accepted is
-skipped. A room whose history was lost (a new epoch) can only be delivered from the new
-epoch's start: clients see the new epoch and refetch.
+Each shard (the one Redis, or each master of a Redis Cluster) has one pub/sub connection,
+owned by one task (server/pubsub.py), which sends the subscriptions asked for in one go and
+hands this module the shard's messages one at a time, in order. Delivery is in offset order
+and once: per room, the last ``(epoch, offset)`` delivered is kept, what is at or below it is
+dropped, and when an offset skips ahead (the connection was lost, Redis restarted) the missed
+messages are read from the room's stream first. After a reconnection every room is
+subscribed again and caught up from its stream before the instance counts as ready again
+(``ready``, behind ``/ready``); nothing accepted is skipped. A room whose history was lost (a
+new epoch) can only be delivered from the new epoch's start: clients see the new epoch and
+refetch.
+
+What is delivered is the message as the publisher wrote it (server/room_message.py): this
+instance reads its header, never its JSON.
 """
 
 from __future__ import annotations
@@ -22,309 +27,336 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Container
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
-from redis.crc import key_slot
 
 from swe_realtime import tasks
-from swe_realtime.redis_connection import PUBLISH_TIMEOUT, node_client
+from swe_realtime.errors import RedisUnavailable
+from swe_realtime.pubsub import PubSubLink, address_of
+from swe_realtime.redis_connection import PUBLISH_TIMEOUT
 from swe_realtime.redis_health import RedisHealth
-from swe_realtime.streams import ChannelMessage, RoomStreams
+from swe_realtime.room_message import RoomMessage
+from swe_realtime.streams import RoomStreams
 
-SWEEP_SECONDS = 1.0
-"""How often rooms without local members are unsubscribed (in one command per shard)."""
-MAX_BACKOFF = 5.0
-
-Deliver = Callable[[ChannelMessage], Awaitable[None]]
+Deliver = Callable[[RoomMessage], Awaitable[None]]
 
 _log = logging.getLogger("swe_realtime.redis")
 
 
 @dataclass(slots=True)
-class _Shard:
-    """One pub/sub connection and the rooms subscribed through it."""
+class _Room:
+    name: str
+    channel: bytes
+    shard: _Shard
+    confirmed: asyncio.Future[None]
+    """Done once the room's events reach this instance (the first confirmation)."""
+    last: tuple[str, int] | None = None
+    """``(epoch, offset)`` last delivered here; None before the first event."""
 
-    address: str
-    rooms: dict[str, asyncio.Future[None]] = field(default_factory=dict)
-    """Subscribed (or asked for) rooms; a future done once the subscription is confirmed."""
-    unconfirmed: set[str] = field(default_factory=set)
-    """Rooms (re)subscribed whose confirmation and catch-up are still to come."""
-    pubsub: PubSub | None = None
-    reader: asyncio.Task[None] | None = None
-    connected: bool = False
-    failing: bool = False
-    """The connection broke and is not back yet: joins do not wait for confirmations."""
+
+class _Shard:
+    """One Redis node's pub/sub link and what it reports about this instance's rooms."""
+
+    def __init__(self, owner: RoomChannels, name: str, interval: float) -> None:
+        self.name = name
+        self._owner = owner
+        redis = owner.redis
+        cluster = isinstance(redis, RedisCluster)
+        self.link = PubSubLink(
+            lambda: address_of(redis, name if cluster else None), self, interval=interval, by_slot=cluster
+        )
+        self.failing = False
+        """The connection broke and is not back yet: joins do not wait for confirmations."""
+
+    async def message(self, channel: bytes, data: bytes) -> None:
+        room = self._owner.room_of(channel, self)
+        if room is not None:
+            await self._owner.offer(room, data)
+
+    async def subscribed(self, channel: bytes) -> None:
+        room = self._owner.room_of(channel, self)
+        if room is not None:
+            await self._owner.confirmed(room)
+
+    async def dropped(self, channels: list[bytes], why: str) -> None:
+        await self._owner.regroup(self, channels, why)
+
+    async def up(self) -> None:
+        self.failing = False
+        self._owner.check_health()
+
+    async def down(self, error: BaseException) -> None:
+        self.failing = True
+        await self._owner.lost(self, error)
 
 
 class RoomChannels:
     """This instance's room subscriptions, and in-order, once-only delivery of their events."""
 
-    def __init__(self, streams: RoomStreams, deliver: Deliver, health: RedisHealth) -> None:
-        self._redis = streams.redis
+    def __init__(
+        self,
+        streams: RoomStreams,
+        deliver: Deliver,
+        health: RedisHealth,
+        *,
+        sweep: float,
+        health_check: float,
+        subscribe_timeout: float = PUBLISH_TIMEOUT,
+    ) -> None:
+        self.redis = streams.redis
         self._streams = streams
         self._fan_out = deliver
         self._health = health
+        self._sweep_interval = sweep
+        self._health_check = health_check
+        self._subscribe_timeout = subscribe_timeout
         self._shards: dict[str, _Shard] = {}
-        self._channel_rooms: dict[str, str] = {}
-        self._last: dict[str, tuple[str, int]] = {}
-        """Per room, the ``(epoch, offset)`` last delivered on this instance."""
-        self._asked: dict[str, set[str]] = {}
-        """Per shard, rooms to subscribe at the end of this turn of the loop."""
+        self._rooms: dict[str, _Room] = {}
+        self._channels: dict[bytes, _Room] = {}
+        self._stale: set[str] = set()
+        """Rooms that were delivering and lost their subscription: caught up once it is back."""
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
-        """Every shard connected and caught up (true while nothing is subscribed)."""
-        return all(shard.connected and not shard.unconfirmed for shard in self._shards.values())
+        """Every shard connected and every room caught up (true while nothing is subscribed)."""
+        return not self._stale and all(shard.link.up for shard in self._shards.values())
 
     def subscribed(self) -> set[str]:
-        return {room for shard in self._shards.values() for room in shard.rooms}
+        return set(self._rooms)
 
     async def want(self, room: str) -> None:
-        """Subscribe ``room`` if it is not; return once its events reach this instance. While
-        Redis is away it returns at once (or after PUBLISH_TIMEOUT), having noted the room's
-        position when it can, so that the reconnection catches the room up from there."""
-        try:
-            shard = await self._shard_of(room)
-        except Exception as exc:  # no cluster map (Redis away at start): a later join retries
-            self._health.failed(exc)
+        """Subscribe ``room`` if it is not; return once its events reach this instance.
+
+        While the room's shard is away it returns at once, having noted the room's position
+        when it can, so that the reconnection catches the room up from there. RedisUnavailable
+        when Redis answers but did not confirm the subscription in time."""
+        state = self._rooms.get(room)
+        if state is None:
+            try:
+                shard = await self._shard_of(room)
+            except Exception as exc:  # no cluster map (Redis away at start): a later join retries
+                self._health.failed(exc)
+                return
+            state = self._add(room, shard)
+        if state.confirmed.done():
             return
-        confirmed = shard.rooms.get(room)
-        if confirmed is None:
-            confirmed = shard.rooms[room] = asyncio.get_running_loop().create_future()
-            self._channel_rooms[self._streams.channel(room)] = room
-            batch = self._asked.setdefault(shard.address, set())
-            if not batch:
-                asyncio.get_running_loop().call_soon(self._flush, shard)
-            batch.add(room)
-        if not shard.failing:
+        if not state.shard.failing:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(confirmed), PUBLISH_TIMEOUT)
-        if not confirmed.done() and room not in self._last:
+                await asyncio.wait_for(asyncio.shield(state.confirmed), self._subscribe_timeout)
+                return
+            if not state.shard.failing:
+                raise RedisUnavailable(
+                    f"Redis did not confirm the subscription of {room} within {self._subscribe_timeout:g} s"
+                )
+        if state.last is None:
             # The member reads its position next; the confirmation must catch up from no
             # later than that, not start from the top it finds then.
             with contextlib.suppress(Exception):
-                state = await asyncio.wait_for(self._streams.read(room, None), PUBLISH_TIMEOUT)
-                self._last.setdefault(room, (state.epoch, state.top))
+                found = await asyncio.wait_for(self._streams.read(room, None), PUBLISH_TIMEOUT)
+                if state.last is None and self._rooms.get(room) is state:
+                    state.last = (found.epoch, found.top)
+                    self._stale.add(room)
 
     def start(self, members: Callable[[], Container[str]]) -> None:
         """Begin sweeping: rooms not in ``members()`` (rooms with local members) are left."""
         self._sweeper = asyncio.create_task(self._sweep_forever(members))
 
     async def stop(self) -> None:
-        await tasks.stop([self._sweeper, *(shard.reader for shard in self._shards.values())])
+        await tasks.stop([self._sweeper])
         for shard in self._shards.values():
-            if shard.pubsub is not None:
-                await shard.pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
+            await shard.link.stop()
 
-    # -- subscriptions -------------------------------------------------------------------------
+    # -- what the shards report ------------------------------------------------------------
+
+    def room_of(self, channel: bytes, shard: _Shard) -> _Room | None:
+        room = self._channels.get(channel)
+        return room if room is not None and room.shard is shard else None
+
+    async def confirmed(self, room: _Room) -> None:
+        """The room's events reach this instance again: catch up what came since the last one
+        delivered (a first subscription has nothing to catch up: every event after it comes)."""
+        if room.last is not None and not await self._catch_up(room):
+            return
+        self._stale.discard(room.name)
+        if not room.confirmed.done():
+            room.confirmed.set_result(None)
+        self.check_health()
+
+    def check_health(self) -> None:
+        if self.ready:
+            self._health.succeeded()
+
+    async def lost(self, shard: _Shard, error: BaseException) -> None:
+        """A shard's connection failed: its delivering rooms are caught up when it is back,
+        and on a Redis Cluster the rooms whose slot another master serves now (a failover)
+        move there."""
+        self._health.failed(error)
+        for room in self._rooms.values():
+            if room.shard is shard and room.last is not None:
+                self._stale.add(room.name)
+        if isinstance(self.redis, RedisCluster):
+            await self._refresh_map()
+            moved = [
+                room
+                for room in self._rooms.values()
+                if room.shard is shard and self._node(room) != shard.name
+            ]
+            await self._move(moved)
+
+    async def regroup(self, shard: _Shard, channels: list[bytes], why: str) -> None:
+        """Redis refused or ended some subscriptions of ``shard``: subscribe them where their
+        slot is served now (after a pause, lest a stale map make this a busy loop)."""
+        rooms = [room for channel in channels if (room := self.room_of(channel, shard)) is not None]
+        if not rooms:
+            return
+        _log.info("%d room subscription(s) on %s moved: %s", len(rooms), shard.name, why)
+        await asyncio.sleep(0.1)
+        await self._refresh_map()
+        for room in rooms:
+            if room.last is not None:
+                self._stale.add(room.name)
+        await self._move(rooms, force=True)
+
+    async def offer(self, room: _Room, data: bytes) -> None:
+        """Deliver a message of ``room`` unless already delivered; first what it skipped over."""
+        try:
+            message = RoomMessage(data)
+            position = message.position
+        except (ValueError, IndexError, UnicodeDecodeError) as exc:
+            _log.warning("dropped an unreadable message on %s's channel: %.120s", room.name, exc)
+            return
+        if position is not None:
+            epoch, offset = position
+            last = room.last
+            if last is not None and (last[0] != epoch or offset > last[1] + 1):
+                if not await self._catch_up(room):
+                    return
+                last = room.last
+            if last is not None and last[0] == epoch and offset <= last[1]:
+                return
+            room.last = position
+        await self._deliver(message)
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def _add(self, room: str, shard: _Shard) -> _Room:
+        channel = self._streams.channel(room).encode()
+        state = _Room(room, channel, shard, asyncio.get_running_loop().create_future())
+        self._rooms[room] = state
+        self._channels[channel] = state
+        shard.link.want(channel)
+        return state
 
     async def _shard_of(self, room: str) -> _Shard:
-        channel = self._streams.channel(room)
-        if isinstance(self._redis, RedisCluster):
-            if not self._redis.nodes_manager.slots_cache:
-                await self._redis.initialize()
-            node = self._redis.get_node_from_key(channel)
-            if node is None:
-                raise ConnectionError(f"no Redis Cluster node serves {channel}")
-            address = node.name
+        if isinstance(self.redis, RedisCluster):
+            if not self.redis.nodes_manager.slots_cache:
+                await self.redis.initialize()
+            name = self._node_of(self._streams.channel(room))
         else:
-            address = "redis"
-        shard = self._shards.get(address)
+            name = "redis"
+        shard = self._shards.get(name)
         if shard is None:
-            shard = self._shards[address] = _Shard(address)
-            shard.reader = asyncio.create_task(self._read_forever(shard))
+            shard = self._shards[name] = _Shard(self, name, self._health_check)
+            shard.link.start()
         return shard
 
-    def _flush(self, shard: _Shard) -> None:
-        if shard.pubsub is None or not shard.connected:
-            return  # the reader subscribes every room of the shard when it (re)connects
-        rooms = self._asked.pop(shard.address, set())
-        if rooms:
-            channels = [self._streams.channel(room) for room in rooms]
-            for group in self._by_slot(channels):
-                asyncio.create_task(self._command(shard, shard.pubsub.ssubscribe(*group)))  # noqa: RUF006
+    def _node_of(self, channel: str) -> str:
+        assert isinstance(self.redis, RedisCluster)
+        node = self.redis.get_node_from_key(channel)
+        if node is None:
+            raise ConnectionError(f"no Redis Cluster node serves {channel}")
+        return str(node.name)
 
-    def _by_slot(self, channels: list[str]) -> list[list[str]]:
-        """Channels grouped so that one command holds one hash slot's: a Redis Cluster refuses
-        a sharded (un)subscribe across slots (CROSSSLOT), even on one master."""
-        if not isinstance(self._redis, RedisCluster):
-            return [channels]
-        groups: dict[int, list[str]] = {}
-        for channel in channels:
-            groups.setdefault(key_slot(channel.encode()), []).append(channel)
-        return list(groups.values())
+    def _node(self, room: _Room) -> str | None:
+        with contextlib.suppress(Exception):
+            return self._node_of(self._streams.channel(room.name))
+        return None
 
-    async def _command(self, shard: _Shard, command: Awaitable[object]) -> None:
+    async def _refresh_map(self) -> None:
+        assert isinstance(self.redis, RedisCluster)
         try:
-            await command
-        except Exception as exc:  # the reader notices the broken connection and reconnects
-            self._health.failed(exc)
+            await asyncio.wait_for(self.redis.nodes_manager.initialize(), PUBLISH_TIMEOUT)
+        except Exception as exc:  # every node away: the next failure tries again
+            _log.info("could not read the Redis Cluster's slots: %s", exc)
+
+    async def _move(self, rooms: list[_Room], *, force: bool = False) -> None:
+        """Subscribe ``rooms`` on the shard serving their slot now (``force``: even if that is
+        the one they are on: Redis dropped them there)."""
+        for room in rooms:
+            try:
+                target = await self._shard_of(room.name)
+            except Exception:  # no node for it now: the shard's next failure regroups again
+                continue
+            if target is room.shard and not force:
+                continue
+            room.shard.link.unwant([room.channel])
+            room.shard = target
+            target.link.want(room.channel)
 
     async def _sweep_forever(self, members: Callable[[], Container[str]]) -> None:
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
+            await asyncio.sleep(self._sweep_interval)
             try:
-                await self._sweep(members())
+                self._sweep(members())
             except Exception:  # a sweep that fails is tried again next time
                 _log.exception("sweeping room subscriptions failed")
+            await self._close_idle_shards()
 
-    async def _sweep(self, local: Container[str]) -> None:
-        """Unsubscribe the confirmed rooms without a local member, one command per shard."""
-        for shard in list(self._shards.values()):
-            gone = [
-                room
-                for room in shard.rooms
-                if room not in local and shard.rooms[room].done() and room not in shard.unconfirmed
-            ]
-            for room in gone:
-                del shard.rooms[room]
-                self._last.pop(room, None)
-                self._channel_rooms.pop(self._streams.channel(room), None)
-            if gone and shard.pubsub is not None and shard.connected:
-                channels = [self._streams.channel(room) for room in gone]
-                for group in self._by_slot(channels):
-                    await self._command(shard, shard.pubsub.sunsubscribe(*group))
+    def _sweep(self, local: Container[str]) -> None:
+        """Leave the rooms without a local member (each shard sends one command per slot)."""
+        gone = [room for name, room in self._rooms.items() if name not in local]
+        for room in gone:
+            del self._rooms[room.name]
+            del self._channels[room.channel]
+            self._stale.discard(room.name)
+            room.shard.link.unwant([room.channel])
 
-    # -- reading -------------------------------------------------------------------------------
+    async def _close_idle_shards(self) -> None:
+        """Close the links that serve no room (a master that failed over, a shard left empty)."""
+        for name, shard in list(self._shards.items()):
+            if not shard.link.wanted and not any(room.shard is shard for room in self._rooms.values()):
+                del self._shards[name]
+                await shard.link.stop()
 
-    async def _read_forever(self, shard: _Shard) -> None:
-        backoff = 0.5
-        while shard.rooms:  # a shard left without rooms closes; the next want() makes a new one
-            try:
-                await self._connect(shard)
-                backoff = 0.5
-                while True:
-                    assert shard.pubsub is not None
-                    message = await shard.pubsub.get_message(timeout=None)
-                    if message is not None:
-                        await self._on_message(shard, message)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the connection is gone whatever the error: reconnect
-                shard.connected = False
-                shard.failing = True
-                self._health.failed(exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-                await self._regroup(shard)
-        if self._shards.get(shard.address) is shard:
-            del self._shards[shard.address]
-        if shard.pubsub is not None:
-            with contextlib.suppress(Exception):
-                await shard.pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
+    # -- delivering --------------------------------------------------------------------------
 
-    async def _regroup(self, shard: _Shard) -> None:
-        """On a Redis Cluster, hand the shard's rooms whose slot another master serves now
-        (failover, resharding) to that master's shard, keeping what they delivered last."""
-        if not isinstance(self._redis, RedisCluster):
-            return
-        with contextlib.suppress(Exception):
-            await self._redis.nodes_manager.initialize()
-        for room in list(shard.rooms):
-            node = self._redis.get_node_from_key(self._streams.channel(room))
-            if node is not None and node.name != shard.address:
-                shard.rooms.pop(room)
-                shard.unconfirmed.discard(room)
-                await self.want(room)
-
-    async def _connect(self, shard: _Shard) -> None:
-        """A new pub/sub connection, subscribed to every room of the shard; each room is
-        caught up from its stream when its confirmation comes (``_on_message``)."""
-        if shard.pubsub is not None:
-            with contextlib.suppress(Exception):
-                await shard.pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
-        shard.pubsub = node_client(self._redis, shard.address).pubsub()
-        subscribed: set[str] = set()
-        while missing := set(shard.rooms) - subscribed:  # rooms asked for meanwhile too
-            shard.unconfirmed |= missing
-            for group in self._by_slot([self._streams.channel(room) for room in missing]):
-                await shard.pubsub.ssubscribe(*group)
-            subscribed |= missing
-        self._asked.pop(shard.address, None)
-        shard.connected = True
-
-    async def _on_message(self, shard: _Shard, message: dict[str, object]) -> None:
-        kind = message["type"]
-        room = self._channel_rooms.get(_text(message["channel"]))
-        if room is None or room not in shard.rooms:
-            return  # swept meanwhile: its messages and confirmations are moot
-        if kind == "ssubscribe":
-            await self._confirmed(shard, room)
-        elif kind == "sunsubscribe" and shard.rooms[room].done():
-            # Not asked for: the slot moved to another master. Reconnecting regroups the rooms.
-            raise ConnectionError(f"Redis dropped the subscription of {room}: its slot moved")
-        elif kind == "smessage":
-            data = message["data"]
-            assert isinstance(data, bytes)
-            try:
-                parsed = ChannelMessage.parse(data)
-            except (ValueError, KeyError, TypeError) as exc:
-                _log.warning("dropped an unreadable message on %s's channel: %.120s", room, exc)
-                return
-            await self._accept(parsed)
-
-    async def _confirmed(self, shard: _Shard, room: str) -> None:
-        """The room's events now reach this instance: catch up what came since the last one
-        delivered, or, on a first subscription, start from the room's top (whoever joins reads
-        its position after this, so nothing up to the top is owed to anyone live)."""
-        if room in self._last:
-            await self._catch_up(room)
-        else:
-            state = await self._streams.read(room, None)
-            self._last[room] = (state.epoch, state.top)
-        shard.unconfirmed.discard(room)
-        if not shard.unconfirmed:
-            shard.failing = False
-            self._health.succeeded()
-        future = shard.rooms[room]
-        if not future.done():
-            future.set_result(None)
-
-    async def _accept(self, message: ChannelMessage) -> None:
-        """Deliver ``message`` unless already delivered; first what it skipped over."""
-        position = message.payload.get("positions", {}).get(message.room)
-        if position is None:  # history off: nothing to order by
-            await self._deliver(message)
-            return
-        epoch, offset = position["epoch"], position["offset"]
-        last = self._last.get(message.room)
-        if last is not None and (last[0] != epoch or offset > last[1] + 1):
-            await self._catch_up(message.room)
-            last = self._last.get(message.room)
-        if last is not None and last[0] == epoch and offset <= last[1]:
-            return
-        self._last[message.room] = (epoch, offset)
-        await self._deliver(message)
-
-    async def _deliver(self, message: ChannelMessage) -> None:
+    async def _deliver(self, message: RoomMessage) -> None:
         """Fan one copy out; a failure there is this message's, not the connection's."""
         try:
             await self._fan_out(message)
         except Exception:
             _log.exception("delivering %s to %s failed", message.event, message.room)
 
-    async def _catch_up(self, room: str) -> None:
-        """Deliver the room's stored events after the last one delivered here. When the room's
-        history was lost meanwhile (a new epoch), what there is starts the new epoch."""
-        last_epoch, last_offset = self._last[room]
-        state = await asyncio.wait_for(self._streams.read(room, last_offset), PUBLISH_TIMEOUT)
-        if state.epoch == last_epoch and state.top < last_offset:
-            # Redis went back in time (restored from a snapshot, or a lagging replica took
-            # over): the offsets ahead are reused. Follow the stream from where it stands.
-            _log.warning("%s's history went back from offset %d to %d", room, last_offset, state.top)
-            self._last[room] = (state.epoch, state.top)
-            return
-        if state.epoch != last_epoch:
-            state = await asyncio.wait_for(self._streams.read(room, 0), PUBLISH_TIMEOUT)
-        for entry in state.entries:
-            self._last[room] = (state.epoch, entry.payload["positions"][room]["offset"])
-            await self._deliver(ChannelMessage(entry.event, list(entry.rooms), room, entry.payload))
-        if not state.entries and state.epoch != last_epoch:
-            self._last[room] = (state.epoch, 0)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    async def _catch_up(self, room: _Room) -> bool:
+        """Deliver the room's stored messages after the last one delivered here; False if the
+        stream could not be read (the shard's connection is renewed: everything on it is
+        subscribed and caught up again). When the room's history was lost meanwhile (a new
+        epoch), what there is starts the new epoch."""
+        assert room.last is not None
+        last_epoch, last_offset = room.last
+        try:
+            state = await asyncio.wait_for(self._streams.read(room.name, last_offset), PUBLISH_TIMEOUT)
+            if state.epoch == last_epoch and state.top < last_offset:
+                # Redis went back in time (restored from a snapshot, or a lagging replica took
+                # over): the offsets ahead are reused. Follow the stream from where it stands.
+                _log.warning("%s's history went back from offset %d to %d", room.name, last_offset, state.top)
+                room.last = (state.epoch, state.top)
+                return True
+            if state.epoch != last_epoch:
+                state = await asyncio.wait_for(self._streams.read(room.name, 0), PUBLISH_TIMEOUT)
+        except Exception as exc:
+            self._health.failed(exc)
+            room.shard.link.reconnect()
+            return False
+        for message in state.entries:
+            position = message.position
+            assert position is not None
+            if position[0] == last_epoch and position[1] <= last_offset:
+                continue
+            room.last = position
+            await self._deliver(message)
+        if room.last[0] != state.epoch:  # a new epoch with nothing kept: follow it from its top
+            room.last = (state.epoch, state.top)
+        return True

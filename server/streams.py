@@ -7,96 +7,136 @@ is in its rooms' histories whoever sent it. It needs only redis-py.
 Everything about a room lives in that room's hash slot (the keys and the shard channel share
 the ``{<prefix>:<room>}`` hash tag), so a publish touches only its rooms, no global key, and
 rooms spread over the masters of a Redis Cluster. Per room, one Lua script assigns the next
-offset, appends the event to the room's stream (bounded by count and age) and SPUBLISHes it on
-the room's shard channel, atomically: every instance serving the room receives the room's
-events in offset order, the order the stream holds.
+offset, writes the copy's message (server/room_message.py: header and ready frame), appends
+it to the room's stream and SPUBLISHes it on the room's shard channel, atomically: every
+instance serving the room receives the room's events in offset order, the order the stream
+holds, as the bytes its members' sockets are written.
 
-An event for several rooms is appended room by room, in the catalogue's room order; each
-copy carries the positions assigned so far (its own room and the ones before it). A
+The script's work does not grow with the stream: the append trims by count approximately
+(``MAXLEN ~``: whole stream nodes at a time, so a stream may hold up to one node, some 100
+entries, over HISTORY_SIZE), and by age with a mark, an offset and its time kept beside the
+room's position: once the mark is older than HISTORY_TTL, everything up to it goes (again
+approximately) and the mark moves to the newest entry. So an entry may be kept for up to
+twice HISTORY_TTL. Neither slack is ever seen: the read script returns no entry older than
+HISTORY_TTL or more than HISTORY_SIZE behind the top, and a client whose position is behind
+that is told ``history_trimmed``.
+
+Publishing is in bulk: what is published in one turn of the event loop (an HTTP batch, or
+single publishes arriving together) goes to Redis as one pipeline per master, and the next
+batch gathers while one is on its way. An event for several rooms is appended room by room,
+in the catalogue's room order; each copy carries the positions assigned so far (its own room
+and the ones before it), so its rooms are appended in successive rounds of the batch, each
+round one pipeline per master, and a room's appends keep the order of the batch. A
 connection in several of the rooms is sent the copy of the last of them it is in
 (server/room_channels.py), which carries all its positions. Across rooms there is no order:
 two events of two rooms may reach two instances in different orders.
-
-The channel message is this module's own: ``{"event", "rooms", "room", "payload"}``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from swe_realtime.errors import RedisUnavailable
 from swe_realtime.redis_connection import PUBLISH_TIMEOUT, AnyRedis, safe_url
+from swe_realtime.room_message import (
+    Outgoing,
+    RoomMessage,
+    compact,
+    header_head,
+    packet_head,
+    without_positions,
+)
 from swe_realtime.settings import HistorySettings
 
 # KEYS: the room's meta hash and stream. ARGV: size, ttl (ms), the room's shard channel, a new
-# epoch, the room's name as JSON, the positions so far (JSON members, or ""), the payload up
-# to its positions, the message up to its payload, the message's end, the event's name, all
-# the event's rooms as JSON.
-# Returns the room's epoch and the event's offset.
+# epoch, the room's name as JSON, the message's header up to this copy's position, the
+# packet's text up to this copy's position. Returns the room's epoch and the event's offset.
 _APPEND = """
 local size, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'mark', 'marked')
+local epoch = meta[1]
 if not epoch then
   epoch = ARGV[4]
+  redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'top', 1)
-local positions = ARGV[6]
-if positions ~= '' then positions = positions .. ',' end
-positions = positions .. ARGV[5] .. ':{"epoch":"' .. epoch .. '","offset":' .. offset .. '}'
-local payload = ARGV[7] .. '{' .. positions .. '}}'
-redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0',
-  't', now, 'e', ARGV[10], 'r', ARGV[11], 'p', payload)
--- Age: drop what is older than the TTL from the front, a bounded look at a time.
-local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 64)
-local keep = nil
-for _, item in ipairs(oldest) do
-  if tonumber(item[2][2]) >= now - ttl then keep = item[1] break end
+local text = ARGV[7] .. ARGV[5] .. ':{"epoch":"' .. epoch .. '","offset":' .. offset .. '}}}]'
+local n = #text
+local head
+if n < 126 then
+  head = string.char(129, n)
+elseif n < 65536 then
+  head = string.char(129, 126, math.floor(n / 256), n % 256)
+else
+  head = string.char(129, 127, 0, 0, 0, 0, math.floor(n / 16777216) % 256,
+    math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
 end
-if not keep then keep = string.match(oldest[#oldest][1], '^(%d+)') .. '-1' end
-if keep ~= oldest[1][1] then redis.call('XTRIM', KEYS[2], 'MINID', keep) end
+local message = ARGV[6] .. epoch .. ':' .. offset .. '\\n' .. head .. text
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', size, offset .. '-0', 't', now, 'm', message)
+if not meta[2] then
+  redis.call('HSET', KEYS[1], 'mark', offset, 'marked', now)
+elseif now - tonumber(meta[3]) > ttl then
+  redis.call('XTRIM', KEYS[2], 'MINID', '~', (tonumber(meta[2]) + 1) .. '-0')
+  redis.call('HSET', KEYS[1], 'mark', offset, 'marked', now)
+end
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('SPUBLISH', ARGV[3], ARGV[8] .. payload .. ARGV[9])
+redis.call('SPUBLISH', ARGV[3], message)
 return {epoch, offset}
 """
 
 # KEYS: the room's meta hash and stream. ARGV: a new epoch (empty: only look, make nothing),
-# the client's offset (-1: none), ttl (ms), how many entries at most (the newest; 0: all).
-# Returns epoch (empty when only looking at a room without one), top, the oldest kept offset
-# (0: none) and the entries after the offset, oldest first.
+# the client's offset (-1: none), ttl (ms), how many entries at most (the newest; 0: all),
+# size. Returns epoch (empty when only looking at a room without one), top, and the kept
+# entries after the offset as (id, message), oldest first: none older than the TTL, none
+# more than size behind the top.
 _WINDOW = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'top')
+local epoch = meta[1]
 if not epoch and ARGV[1] == '' then
-  return {'', 0, 0, {}}
+  return {'', 0, {}}
 end
 if not epoch then
   epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 end
-local top = tonumber(redis.call('HGET', KEYS[1], 'top') or '0')
-local after = tonumber(ARGV[2])
-local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-local first = 0
-if oldest[1] then first = tonumber(string.match(oldest[1][1], '^(%d+)')) end
+local top = tonumber(meta[2] or '0')
+local after, most = tonumber(ARGV[2]), tonumber(ARGV[4])
 local entries = {}
-local most = tonumber(ARGV[4])
-if after >= 0 and after < top and most > 0 then
-  local newest = redis.call('XREVRANGE', KEYS[2], '+', (after + 1) .. '-0', 'COUNT', most)
-  for i = #newest, 1, -1 do entries[#entries + 1] = newest[i] end
-elseif after >= 0 and after < top then
-  entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+')
+if after >= 0 and after < top then
+  local clock = redis.call('TIME')
+  local oldest = clock[1] * 1000 + math.floor(clock[2] / 1000) - tonumber(ARGV[3])
+  local floor = math.max(after + 1, top - tonumber(ARGV[5]) + 1)
+  local raw
+  if most > 0 then
+    local newest = redis.call('XREVRANGE', KEYS[2], '+', floor .. '-0', 'COUNT', most)
+    raw = {}
+    for i = #newest, 1, -1 do raw[#raw + 1] = newest[i] end
+  else
+    raw = redis.call('XRANGE', KEYS[2], floor .. '-0', '+')
+  end
+  for _, item in ipairs(raw) do
+    local fields = item[2]
+    local stamp, message = nil, nil
+    for i = 1, #fields, 2 do
+      if fields[i] == 't' then stamp = tonumber(fields[i + 1]) end
+      if fields[i] == 'm' then message = fields[i + 1] end
+    end
+    if message and stamp >= oldest then entries[#entries + 1] = {item[1], message} end
+  end
 end
-return {epoch, top, first, entries}
+return {epoch, top, entries}
 """
 
 
@@ -106,46 +146,34 @@ def new_epoch() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
-    """One event as kept in a room's history (``positions`` filled in)."""
-
-    event: str
-    payload: dict[str, Any]
-    rooms: tuple[str, ...]
-    """All the rooms the event went to, in publishing order."""
-
-
-@dataclass(frozen=True, slots=True)
 class StreamState:
-    """A room's stream as read: epoch, newest offset, oldest kept offset (top + 1 when none
-    is kept), and the entries after the position asked about."""
+    """A room's stream as read: epoch, newest offset, oldest kept offset of those asked for
+    (top + 1 when none is), and the kept messages after the position asked about."""
 
     epoch: str
     top: int
     first: int
-    entries: tuple[Entry, ...]
+    entries: tuple[RoomMessage, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelMessage:
-    """One event as a room's shard channel carries it."""
+@dataclass(slots=True)
+class _Pending:
+    """An event being appended: its copies' positions so far, and how it ended."""
 
-    event: str
-    rooms: list[str]
-    """All the event's rooms, in publishing order."""
-    room: str
-    """The room whose channel carried this copy."""
-    payload: dict[str, Any]
-
-    @classmethod
-    def parse(cls, raw: bytes) -> ChannelMessage:
-        fields = json.loads(raw)
-        return cls(fields["event"], fields["rooms"], fields["room"], fields["payload"])
+    event: Outgoing
+    payload_json: str
+    """The envelope as JSON without ``positions`` (each copy's are written into it)."""
+    accepted_ms: int
+    positions: list[str] = field(default_factory=list)
+    """``epoch:offset`` per room appended so far."""
+    members: list[str] = field(default_factory=list)
+    """The payload's ``positions`` members so far (``"room":{...}``)."""
+    error: BaseException | None = None
 
 
 class RoomStreams:
     """Publishes events into rooms' streams and channels, and reads them back, on one client
-    (its connections are remade by redis-py when Redis comes back). A publish is bounded by
+    (its connections are remade by redis-py when Redis comes back). A batch is bounded by
     PUBLISH_TIMEOUT; readers bound their reads as they need."""
 
     def __init__(self, redis: AnyRedis, prefix: str, history: HistorySettings, *, url: str) -> None:
@@ -154,84 +182,141 @@ class RoomStreams:
         self._url = safe_url(url)
         self._size = history.size
         self._ttl_ms = history.ttl * 1000
-        self._append: AsyncScript = redis.register_script(_APPEND)
-        self._window: AsyncScript = redis.register_script(_WINDOW)
+        self._append = redis.register_script(_APPEND)
+        self._window = redis.register_script(_WINDOW)
+        self._waiting: list[tuple[Sequence[Outgoing], asyncio.Future[list[BaseException | None]]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     def keys(self, room: str) -> list[str]:
-        """The room's meta hash (epoch, newest offset) and its stream, in the room's slot."""
+        """The room's meta hash (epoch, newest offset, age mark) and its stream, in the room's slot."""
         return [f"{{{self.prefix}:{room}}}:meta", f"{{{self.prefix}:{room}}}:stream"]
 
     def channel(self, room: str) -> str:
         """The room's shard channel, in the room's slot."""
         return f"{{{self.prefix}:{room}}}:events"
 
-    async def publish(self, event: str, data: dict[str, Any], rooms: list[str]) -> dict[str, Any]:
-        """Append ``data`` to each room's stream, room by room, and send each copy on the
-        room's channel; return the event's positions in all its rooms. RedisUnavailable when
-        Redis did not take it (redis, OS and timeout errors alike)."""
+    async def publish(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
+        """Append each event to its rooms' streams and send it on their channels; per event,
+        None once every room has it, or why not (RedisUnavailable). Whatever is published in
+        the same turn of the loop goes out together."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[BaseException | None]] = loop.create_future()
+        self._waiting.append((events, done))
+        if self._sender is None or self._sender.done():
+            self._sender = loop.create_task(self._send_waiting())
+        return await asyncio.shield(done)
+
+    async def _send_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            pending = [_pending(event) for events, _ in batch for event in events]
+            await self._send(pending)
+            start = 0
+            for events, done in batch:
+                end = start + len(events)
+                if not done.done():
+                    done.set_result([item.error for item in pending[start:end]])
+                start = end
+
+    async def _send(self, pending: list[_Pending]) -> None:
+        """Append every pending event, round by round; a failure is its event's."""
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
-                return await self._publish(event, data, rooms)
+                for round_ in _rounds(pending):
+                    await self._send_round(round_)
         except Exception as exc:
-            raise RedisUnavailable(
-                f"Redis at {self._url} is unreachable: {type(exc).__name__}: {exc}"
-            ) from exc
+            error = RedisUnavailable(f"Redis at {self._url} is unreachable: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            for item in pending:
+                if item.error is None and len(item.positions) < len(item.event.rooms):
+                    item.error = error
 
-    async def _publish(self, event: str, data: dict[str, Any], rooms: list[str]) -> dict[str, Any]:
-        data.pop("positions", None)  # the script writes them, last
-        if self._size == 0:  # history off: no positions, nothing kept
-            data["positions"] = {}
-            for room in rooms:
-                await self.redis.spublish(
-                    self.channel(room), _message_head(event, rooms, room) + _compact(data) + "}"
-                )
-            return {}
-        head = _compact(data)[:-1] + ',"positions":'
-        members: list[str] = []
-        positions: dict[str, Any] = {}
-        for room in rooms:
-            epoch, offset = await self._append(
-                keys=self.keys(room),
-                args=[
-                    self._size,
-                    self._ttl_ms,
-                    self.channel(room),
-                    new_epoch(),
-                    _compact(room),
-                    ",".join(members),
-                    head,
-                    _message_head(event, rooms, room),
-                    "}",
-                    event,
-                    _compact(rooms),
-                ],
-            )
-            epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
-            positions[room] = {"epoch": epoch, "offset": int(offset)}
-            members.append(f"{_compact(room)}:{_compact(positions[room])}")
-        data["positions"] = positions
-        return positions
+    async def _send_round(self, round_: list[tuple[_Pending, int]]) -> None:
+        """One pipeline per master: each entry appends (or, with history off, sends) one copy."""
+        todo = [(item, index) for item, index in round_ if item.error is None]
+        while todo:
+            pipe = self.redis.pipeline(transaction=False)
+            for item, index in todo:
+                self._queue_copy(pipe, item, index)
+            results = await pipe.execute(raise_on_error=False)
+            retry = []
+            for (item, index), result in zip(todo, results, strict=True):
+                if isinstance(result, NoScriptError):
+                    retry.append((item, index))
+                elif isinstance(result, Exception):
+                    item.error = RedisUnavailable(f"Redis at {self._url} refused an append: {result}")
+                    item.error.__cause__ = result
+                elif self._size:
+                    epoch, offset = result
+                    epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
+                    room = item.event.rooms[index]
+                    item.positions.append(f"{epoch}:{offset}")
+                    item.members.append(f'{compact(room)}:{{"epoch":"{epoch}","offset":{int(offset)}}}')
+                else:
+                    item.positions.append("")
+            if retry:  # Redis restarted, or a new master: its script cache is empty
+                await self.redis.script_load(_APPEND)
+            todo = retry
+
+    def _queue_copy(self, pipe: Any, item: _Pending, index: int) -> None:
+        event = item.event
+        room = event.rooms[index]
+        if not self._size:
+            message = without_positions(event.event, item.accepted_ms, index, event.rooms, item.payload_json)
+            pipe.spublish(self.channel(room), message)
+            return
+        header = header_head(event.event, item.accepted_ms, index, event.rooms)
+        text = packet_head(event.event, item.payload_json) + "".join(member + "," for member in item.members)
+        pipe.execute_command(
+            "EVALSHA",
+            self._append.sha,
+            2,
+            *self.keys(room),
+            self._size,
+            self._ttl_ms,
+            self.channel(room),
+            new_epoch(),
+            compact(room),
+            header + "".join(position + "," for position in item.positions).encode(),
+            text,
+        )
 
     async def read(self, room: str, after: int | None, *, most: int = 0, look: bool = False) -> StreamState:
-        """The room's stream now and, given an offset, the entries after it (the ``most``
+        """The room's stream now and, given an offset, the kept messages after it (the ``most``
         newest of them, if given). A room without history gets one (an epoch), unless this
         is only a ``look``: then its epoch reads as empty."""
-        epoch, top, first, raw = await self._window(
+        epoch, top, raw = await self._window(
             keys=self.keys(room),
-            args=["" if look else new_epoch(), -1 if after is None else after, self._ttl_ms, most],
+            args=[
+                "" if look else new_epoch(),
+                -1 if after is None else after,
+                self._ttl_ms,
+                most,
+                self._size,
+            ],
         )
-        entries = []
-        for _, fields in raw:
-            values = dict(zip(fields[::2], fields[1::2], strict=True))
-            rooms = tuple(json.loads(values[b"r"]))
-            entries.append(Entry(values[b"e"].decode(), json.loads(values[b"p"]), rooms))
-        return StreamState(epoch.decode(), int(top), int(first) or int(top) + 1, tuple(entries))
+        entries = tuple(RoomMessage(message) for _, message in raw)
+        first = int(raw[0][0].split(b"-")[0]) if raw else int(top) + 1
+        return StreamState(epoch.decode() if isinstance(epoch, bytes) else epoch, int(top), first, entries)
 
 
-def _message_head(event: str, rooms: list[str], room: str) -> str:
-    """A :class:`ChannelMessage` up to its payload."""
-    return f'{{"event":{_compact(event)},"rooms":{_compact(rooms)},"room":{_compact(room)},"payload":'
+def _pending(event: Outgoing) -> _Pending:
+    payload = {key: value for key, value in event.payload.items() if key != "positions"}
+    return _Pending(event, compact(payload), round(event.accepted * 1000))
 
 
-def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def _rounds(pending: list[_Pending]) -> list[list[tuple[_Pending, int]]]:
+    """The copies to append, in rounds: an event's rooms in successive rounds (each copy
+    carries the positions of the ones before), and a room's copies in the batch's order
+    (within a round, a pipeline keeps the order they were queued in)."""
+    rounds: list[list[tuple[_Pending, int]]] = []
+    last: dict[str, int] = {}
+    for item in pending:
+        current = -1
+        for index, room in enumerate(item.event.rooms):
+            current = max(current + 1, last.get(room, 0))
+            last[room] = current
+            while len(rounds) <= current:
+                rounds.append([])
+            rounds[current].append((item, index))
+    return rounds

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import struct
 import weakref
 from typing import Protocol
 
 from swe_realtime import metrics
+from swe_realtime.room_message import TEXT, frame_head
 
 FRAME_WRITER = "swe_realtime.frame_writer"
 """The ASGI scope extension under which the server offers a connection's :class:`FrameWriter`."""
@@ -40,13 +40,12 @@ FRAME_WRITER = "swe_realtime.frame_writer"
 CORK_BYTES = 64 * 1024
 """A cork this full is written at once rather than at the end of the pass."""
 
-_TEXT = 0x81  # FIN + text opcode
 _BINARY = 0x82  # FIN + binary opcode
 
 
 def text_frame(text: str) -> bytes:
     """An unmasked, unfragmented WebSocket text frame (RFC 6455 section 5.2)."""
-    return _frame(_TEXT, text.encode())
+    return _frame(TEXT, text.encode())
 
 
 def binary_frame(data: bytes) -> bytes:
@@ -54,13 +53,8 @@ def binary_frame(data: bytes) -> bytes:
     return _frame(_BINARY, data)
 
 
-def _frame(head: int, payload: bytes) -> bytes:
-    length = len(payload)
-    if length < 126:
-        return bytes((head, length)) + payload
-    if length < 65536:
-        return struct.pack("!BBH", head, 126, length) + payload
-    return struct.pack("!BBQ", head, 127, length) + payload
+def _frame(first: int, payload: bytes) -> bytes:
+    return frame_head(first, len(payload)) + payload
 
 
 class Transport(Protocol):

@@ -18,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
-from swe_realtime import admin_bus, metrics
+from swe_realtime import metrics
 from swe_realtime.admin import ConnectionQuery, Operator, merged
 from swe_realtime.admin_bus import RedisBus
 from swe_realtime.auth import Principal
@@ -354,7 +354,6 @@ async def test_a_listener_whose_connection_went_half_open_subscribes_again(
     """The far instance reaches Redis through a proxy that, at some moment, stops forwarding on
     the connections open then without closing them (a NAT's idle timeout): its pings go
     unanswered, it subscribes again on a new connection, and answers again."""
-    monkeypatch.setattr(admin_bus, "PING_SECONDS", 0.5)
     frozen: set[asyncio.StreamWriter] = set()
     freeze, release = asyncio.Event(), asyncio.Event()
     opened: list[asyncio.StreamWriter] = []
@@ -387,8 +386,10 @@ async def test_a_listener_whose_connection_went_half_open_subscribes_again(
         return {"kind": kind}
 
     channel = f"test-{uuid4().hex[:12]}"
-    asker = RedisBus(RedisSettings(private_redis.url, channel), "gw0", answer)
-    far = RedisBus(RedisSettings(f"redis://127.0.0.1:{relay_port}/0", channel), "gw1", answer)
+    asker = RedisBus(RedisSettings(private_redis.url, channel), "gw0", answer, health_check=0.5)
+    far = RedisBus(
+        RedisSettings(f"redis://127.0.0.1:{relay_port}/0", channel), "gw1", answer, health_check=0.5
+    )
     redis = Redis.from_url(private_redis.url)
     await Roster(redis, channel).beat("gw1", "{}")  # it keeps beating (on a connection of its own)
     await asker.start()
@@ -503,7 +504,7 @@ async def test_listeners_follow_the_admin_channel_when_its_slot_moves(
 
         return answer
 
-    asker, far = RedisBus(settings, "gw0", answering("gw0")), RedisBus(settings, "gw1", answering("gw1"))
+    asker, far = (RedisBus(settings, name, answering(name), health_check=5.0) for name in ("gw0", "gw1"))
     roster_client = connect(redis_cluster.url, default_service=channel)
     roster = Roster(roster_client, channel)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -26,6 +26,7 @@ from swe_realtime.errors import ConnectionLimit
 from swe_realtime.limits import TokenBucket
 from swe_realtime.presence import REFRESHED
 from swe_realtime.registry import Connection
+from swe_realtime.room_message import Outgoing
 from swe_realtime.settings import RedisSettings
 from tests.support import (
     SECRET,
@@ -54,8 +55,9 @@ class Recorded:
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
 
-    async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
-        self.events.append((event, data))
+    async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
+        self.events += [(event.event, event.payload) for event in events]
+        return [None] * len(events)
 
     def presence(self, agent: UUID) -> list[str]:
         return [name for name, data in self.events if data["data"]["agent_id"] == str(agent)]

@@ -7,7 +7,7 @@ test_agents; here each part is checked against its own interface.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -22,6 +22,7 @@ from swe_realtime.gateway import Gateway
 from swe_realtime.limits import TokenBucket
 from swe_realtime.presence import REFRESHED, Presence
 from swe_realtime.registry import Connection, Registry
+from swe_realtime.room_message import Outgoing
 from swe_realtime.settings import Settings
 from tests.support import SECRET, Client, ServerProcess, make_token
 
@@ -124,8 +125,9 @@ class Recorded:
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
 
-    async def emit(self, event: str, data: Any, *, room: list[str], namespace: str) -> None:
-        self.events.append((event, data))
+    async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
+        self.events += [(event.event, event.payload) for event in events]
+        return [None] * len(events)
 
 
 async def test_presence_announces_an_agents_first_and_last_connection() -> None:

@@ -176,6 +176,14 @@ class SharedPacket(packet.Packet):  # type: ignore[misc]
 
     frame: bytes | None = None
 
+    @classmethod
+    def framed(cls, frame: bytes, text: str) -> SharedPacket:
+        """The message packet whose frame a publisher built (server/room_message.py): ``text``
+        is the frame's, the packet type first."""
+        shared = cls(packet.MESSAGE, text[1:])
+        shared.frame = frame
+        return shared
+
 
 def frame_of(pkt: Any) -> bytes:
     """The WebSocket frame of an Engine.IO packet (a binary packet goes in a binary frame)."""

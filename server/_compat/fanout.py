@@ -41,7 +41,7 @@ entry is the whole class.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import socketio
@@ -52,9 +52,9 @@ from swe_realtime import metrics
 from swe_realtime._compat import Upstream
 from swe_realtime._compat.engineio import SharedPacket
 from swe_realtime.events import NAMESPACE
-from swe_realtime.gate import Gate
+from swe_realtime.gate import Gate, Positions
 from swe_realtime.room_channels import RoomChannels
-from swe_realtime.streams import ChannelMessage
+from swe_realtime.room_message import RoomMessage
 
 UPSTREAM = (
     Upstream(
@@ -106,17 +106,42 @@ async def emit_to_participants(
     namespace: str,
     room: Any,
     skip_sid: Any,
-    later_rooms: Sequence[str] = (),
 ) -> None:
-    """Encode once, then queue the packet for every participant of ``room`` (a name or a list),
-    past the gate of each connection that is catching up on missed events. Participants also
-    in one of ``later_rooms`` are skipped: they get the copy of that room."""
+    """Encode once, then queue the packet for every participant of ``room`` (a name or a list)."""
     if namespace not in manager.rooms:
         return
-    later = [members for name in later_rooms if (members := manager.rooms[namespace].get(name))]
-    skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-    frames = encode(manager.server, event, data, namespace)
     positions = data.get("positions") if isinstance(data, dict) else None
+    await send_to_participants(
+        manager,
+        encode(manager.server, event, data, namespace),
+        namespace,
+        room,
+        skip_sid=skip_sid,
+        positions=lambda: positions,
+        event=event,
+        accepted=metrics.accepted_at(data),
+    )
+
+
+async def send_to_participants(
+    manager: Gated,
+    frames: list[SharedPacket],
+    namespace: str,
+    room: Any,
+    *,
+    positions: Callable[[], Positions],
+    event: str,
+    accepted: float | None,
+    skip_sid: Any = None,
+    later_rooms: Sequence[str] = (),
+) -> None:
+    """Queue encoded ``frames`` for every participant of ``room`` (a name or a list), past
+    the gate of each connection that is catching up on missed events (``positions``, read
+    only then, are the event's). Participants also in one of ``later_rooms`` are skipped:
+    they get the copy of that room."""
+    rooms = manager.rooms.get(namespace, {})
+    later = [members for name in later_rooms if (members := rooms.get(name))]
+    skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
     gates = manager.gates
     deliver = manager.server.deliver
     send = manager.server._send_eio_packet
@@ -126,7 +151,7 @@ async def emit_to_participants(
             continue
         if gates:
             gate = gates.get(sid)
-            if gate is not None and not gate.admit(positions, frames):
+            if gate is not None and not gate.admit(positions(), frames):
                 if gate.held is not None and len(gate.held) > manager.server.max_queued_packets:
                     # A replay the client reads too slowly: what waits behind it counts too.
                     manager.server.drop_slow(eio_sid, "live events held behind a replay")
@@ -137,7 +162,7 @@ async def emit_to_participants(
         for frame in frames:
             if not deliver(eio_sid, frame):
                 await send(eio_sid, frame)
-    metrics.delivered(event, data, recipients)
+    metrics.delivered(event, accepted, recipients)
 
 
 class Gated(Protocol):
@@ -256,10 +281,17 @@ class ChannelManager(FanoutManager):
         rooms: dict[str, Any] = self.rooms.get(namespace, {})
         return rooms
 
-    async def deliver(self, message: ChannelMessage) -> None:
-        """Fan a room's copy of an event out to the room's members here, except those in one
-        of the event's later rooms (they get that room's copy, which holds all their positions)."""
-        later = (
-            message.rooms[message.rooms.index(message.room) + 1 :] if message.room in message.rooms else []
+    async def deliver(self, message: RoomMessage) -> None:
+        """Fan a room's copy of an event out to the room's members here, as the publisher
+        framed it, except those in one of the event's later rooms (they get that room's copy,
+        which holds all their positions)."""
+        await send_to_participants(
+            self,
+            [SharedPacket.framed(message.frame, message.text)],
+            NAMESPACE,
+            message.room,
+            positions=lambda: message.positions,
+            event=message.event,
+            accepted=message.accepted,
+            later_rooms=message.later_rooms,
         )
-        await emit_to_participants(self, message.event, message.payload, NAMESPACE, message.room, None, later)

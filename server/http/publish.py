@@ -50,18 +50,15 @@ def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blue
             metrics.EVENTS_REFUSED.labels("invalid").inc()
             metrics.VALIDATION_FAILURES.labels("publish").inc()
             return rejected(exc)
-        sent: list[Receipt] = []
         try:
-            for event in events:
-                sent.append(await broadcaster.publish(event))
-        except RedisUnavailable:
+            return await broadcaster.publish_many(events)
+        except RedisUnavailable as exc:
             metrics.EVENTS_REFUSED.labels("redis_unavailable").inc()
             return error_response(
                 503,
                 ErrorCode.SERVICE_UNAVAILABLE,
-                f"{ErrorCode.SERVICE_UNAVAILABLE.default_message} ({len(sent)} of {len(events)} sent)",
+                f"{ErrorCode.SERVICE_UNAVAILABLE.default_message} ({exc.sent} of {len(events)} sent)",
             )
-        return sent
 
     @bp.post("/")
     async def publish(request: Request) -> JSONResponse:
