@@ -115,6 +115,13 @@ class PermissionDenied(ClientError, PermissionError):
     code = ErrorCode.PERMISSION_DENIED
 
 
+class SubscriptionUnavailable(ClientError, ConnectionError):
+    """Redis answers but did not confirm a room's subscription in time: the join did not
+    happen (rather than a member in a room whose events would never come)."""
+
+    code = ErrorCode.SERVICE_UNAVAILABLE
+
+
 class AdminDisconnect(ClientError, ConnectionError):
     """Not the client's mistake: the notice sent before an operator closes its connection."""
 

@@ -148,21 +148,19 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             connection = Connection(principal, remote, TokenBucket(rate, 2 * rate))
             await self._registry.add(sid, connection)
         except ClientError as exc:
-            audit.refused(code=exc.code, reason=exc.message, remote=remote)
-            metrics.CONNECTIONS_REFUSED.labels(exc.code).inc()
-            refusal = ConnectionErrorEvent(
-                data=ConnectionErrorData(error_code=exc.code, error_message=exc.message)
-            )
-            raise socketio.exceptions.ConnectionRefusedError(
-                exc.message, refusal.model_dump(mode="json")
-            ) from None
-        metrics.CONNECTIONS_OPENED.inc()
-        self._expire_at_exp(sid, connection)
+            raise _refused(exc, remote) from None
         positions = auth.get("positions") if isinstance(auth, dict) else None
         # Resuming: hold live events from before the first join until the replay is out.
         held = self._recovery.hold(sid) if positions is not None else None
-        for room in (Room.user(principal.user_id), GLOBAL):
-            await self._join(connection, sid, str(room))
+        try:
+            for room in (Room.user(principal.user_id), GLOBAL):
+                await self._join(connection, sid, str(room))
+        except ClientError as exc:  # the rooms every connection is in cannot be joined just now
+            self._recovery.forget(sid)
+            await self._registry.remove(sid)
+            raise _refused(exc, remote) from None
+        metrics.CONNECTIONS_OPENED.inc()
+        self._expire_at_exp(sid, connection)
         audit.connected(
             user_id=principal.user_id,
             connection_id=sid,
@@ -183,9 +181,12 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         resumed: set[str] = set()
         if held is not None:
             requests, admitted, answers = await self._position_requests(sid, positions)
-            plan, denied = await self._prepare(sid, requests, admitted, held=held)
+            plan, refused = await self._prepare(sid, requests, admitted, held=held)
             answers += [_recover_ack(request, window) for request, window in plan.windows]
-            answers += [_denied_ack(room) for room in sorted(denied)]
+            answers += [
+                ErrorAck(room=room, error_code=error.code, message=error.message)
+                for room, error in sorted(refused.items())
+            ]
             resumed = {request.room for request in requests}
         defaults = [str(room) for room in (Room.user(principal.user_id), GLOBAL) if str(room) not in resumed]
         event = ConnectionEstablished(
@@ -411,11 +412,12 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _enter(self, sid: str, request: Request, admitted: Principal) -> Window:
         """Join a room admitted for ``admitted`` at a position (server/recovery.py);
-        RoomAccessDenied if a refreshed token forbids it by the time of the join."""
-        plan, denied = await self._prepare(sid, [request], {request.room: admitted})
+        RoomAccessDenied if a refreshed token forbids it by the time of the join, or why else
+        the room could not be joined."""
+        plan, refused = await self._prepare(sid, [request], {request.room: admitted})
         await self._recovery.finish(plan)
-        if denied:
-            raise RoomAccessDenied()
+        if refused:
+            raise refused[request.room]
         return plan.windows[0][1]
 
     async def _prepare(
@@ -425,18 +427,22 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         admitted: Mapping[str, Principal],
         *,
         held: Gate | None = None,
-    ) -> tuple[Plan, set[str]]:
+    ) -> tuple[Plan, dict[str, ClientError]]:
         """``Recovery.prepare`` with joins that re-check access: the plan of the rooms joined
-        (a denied room's history is neither read out nor replayed), and the rooms denied."""
-        denied: set[str] = set()
+        (a refused room's history is neither read out nor replayed), and why each refused
+        room was (denied by a refreshed token, its subscription unavailable)."""
+        refused: dict[str, ClientError] = {}
 
         async def join(name: str) -> None:
-            if not await self._join_admitted(sid, name, admitted[name]):
-                denied.add(name)
+            try:
+                if not await self._join_admitted(sid, name, admitted[name]):
+                    refused[name] = RoomAccessDenied()
+            except ClientError as exc:
+                refused[name] = exc
 
         plan = await self._recovery.prepare(sid, requests, join, held=held)
-        windows = tuple(pair for pair in plan.windows if pair[0].room not in denied)
-        return dataclasses.replace(plan, windows=windows), denied
+        windows = tuple(pair for pair in plan.windows if pair[0].room not in refused)
+        return dataclasses.replace(plan, windows=windows), refused
 
     async def _join_admitted(self, sid: str, name: str, principal: Principal) -> bool:
         """Join ``name``, admitted for ``principal``, if the connection may still be there.
@@ -464,7 +470,11 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _join(self, connection: Connection, sid: str, name: str) -> None:
         connection.rooms.add(name)
-        await self.enter_room(sid, name)
+        try:
+            await self.enter_room(sid, name)
+        except ClientError:  # the room's events cannot reach this instance: not joined
+            connection.rooms.discard(name)
+            raise
 
     async def _leave(self, sid: str, name: str) -> None:
         connection = self._registry.get(sid)
@@ -512,9 +522,14 @@ def _recover_ack(request: Request, window: Window) -> RecoverAck:
     )
 
 
-def _denied_ack(room: str) -> ErrorAck:
-    denied = RoomAccessDenied()
-    return ErrorAck(room=room, error_code=denied.code, message=denied.message)
+def _refused(error: ClientError, remote: str) -> socketio.exceptions.ConnectionRefusedError:
+    """The refusal of a connection, audited and counted: its ``connection_error`` says why."""
+    audit.refused(code=error.code, reason=error.message, remote=remote)
+    metrics.CONNECTIONS_REFUSED.labels(error.code).inc()
+    refusal = ConnectionErrorEvent(
+        data=ConnectionErrorData(error_code=error.code, error_message=error.message)
+    )
+    return socketio.exceptions.ConnectionRefusedError(error.message, refusal.model_dump(mode="json"))
 
 
 def _error_ack(error: ClientError, room: str | None = None) -> Ack:

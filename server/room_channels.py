@@ -4,7 +4,7 @@ A room is subscribed (SSUBSCRIBE on its shard channel, server/streams.py) when i
 first local member, and unsubscribed by a sweep (ROOM_SWEEP_INTERVAL) after its last has
 gone. A join waits until its room's subscription is confirmed: from then on every event of
 the room reaches this instance. One not confirmed in time while Redis answers fails the join
-(RedisUnavailable: the client's subscribe is answered SERVICE_UNAVAILABLE), never silently.
+(the client's subscribe is answered SERVICE_UNAVAILABLE), never silently.
 
 Each shard (the one Redis, or each master of a Redis Cluster) has one pub/sub connection,
 owned by one task (server/pubsub.py), which sends the subscriptions asked for in one go and
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from redis.asyncio.cluster import RedisCluster
 
 from swe_realtime import tasks
-from swe_realtime.errors import RedisUnavailable
+from swe_realtime.errors import SubscriptionUnavailable
 from swe_realtime.pubsub import PubSubLink, address_of
 from swe_realtime.redis_connection import PUBLISH_TIMEOUT
 from swe_realtime.redis_health import RedisHealth
@@ -147,8 +147,9 @@ class RoomChannels:
                 await asyncio.wait_for(asyncio.shield(state.confirmed), self._subscribe_timeout)
                 return
             if not state.shard.failing:
-                raise RedisUnavailable(
-                    f"Redis did not confirm the subscription of {room} within {self._subscribe_timeout:g} s"
+                raise SubscriptionUnavailable(
+                    f"Redis did not confirm the subscription of {room} within {self._subscribe_timeout:g} s;"
+                    " retry later"
                 )
         if state.last is None:
             # The member reads its position next; the confirmation must catch up from no

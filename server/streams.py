@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError
 
 from swe_realtime.errors import RedisUnavailable
@@ -54,44 +56,54 @@ from swe_realtime.room_message import (
 )
 from swe_realtime.settings import HistorySettings
 
-# KEYS: the room's meta hash and stream. ARGV: size, ttl (ms), the room's shard channel, a new
-# epoch, the room's name as JSON, the message's header up to this copy's position, the
-# packet's text up to this copy's position. Returns the room's epoch and the event's offset.
+# Appends copies, in the order given. KEYS: per copy, its room's meta hash and stream. ARGV:
+# size, ttl (ms), the length of the key prefix, a new epoch for rooms without one, then per
+# copy the message's header and the packet's text, each up to the copy's position. The
+# room's channel and name are read from its keys (``{<prefix>:<room>}:meta``). Returns
+# each copy's epoch and offset, in one flat list.
 _APPEND = """
-local size, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local size, ttl, skip = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]) + 3
 local clock = redis.call('TIME')
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
-local meta = redis.call('HMGET', KEYS[1], 'epoch', 'mark', 'marked')
-local epoch = meta[1]
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
+local out = {}
+for copy = 1, #KEYS / 2 do
+  local meta_key, stream_key = KEYS[copy * 2 - 1], KEYS[copy * 2]
+  local base = string.sub(meta_key, 1, -5)
+  local meta = redis.call('HMGET', meta_key, 'epoch', 'mark', 'marked')
+  local epoch = meta[1]
+  if not epoch then
+    epoch = ARGV[4]
+    redis.call('DEL', stream_key)
+    redis.call('HSET', meta_key, 'epoch', epoch)
+  end
+  local offset = redis.call('HINCRBY', meta_key, 'top', 1)
+  local text = ARGV[copy * 2 + 4] .. '"' .. string.sub(base, skip, -3) .. '":{"epoch":"' .. epoch
+    .. '","offset":' .. offset .. '}}}]'
+  local n = #text
+  local head
+  if n < 126 then
+    head = string.char(129, n)
+  elseif n < 65536 then
+    head = string.char(129, 126, math.floor(n / 256), n % 256)
+  else
+    head = string.char(129, 127, 0, 0, 0, 0, math.floor(n / 16777216) % 256,
+      math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+  end
+  local message = ARGV[copy * 2 + 3] .. epoch .. ':' .. offset .. '\\n' .. head .. text
+  redis.call('XADD', stream_key, 'MAXLEN', '~', size, offset .. '-0', 't', now, 'm', message)
+  if not meta[2] then
+    redis.call('HSET', meta_key, 'mark', offset, 'marked', now)
+  elseif now - tonumber(meta[3]) > ttl then
+    redis.call('XTRIM', stream_key, 'MINID', '~', (tonumber(meta[2]) + 1) .. '-0')
+    redis.call('HSET', meta_key, 'mark', offset, 'marked', now)
+  end
+  redis.call('PEXPIRE', meta_key, ttl)
+  redis.call('PEXPIRE', stream_key, ttl)
+  redis.call('SPUBLISH', base .. 'events', message)
+  out[#out + 1] = epoch
+  out[#out + 1] = offset
 end
-local offset = redis.call('HINCRBY', KEYS[1], 'top', 1)
-local text = ARGV[7] .. ARGV[5] .. ':{"epoch":"' .. epoch .. '","offset":' .. offset .. '}}}]'
-local n = #text
-local head
-if n < 126 then
-  head = string.char(129, n)
-elseif n < 65536 then
-  head = string.char(129, 126, math.floor(n / 256), n % 256)
-else
-  head = string.char(129, 127, 0, 0, 0, 0, math.floor(n / 16777216) % 256,
-    math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
-end
-local message = ARGV[6] .. epoch .. ':' .. offset .. '\\n' .. head .. text
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', size, offset .. '-0', 't', now, 'm', message)
-if not meta[2] then
-  redis.call('HSET', KEYS[1], 'mark', offset, 'marked', now)
-elseif now - tonumber(meta[3]) > ttl then
-  redis.call('XTRIM', KEYS[2], 'MINID', '~', (tonumber(meta[2]) + 1) .. '-0')
-  redis.call('HSET', KEYS[1], 'mark', offset, 'marked', now)
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('SPUBLISH', ARGV[3], message)
-return {epoch, offset}
+return out
 """
 
 # KEYS: the room's meta hash and stream. ARGV: a new epoch (empty: only look, make nothing),
@@ -163,6 +175,8 @@ class _Pending:
     event: Outgoing
     payload_json: str
     """The envelope as JSON without ``positions`` (each copy's are written into it)."""
+    packet_head: str
+    """The Socket.IO packet's text up to the payload's positions."""
     accepted_ms: int
     positions: list[str] = field(default_factory=list)
     """``epoch:offset`` per room appended so far."""
@@ -232,54 +246,71 @@ class RoomStreams:
                     item.error = error
 
     async def _send_round(self, round_: list[tuple[_Pending, int]]) -> None:
-        """One pipeline per master: each entry appends (or, with history off, sends) one copy."""
+        """One pipeline: per hash slot (one Redis: all of them), one script appending its
+        copies in order; with history off, one SPUBLISH per copy."""
         todo = [(item, index) for item, index in round_ if item.error is None]
         while todo:
             pipe = self.redis.pipeline(transaction=False)
-            for item, index in todo:
-                self._queue_copy(pipe, item, index)
+            groups = self._groups(todo)
+            for group in groups:
+                self._queue(pipe, group)
             results = await pipe.execute(raise_on_error=False)
-            retry = []
-            for (item, index), result in zip(todo, results, strict=True):
+            todo = []
+            for group, result in zip(groups, results, strict=True):
                 if isinstance(result, NoScriptError):
-                    retry.append((item, index))
+                    todo += group
                 elif isinstance(result, Exception):
-                    item.error = RedisUnavailable(f"Redis at {self._url} refused an append: {result}")
-                    item.error.__cause__ = result
-                elif self._size:
-                    epoch, offset = result
-                    epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
-                    room = item.event.rooms[index]
-                    item.positions.append(f"{epoch}:{offset}")
-                    item.members.append(f'{compact(room)}:{{"epoch":"{epoch}","offset":{int(offset)}}}')
+                    error = RedisUnavailable(f"Redis at {self._url} refused an append: {result}")
+                    error.__cause__ = result
+                    for item, _ in group:
+                        item.error = error
                 else:
-                    item.positions.append("")
-            if retry:  # Redis restarted, or a new master: its script cache is empty
+                    self._appended(group, result)
+            if todo:  # Redis restarted, or a new master: its script cache is empty
                 await self.redis.script_load(_APPEND)
-            todo = retry
 
-    def _queue_copy(self, pipe: Any, item: _Pending, index: int) -> None:
-        event = item.event
-        room = event.rooms[index]
+    def _groups(self, copies: list[tuple[_Pending, int]]) -> list[list[tuple[_Pending, int]]]:
+        """The copies by what one command may hold: one Redis takes keys of any slot in one
+        script; a Redis Cluster one slot's. With history off, a copy each."""
         if not self._size:
+            return [[copy] for copy in copies]
+        if not isinstance(self.redis, RedisCluster):
+            return [copies]
+        groups: dict[int, list[tuple[_Pending, int]]] = {}
+        for item, index in copies:
+            slot = key_slot(self.keys(item.event.rooms[index])[0].encode())
+            groups.setdefault(slot, []).append((item, index))
+        return list(groups.values())
+
+    def _queue(self, pipe: Any, group: list[tuple[_Pending, int]]) -> None:
+        if not self._size:
+            [(item, index)] = group
+            event = item.event
             message = without_positions(event.event, item.accepted_ms, index, event.rooms, item.payload_json)
-            pipe.spublish(self.channel(room), message)
+            pipe.spublish(self.channel(event.rooms[index]), message)
             return
-        header = header_head(event.event, item.accepted_ms, index, event.rooms)
-        text = packet_head(event.event, item.payload_json) + "".join(member + "," for member in item.members)
-        pipe.execute_command(
-            "EVALSHA",
-            self._append.sha,
-            2,
-            *self.keys(room),
-            self._size,
-            self._ttl_ms,
-            self.channel(room),
-            new_epoch(),
-            compact(room),
-            header + "".join(position + "," for position in item.positions).encode(),
-            text,
-        )
+        keys: list[str] = []
+        args: list[bytes | str | int] = [self._size, self._ttl_ms, len(self.prefix), new_epoch()]
+        for item, index in group:
+            event = item.event
+            keys += self.keys(event.rooms[index])
+            args.append(
+                header_head(event.event, item.accepted_ms, index, event.rooms)
+                + "".join(position + "," for position in item.positions).encode()
+            )
+            args.append(item.packet_head + "".join(member + "," for member in item.members))
+        pipe.execute_command("EVALSHA", self._append.sha, len(keys), *keys, *args)
+
+    def _appended(self, group: list[tuple[_Pending, int]], result: Any) -> None:
+        """Note each copy's position (with history off there is none, but it went)."""
+        if not self._size:
+            group[0][0].positions.append("")
+            return
+        for (item, index), epoch, offset in zip(group, result[::2], result[1::2], strict=True):
+            epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
+            item.positions.append(f"{epoch}:{offset}")
+            room = item.event.rooms[index]
+            item.members.append(f'"{room}":{{"epoch":"{epoch}","offset":{int(offset)}}}')
 
     async def read(self, room: str, after: int | None, *, most: int = 0, look: bool = False) -> StreamState:
         """The room's stream now and, given an offset, the kept messages after it (the ``most``
@@ -301,8 +332,8 @@ class RoomStreams:
 
 
 def _pending(event: Outgoing) -> _Pending:
-    payload = {key: value for key, value in event.payload.items() if key != "positions"}
-    return _Pending(event, compact(payload), round(event.accepted * 1000))
+    payload_json = compact({key: value for key, value in event.payload.items() if key != "positions"})
+    return _Pending(event, payload_json, packet_head(event.event, payload_json), round(event.accepted * 1000))
 
 
 def _rounds(pending: list[_Pending]) -> list[list[tuple[_Pending, int]]]:

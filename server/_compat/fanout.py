@@ -51,6 +51,7 @@ from socketio import packet
 from swe_realtime import metrics
 from swe_realtime._compat import Upstream
 from swe_realtime._compat.engineio import SharedPacket
+from swe_realtime.errors import SubscriptionUnavailable
 from swe_realtime.events import NAMESPACE
 from swe_realtime.gate import Gate, Positions
 from swe_realtime.room_channels import RoomChannels
@@ -274,7 +275,11 @@ class ChannelManager(FanoutManager):
     async def enter_room(self, sid: str, namespace: str, room: str, eio_sid: str | None = None) -> None:
         await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
         if self.channels is not None and room != sid:
-            await self.channels.want(room)
+            try:
+                await self.channels.want(room)
+            except SubscriptionUnavailable:
+                self.basic_leave_room(sid, namespace, room)
+                raise
 
     def local_rooms(self, namespace: str) -> Container[str]:
         """The rooms with a member on this instance."""
