@@ -167,9 +167,7 @@ def _outgoing(event: Envelope[Any]) -> Outgoing:
     entry = CATALOGUE.get(event.type)
     if entry is None or not isinstance(event, entry.event):
         raise EventRejected([FieldError(("type",), "is not a publishable event")])
-    payload = event.model_dump(mode="json")
-    rooms = list(entry.route.rooms(payload["data"]))
-    return Outgoing(entry.name, payload, event.timestamp.timestamp(), rooms)
+    return Outgoing(entry.name, event, list(entry.route.rooms(event.data.__dict__)))
 
 
 _installed: Broadcaster | None = None

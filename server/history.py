@@ -115,7 +115,7 @@ class NoHistory:
 
     async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
         for event in events:
-            await self._server.emit(event.event, event.payload, room=event.rooms, namespace=NAMESPACE)
+            await self._server.emit(event.event, event.payload(), room=event.rooms, namespace=NAMESPACE)
         return [None] * len(events)
 
     async def windows(self, requests: Sequence[tuple[str, StreamPosition | None]]) -> list[Window]:
@@ -162,7 +162,7 @@ class MemoryHistory:
 
     async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
         for event in events:
-            await self._emit(event.event, event.payload, event.rooms)
+            await self._emit(event.event, event.payload(), event.rooms)
         return [None] * len(events)
 
     async def _emit(self, event: str, data: dict[str, Any], room: list[str]) -> None:

@@ -29,21 +29,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from swe_realtime.events import NAMESPACE
+from swe_realtime.events.envelope import Envelope
 
 NO_POSITIONS = b"-"
 
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A validated event on its way to its rooms, as the broadcaster hands it to its sink."""
+    """A validated event on its way to its rooms, as the broadcaster hands it to its sink,
+    which takes the form it needs: JSON data (in memory) or JSON text (Redis)."""
 
     event: str
     """The wire name."""
-    payload: dict[str, Any]
-    """The envelope as JSON data (``model_dump(mode="json")``)."""
-    accepted: float
-    """When the gateway accepted it (Unix time): the envelope's ``timestamp``."""
+    envelope: Envelope[Any]
     rooms: list[str]
+
+    @property
+    def accepted(self) -> float:
+        """When the gateway accepted it (Unix time): the envelope's ``timestamp``."""
+        return self.envelope.timestamp.timestamp()
+
+    def payload(self) -> dict[str, Any]:
+        """The envelope as JSON data."""
+        return self.envelope.model_dump(mode="json")
+
+    def payload_json(self) -> str:
+        """The envelope as JSON text, without its ``positions`` (each copy's are written in)."""
+        return self.envelope.model_dump_json(exclude={"positions"})
 
 
 def compact(value: Any) -> str:

@@ -49,7 +49,6 @@ from swe_realtime.redis_connection import PUBLISH_TIMEOUT, AnyRedis, safe_url
 from swe_realtime.room_message import (
     Outgoing,
     RoomMessage,
-    compact,
     header_head,
     packet_head,
     without_positions,
@@ -332,7 +331,7 @@ class RoomStreams:
 
 
 def _pending(event: Outgoing) -> _Pending:
-    payload_json = compact({key: value for key, value in event.payload.items() if key != "positions"})
+    payload_json = event.payload_json()
     return _Pending(event, payload_json, packet_head(event.event, payload_json), round(event.accepted * 1000))
 
 

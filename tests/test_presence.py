@@ -126,7 +126,7 @@ class Recorded:
         self.events: list[tuple[str, Any]] = []
 
     async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
-        self.events += [(event.event, event.payload) for event in events]
+        self.events += [(event.event, event.payload()) for event in events]
         return [None] * len(events)
 
 

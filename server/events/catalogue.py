@@ -37,8 +37,8 @@ class Route:
     global_room: Global = Global.NEVER
 
     def rooms(self, data: Mapping[str, Any]) -> tuple[str, ...]:
-        """The names of the event's rooms, from its ``data`` as sent (``model_dump(mode="json")``:
-        each id already in the canonical text a room name holds), each room once."""
+        """The names of the event's rooms, from its ``data`` (the model's fields, or as sent:
+        an id, a UUID or its canonical text, reads the same in a room's name), each room once."""
         project_id = data.get(self.project) if self.project is not None else None
         names = [f"{_PROJECT}{project_id}"] if project_id is not None else []
         names += [f"{_USER}{user}" for user in (data.get(f) for f in self.users) if user is not None]
