@@ -105,9 +105,14 @@ def measure(
     result["generator_cpu_share"] = (
         (driver.cpu_seconds() - driver_before) / result["seconds"] if result["seconds"] else None
     )
-    kept = rate is None or min(result["publish_events_per_s"], result["events_per_s"] or 0) >= SHORT_OF * rate
-    result["short"] = result["received"] < result["expected"] or not kept
+    result["short"] = short(result, rate)
     return result
+
+
+def short(result: dict[str, Any], rate: float | None) -> bool:
+    """Whether a driver's run lost or failed events, or (paced at ``rate``) did not keep it."""
+    kept = rate is None or min(result["publish_events_per_s"], result["events_per_s"] or 0) >= SHORT_OF * rate
+    return result["received"] < result["expected"] or result["failed"] > 0 or not kept
 
 
 def curve_of(kind: Kind, curve: Curve, plan: Plan, node_capacity: float | None) -> dict[str, Any]:
