@@ -25,7 +25,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import plots
 from bench.driver import Driver
@@ -34,6 +34,9 @@ from bench.scenarios import free_port
 from bench.servers import GATEWAY, NODE, ROOT, Kind, Running
 
 RESULTS = Path(__file__).resolve().parent / "results"
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 SHORT_OF = 0.95
 """A point that sent or delivered less than this share of its offered rate is marked short."""
 
@@ -179,7 +182,7 @@ def rss_of(kind: Kind, steps: tuple[int, ...]) -> dict[str, Any]:
         server.stop()
 
 
-def circumstances(plan: Plan) -> dict[str, Any]:
+def circumstances(plan: DataclassInstance) -> dict[str, Any]:
     """What a reader needs to place a run: when, which commit, how busy the machine was."""
     commit = subprocess.run(
         ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
