@@ -8,7 +8,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from bench.report import number
+from bench.report import delivered, figures, number
 
 SHARDED = "node + redis-adapter (sharded)"
 STREAMS = "node + redis-streams-adapter"
@@ -76,13 +76,6 @@ def spread(server: dict[str, Any], key: str, spec: str) -> str:
         return "-"
     low, high = format(min(values), spec), format(max(values), spec)
     return low if low == high else f"{low}-{high}"
-
-
-def delivered(result: dict[str, Any]) -> str:
-    failed = f", {result['failed']:,} failed" if result["failed"] else ""
-    return f"{result['received']:,}/{result['expected']:,}{failed}" + (
-        " **short**" if result["short"] else ""
-    )
 
 
 def rounds_section(results: dict[str, Any]) -> list[str]:
@@ -179,19 +172,15 @@ def curve_section(results: dict[str, Any]) -> list[str]:
         "| p99 ms from schedule | A µs | B µs | Redis µs | generator CPU | delivered |",
         "|---|---|" + "---:|" * 10 + "---|",
     ]
+    columns = (
+        *((key, ",.0f") for key in ("offered_events_per_s", "publish_events_per_s", "events_per_s")),
+        *((key, ",.0f") for key in ("stamp_p50_ms", "stamp_p99_ms", "p99_ms")),
+        *((key, ",.1f") for _, key in PROCESSES),
+        ("generator_cpu_share", ".0%"),
+    )
     for name, server in results["servers"].items():
         for point in server["points"]:
-            cells = [
-                number(point["offered_events_per_s"], ",.0f"),
-                number(point["publish_events_per_s"], ",.0f"),
-                number(point["events_per_s"], ",.0f"),
-                number(point["stamp_p50_ms"], ",.0f"),
-                number(point["stamp_p99_ms"], ",.0f"),
-                number(point["p99_ms"], ",.0f"),
-                *(number(point[key], ",.1f") for _, key in PROCESSES),
-                number(point["generator_cpu_share"], ".0%"),
-                delivered(point),
-            ]
+            cells = [*figures(point, columns), delivered(point)]
             lines.append(f"| {name} | {point['fraction']:.0%} | " + " | ".join(cells) + " |")
     return [*lines, "", "![latency, throughput and CPU against offered load](cluster.png)", ""]
 
