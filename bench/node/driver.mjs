@@ -3,11 +3,12 @@
 // stdin, one JSON object a line; each is answered on stdout with one JSON line.
 //   {"op": "connect", "total": N}    open connections (each subscribed to its room) up to N
 //   {"op": "publish", "events": E, "rate": R or null, "batch": B, "warmup": W, "timeout": T,
-//    "single": S (optional), "inflight": I (optional)}
+//    "single": S, "inflight": I, "quiet": Q (the last three optional)}
 //       publish E events in requests of B (S true: one bare event per request to the
 //       single-event URL), R events/s on a fixed schedule (null: as fast as answered), at
 //       most I (default INFLIGHT) requests outstanding; wait up to T s after the last for
-//       every delivery. Latency runs from the moment the schedule says the event's request
+//       every delivery, and with Q, no longer than Q s without one (an event lost is not
+//       waited for until T). Latency runs from the moment the schedule says the event's request
 //       is due (or, unpaced, is sent) to its receipt, so a publisher that falls behind shows
 //       as latency, not as a lower rate; stamp latency from the event's timestamp (when the
 //       server accepted it) to its receipt. The first W events are not counted. A request
@@ -44,7 +45,7 @@ async function connect({ total }) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function measure({ events, rate, batch, warmup, timeout, single = false, inflight: most = INFLIGHT }) {
+async function measure({ events, rate, batch, warmup, timeout, single = false, inflight: most = INFLIGHT, quiet }) {
   const perEvent = c.mode === "fanout" ? sockets.length : 1;
   let finish;
   const finished = new Promise((resolve) => (finish = resolve));
@@ -75,8 +76,14 @@ async function measure({ events, rate, batch, warmup, timeout, single = false, i
   }
   await Promise.all(inflight);
   if (current.received >= current.expected) current.finish();
-  const publishSeconds = (performance.now() - start) / 1000;
-  await Promise.race([finished, sleep(timeout * 1000)]);
+  const published = performance.now();
+  const publishSeconds = (published - start) / 1000;
+  while (current.received < current.expected) {
+    const now = performance.now();
+    const idle = now - Math.max(current.lastAt ?? 0, published);
+    if (now - published > timeout * 1000 || (quiet && idle > quiet * 1000)) break;
+    await Promise.race([finished, sleep(100)]);
+  }
   const { received, expected, failed, error, samples, lastAt } = current;
   const latencies = current.latencies.subarray(0, samples).sort();
   const stamped = current.stamped.subarray(0, samples).sort();
