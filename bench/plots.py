@@ -140,12 +140,12 @@ def cluster(results: dict[str, Any], path: Path) -> None:
     timestamp (left), delivered events/s (middle), CPU per event of each process (right)."""
     figure = Figure(figsize=(17, 5.5))
     latency_axes, throughput_axes, cpu_axes = figure.subplots(1, 3)
-    highest = 0.0
+    rates: list[float] = []
     for server, result in results["servers"].items():
         colour = COLOURS[server]
         points = sorted(result["points"], key=lambda point: point["offered_events_per_s"])
         offered = values(points, "offered_events_per_s")
-        highest = max([highest, *offered])
+        rates += offered
         latency_axes.plot(
             offered, values(points, "stamp_p50_ms"), "-", marker="o", color=colour, label=f"{server} p50"
         )
@@ -159,9 +159,8 @@ def cluster(results: dict[str, Any], path: Path) -> None:
         throughput_axes.plot(offered, values(points, "events_per_s"), marker="o", color=colour, label=server)
         for (_, key), style in zip(PROCESSES, ("-", "--", ":"), strict=True):
             cpu_axes.plot(offered, values(points, key), style, marker="o", color=colour)
-    throughput_axes.plot(
-        [0, highest], [0, highest], color="grey", linewidth=1, linestyle=":", label="= offered"
-    )
+    span = [min(rates, default=1), max(rates, default=1)]
+    throughput_axes.plot(span, span, color="grey", linewidth=1, linestyle=":", label="= offered")
     latency_axes.set_yscale("symlog", linthresh=1)  # a latency can read 0 ms (clocks read to the ms)
     latency_axes.set(
         xscale="log",
@@ -171,7 +170,11 @@ def cluster(results: dict[str, Any], path: Path) -> None:
         title="latency against offered load",
     )
     throughput_axes.set(
-        xlabel="offered load, events/s", ylabel="delivered events/s", title="throughput", ylim=(0, None)
+        xscale="log",
+        yscale="log",
+        xlabel="offered load, events/s",
+        ylabel="delivered events/s",
+        title="throughput",
     )
     cpu_axes.set(xscale="log", yscale="log", xlabel="offered load, events/s", ylabel="CPU per event, µs")
     cpu_axes.set_title("CPU per event: instance A solid, B dashed, Redis dotted")
