@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.report import delivered, figures, number
+from bench.servers import TICKS
 
 SHARDED = "node + redis-adapter (sharded)"
 STREAMS = "node + redis-streams-adapter"
@@ -88,6 +89,7 @@ def rounds_section(results: dict[str, Any]) -> list[str]:
         ("events/s (to the last delivery)", "events_per_s", ",.0f"),
         ("p50 ms from the event's timestamp", "stamp_p50_ms", ",.0f"),
         ("p99 ms from the event's timestamp", "stamp_p99_ms", ",.0f"),
+        ("load generator CPU (in no figure above), share of a core", "generator_cpu_share", ".0%"),
     ]
     lines = [
         f"### Per event: {events:,} events in batches of 100, {len(servers[names[0]]['rounds'])} round(s)",
@@ -193,7 +195,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{' '.join(results['loadavg_before'])} before, {' '.join(results['loadavg_after'])} after. "
         "Each server: two instances on a private Redis, one socket.io-client connection in each of "
         "100 rooms on instance B, events published on instance A round the rooms; CPU (user + "
-        "system, /proc) over the publishing and until the last delivery.",
+        "system, /proc) over the publishing and until the last delivery. /proc counts CPU in ticks "
+        f"of {1000 / TICKS:.0f} ms: a round's figure per event is good to "
+        f"{1e6 / TICKS / results['plan']['events']:.1f} µs.",
         "",
         *rounds_section(results),
         *targets_section(results),
