@@ -50,7 +50,8 @@ compat ref="main": sync
 # Fan-out, targeted, latency (and with --full, 10,000-connection capacity) benchmarks beside
 # a bare python-socketio server and Node socket.io; writes bench/results/. `just bench
 # --curves` instead: latency against offered load and RSS against connections, gateway and
-# Node, plotted (about 7 minutes; `--curves --quick`: a one-minute smoke run).
+# Node, plotted (about 7 minutes; `--curves --quick`: a one-minute smoke run). `just bench
+# --cluster [--quick]`: the cluster path, two instances on Redis, beside Node's Redis adapters.
 bench *args: sync
     npm ci --prefix bench/node --no-audit --no-fund --loglevel=error
     uv run --frozen --group bench python -m bench {{ args }}

@@ -1,5 +1,7 @@
 """``python -m bench [--full]``: the gateway beside python-socketio and Node socket.io.
 ``python -m bench --curves [--quick]``: latency and memory curves instead (bench/curves.py).
+``python -m bench --cluster [--quick]``: the cluster path, the gateway beside Node's Redis
+adapters (bench/cluster.py).
 
 Each server runs alone in its own process; a node process (socket.io-client) holds the
 connections and publishes over HTTP. Every figure is reported with its ratio to the two
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import curves
+from bench import cluster, curves
 from bench.scenarios import FULL, SHORT, run, validation_cost
 from bench.servers import ALL, GATEWAY_NO_HISTORY
 
@@ -74,14 +76,25 @@ def main() -> int:
     parser.add_argument(
         "--curves", action="store_true", help="latency against offered load, RSS against connections"
     )
-    parser.add_argument("--quick", action="store_true", help="with --curves: small and short (a minute)")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="two instances on Redis, the gateway beside Node's Redis adapters: CPU per event, curves",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="with --curves or --cluster: small and short (a minute)"
+    )
     args = parser.parse_args()
-    if args.quick and not args.curves:
-        parser.error("--quick goes with --curves")
+    if args.quick and not (args.curves or args.cluster):
+        parser.error("--quick goes with --curves or --cluster")
+    if args.cluster and (args.curves or args.full or args.only):
+        parser.error("--cluster goes alone, or with --quick")
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 10,000 sockets need as many descriptors
     if args.curves:
         return curves.main(quick=args.quick, only=args.only)
+    if args.cluster:
+        return cluster.main(quick=args.quick)
 
     suffix = "full" if args.full else "latest"
     RESULTS.mkdir(exist_ok=True)

@@ -25,7 +25,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import plots
 from bench.driver import Driver
@@ -34,6 +34,9 @@ from bench.scenarios import free_port
 from bench.servers import GATEWAY, NODE, ROOT, Kind, Running
 
 RESULTS = Path(__file__).resolve().parent / "results"
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 SHORT_OF = 0.95
 """A point that sent or delivered less than this share of its offered rate is marked short."""
 
@@ -105,9 +108,14 @@ def measure(
     result["generator_cpu_share"] = (
         (driver.cpu_seconds() - driver_before) / result["seconds"] if result["seconds"] else None
     )
-    kept = rate is None or min(result["publish_events_per_s"], result["events_per_s"] or 0) >= SHORT_OF * rate
-    result["short"] = result["received"] < result["expected"] or not kept
+    result["short"] = short(result, rate)
     return result
+
+
+def short(result: dict[str, Any], rate: float | None) -> bool:
+    """Whether a driver's run lost or failed events, or (paced at ``rate``) did not keep it."""
+    kept = rate is None or min(result["publish_events_per_s"], result["events_per_s"] or 0) >= SHORT_OF * rate
+    return result["received"] < result["expected"] or result["failed"] > 0 or not kept
 
 
 def curve_of(kind: Kind, curve: Curve, plan: Plan, node_capacity: float | None) -> dict[str, Any]:
@@ -174,7 +182,7 @@ def rss_of(kind: Kind, steps: tuple[int, ...]) -> dict[str, Any]:
         server.stop()
 
 
-def circumstances(plan: Plan) -> dict[str, Any]:
+def circumstances(plan: DataclassInstance) -> dict[str, Any]:
     """What a reader needs to place a run: when, which commit, how busy the machine was."""
     commit = subprocess.run(
         ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True

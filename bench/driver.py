@@ -15,15 +15,18 @@ from typing import Any
 from bench.servers import NODE_DIR, Running, cpu_seconds, token
 
 
-def client_config(server: Running, mode: str) -> dict[str, Any]:
+def client_config(server: Running, mode: str, publisher: Running | None = None) -> dict[str, Any]:
     """Where and how the node clients connect and publish; ``mode`` is "fanout" (one room)
-    or "targeted" (a room per connection)."""
+    or "targeted" (a room per connection). Events are published on ``server`` too unless
+    ``publisher`` (another instance of a cluster) is given."""
+    publisher = publisher or server
     return {
         "url": server.url,
         "token": token("admin"),
         "publishToken": token("service"),
-        "publishUrl": server.url + server.kind.publish_path,
-        "kind": server.kind.load_kind,
+        "publishUrl": publisher.url + publisher.kind.publish_path,
+        "publishOneUrl": publisher.url + publisher.kind.publish_one_path,
+        "kind": publisher.kind.load_kind,
         "mode": mode,
         "seed": uuid.uuid4().int % 10**12,
     }
@@ -32,9 +35,9 @@ def client_config(server: Running, mode: str) -> dict[str, Any]:
 class Driver:
     """A running ``node/driver.mjs``: one JSON command in, one JSON answer out."""
 
-    def __init__(self, server: Running, mode: str) -> None:
+    def __init__(self, server: Running, mode: str, publisher: Running | None = None) -> None:
         self.process = subprocess.Popen(
-            ["node", str(NODE_DIR / "driver.mjs"), json.dumps(client_config(server, mode))],
+            ["node", str(NODE_DIR / "driver.mjs"), json.dumps(client_config(server, mode, publisher))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -1,4 +1,4 @@
-"""The curves as PNG images, both servers on each chart, the run they come from in the footer."""
+"""The curves as PNG images, the servers compared on each chart, the run they come from in the footer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any
 # Figures made directly, not through pyplot: no backend, display or global state.
 from matplotlib.figure import Figure
 
-COLOURS = {"gateway": "tab:blue", "node socket.io": "tab:green"}
+from bench.cluster_report import PROCESSES, SHARDED, STREAMS
+
+COLOURS = {"gateway": "tab:blue", "node socket.io": "tab:green", SHARDED: "tab:orange", STREAMS: "tab:red"}
 PERCENTILES = (("p50_ms", "p50", "-", "o"), ("p99_ms", "p99", "--", "s"), ("p999_ms", "p99.9", ":", "^"))
 FILES = {"fan-out": "latency_fanout.png", "targeted": "latency_targeted.png", "rss": "rss.png"}
 
@@ -131,3 +133,55 @@ def draw(results: dict[str, Any], directory: Path) -> None:
             rss(run, directory / FILES[name])
         else:
             latency(name, run, directory / FILES[name])
+
+
+def cluster(results: dict[str, Any], path: Path) -> None:
+    """The cluster path against offered load, one colour per server: latency from the event's
+    timestamp (left), delivered events/s (middle), CPU per event of each process (right)."""
+    figure = Figure(figsize=(17, 5.5))
+    latency_axes, throughput_axes, cpu_axes = figure.subplots(1, 3)
+    rates: list[float] = []
+    for server, result in results["servers"].items():
+        colour = COLOURS[server]
+        points = sorted(result["points"], key=lambda point: point["offered_events_per_s"])
+        offered = values(points, "offered_events_per_s")
+        rates += offered
+        latency_axes.plot(
+            offered, values(points, "stamp_p50_ms"), "-", marker="o", color=colour, label=f"{server} p50"
+        )
+        latency_axes.plot(
+            offered, values(points, "stamp_p99_ms"), "--", marker="s", color=colour, label=f"{server} p99"
+        )
+        short = [point for point in points if point["short"]]
+        latency_axes.scatter(
+            values(short, "offered_events_per_s"), values(short, "stamp_p99_ms"), marker="x", s=90, c="red"
+        )
+        throughput_axes.plot(offered, values(points, "events_per_s"), marker="o", color=colour, label=server)
+        for (_, key), style in zip(PROCESSES, ("-", "--", ":"), strict=True):
+            cpu_axes.plot(offered, values(points, key), style, marker="o", color=colour)
+    span = [min(rates, default=1), max(rates, default=1)]
+    throughput_axes.plot(span, span, color="grey", linewidth=1, linestyle=":", label="= offered")
+    latency_axes.set_yscale("symlog", linthresh=1)  # a latency can read 0 ms (clocks read to the ms)
+    latency_axes.set(
+        xscale="log",
+        ylim=(0, None),
+        xlabel="offered load, events/s (each to one of 100 rooms)",
+        ylabel="event timestamp to client arrival, ms",
+        title="latency against offered load",
+    )
+    throughput_axes.set(
+        xscale="log",
+        yscale="log",
+        xlabel="offered load, events/s",
+        ylabel="delivered events/s",
+        title="throughput",
+    )
+    cpu_axes.set(xscale="log", yscale="log", xlabel="offered load, events/s", ylabel="CPU per event, µs")
+    cpu_axes.set_title("CPU per event: instance A solid, B dashed, Redis dotted")
+    for axes in (latency_axes, throughput_axes, cpu_axes):
+        axes.grid(True, which="both", alpha=0.3)
+    latency_axes.legend(fontsize=7)
+    throughput_axes.legend(fontsize=7)
+    footer(figure, results, "; red x: a point short of its offered rate")
+    figure.tight_layout(rect=(0, 0.03, 1, 1))
+    figure.savefig(path, dpi=110)

@@ -12,6 +12,20 @@ def number(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def figures(row: dict[str, Any], columns: tuple[tuple[str, str], ...]) -> list[str]:
+    """The cells of ``row`` for ``columns`` (key, format), "-" where a figure is missing."""
+    return [number(row[key], spec) for key, spec in columns]
+
+
+def delivered(result: dict[str, Any]) -> str:
+    """Deliveries of a driver's run against those expected, failed events (results older than
+    the count have none), and whether it fell short."""
+    failed = f", {result['failed']:,} failed" if result.get("failed") else ""
+    return f"{result['received']:,}/{result['expected']:,}{failed}" + (
+        " **short**" if result["short"] else ""
+    )
+
+
 def ratio(gateway: float | None, node: float | None) -> str:
     return f"**{gateway / node:.2f}**" if gateway is not None and node else "-"
 
@@ -49,20 +63,16 @@ def curve_section(name: str, run: dict[str, Any]) -> list[str]:
         f"| p99.9 ms | server CPU µs per {per} | generator CPU | received |",
         "|---|---|" + "---:|" * 9,
     ]
+    columns = (
+        *((key, ",.1f") for key in ("offered_events_per_s", "publish_events_per_s", "events_per_s")),
+        *((key, ",.1f") for key in ("p50_ms", "p99_ms", "p999_ms")),
+        (cpu_key, ".1f"),
+        ("generator_cpu_share", ".0%"),
+    )
     for server, result in servers.items():
         for point in [{"basis": "capacity", **result["capacity"]}, *result["points"]]:
             label = "capacity" if point["basis"] == "capacity" else load(point)
-            cells = [
-                number(point["offered_events_per_s"], ",.1f"),
-                number(point["publish_events_per_s"], ",.1f"),
-                number(point["events_per_s"], ",.1f"),
-                number(point["p50_ms"], ",.1f"),
-                number(point["p99_ms"], ",.1f"),
-                number(point["p999_ms"], ",.1f"),
-                number(point[cpu_key], ".1f"),
-                number(point["generator_cpu_share"], ".0%"),
-                f"{point['received']:,}/{point['expected']:,}" + (" **short**" if point["short"] else ""),
-            ]
+            cells = [*figures(point, columns), delivered(point)]
             lines.append(f"| {server} | {label} | " + " | ".join(cells) + " |")
     lines += [
         "",

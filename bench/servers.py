@@ -42,13 +42,20 @@ class Kind:
     publish_path: str
     load_kind: str  # "gateway" (catalogue events) or "plain" ({room, event, data})
     env: tuple[tuple[str, str], ...] = ()
+    script: str = "reference_server.mjs"  # a node server's, in bench/node
+    arguments: tuple[str, ...] = ()  # the node script's, after the port
+
+    @property
+    def publish_one_path(self) -> str:
+        """Where one event is published as a bare object: the gateway's single-event POST."""
+        return "/api/v1/events" if self.load_kind == "gateway" else "/publish"
 
     def command(self, port: int) -> list[str]:
         if self.load_kind == "gateway":
             return [str(Path(sys.executable).with_name("swe-realtime")), "serve", "--port", str(port)]
         if self.name == "python-socketio":
             return [sys.executable, "-m", "bench.baseline", str(port)]
-        return ["node", str(NODE_DIR / "reference_server.mjs"), str(port)]
+        return ["node", str(NODE_DIR / self.script), str(port), *self.arguments]
 
 
 GATEWAY_ENV = {

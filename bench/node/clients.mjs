@@ -1,6 +1,7 @@
 // What both load generators share: the rooms of a run, a subscribed socket.io-client
-// connection, and the events they publish. An event carries "<run>:<sequence>" as its only
-// log line, so a receiver knows which event (and which run of a driver) it holds.
+// connection, the events they publish, and a received event's latency from its timestamp.
+// An event carries "<run>:<sequence>" as its only log line, so a receiver knows which event
+// (and which run of a driver) it holds.
 import { io } from "socket.io-client";
 
 // The room of connection or event `index`: one room for fan-out, one per connection else.
@@ -38,8 +39,15 @@ export function sequence(event, run) {
   return Number(eventRun) === run ? Number(n) : -1;
 }
 
-// Publishes events `first` .. `first + count - 1` of run `run` in one request.
-export async function publish(c, run, first, count, connections) {
+// Milliseconds from the moment the server that accepted `event` stamped it to now (both
+// clocks read to the millisecond).
+export function sinceStamp(event) {
+  return Date.now() - Date.parse(event.timestamp);
+}
+
+// Publishes events `first` .. `first + count - 1` of run `run` in one request; `single`: the
+// one event as a bare object to the single-event URL (the gateway's POST /api/v1/events).
+export async function publish(c, run, first, count, connections, single = false) {
   const events = Array.from({ length: count }, (_, k) => {
     const n = first + k;
     const roomName = room(c, n, connections);
@@ -49,10 +57,10 @@ export async function publish(c, run, first, count, connections) {
       ? { type: "workflow.progress", source: "bench", data }
       : { room: roomName, event: "workflow.progress", data: { type: "workflow.progress", source: "bench", data } };
   });
-  const response = await fetch(c.publishUrl, {
+  const response = await fetch(single ? c.publishOneUrl : c.publishUrl, {
     method: "POST",
     headers: { "content-type": "application/json", authorization: `Bearer ${c.publishToken}` },
-    body: JSON.stringify(events),
+    body: JSON.stringify(single ? events[0] : events),
   });
   if (response.status !== 202) throw new Error(`publish: ${response.status} ${await response.text()}`);
 }

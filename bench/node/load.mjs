@@ -2,7 +2,7 @@
 // published over HTTP; measures deliveries and publish-to-receipt latency (from the
 // envelope's timestamp, stamped by the server when it accepted the event).
 // Usage: node load.mjs '<json config>'   Prints one JSON object.
-import { openMany, publish } from "./clients.mjs";
+import { openMany, publish, sinceStamp } from "./clients.mjs";
 
 const c = JSON.parse(process.argv[2]);
 const latencies = [];
@@ -14,7 +14,7 @@ if (expected === 0) finish(); // a capacity run: connections only
 
 const connectStart = performance.now();
 const sockets = await openMany(c, 0, c.connections, c.connections, (event) => {
-  latencies.push(Date.now() - Date.parse(event.timestamp));
+  latencies.push(sinceStamp(event));
   if (++received === expected) finish();
 });
 const connectSeconds = (performance.now() - connectStart) / 1000;

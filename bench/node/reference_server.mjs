@@ -1,33 +1,5 @@
-// The Node reference: socket.io 4.x doing the same job as the gateway, minus auth and
-// validation. Namespace /ws; `subscribe` {room} joins a room; POST /publish with a JSON
-// array of {room, event, data} emits each (data gets a `timestamp`, as the gateway's
-// envelope has one). Usage: node reference_server.mjs PORT
-import { createServer } from "node:http";
-import { Server } from "socket.io";
+// The Node reference server, one process (reference.mjs says what it does).
+// Usage: node reference_server.mjs PORT
+import { serve } from "./reference.mjs";
 
-const port = Number(process.argv[2]);
-const http = createServer((request, response) => {
-  if (request.method === "POST" && request.url === "/publish") {
-    const chunks = [];
-    request.on("data", (chunk) => chunks.push(chunk));
-    request.on("end", () => {
-      const events = JSON.parse(Buffer.concat(chunks).toString());
-      for (const { room, event, data } of events) {
-        io.of("/ws").to(room).emit(event, { ...data, timestamp: new Date().toISOString() });
-      }
-      response.writeHead(202, { "content-type": "application/json" }).end("{}");
-    });
-    return;
-  }
-  response.writeHead(request.url.startsWith("/socket.io/") ? 400 : 200).end();
-});
-const io = new Server(http, { serveClient: false });
-io.of("/ws").on("connection", (socket) => {
-  socket.emit("connection_established", { data: { connection_id: socket.id } });
-  socket.on("subscribe", (payload, ack) => {
-    socket.join(payload.room);
-    ack({ status: "success", room: payload.room });
-  });
-  socket.on("ping", (payload, ack) => ack({ status: "pong" }));
-});
-http.listen(port, "127.0.0.1");
+serve(Number(process.argv[2]));
