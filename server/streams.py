@@ -12,14 +12,16 @@ it to the room's stream and SPUBLISHes it on the room's shard channel, atomicall
 instance serving the room receives the room's events in offset order, the order the stream
 holds, as the bytes its members' sockets are written.
 
-The script's work does not grow with the stream: the append trims by count approximately
-(``MAXLEN ~``: whole stream nodes at a time, so a stream may hold up to one node, some 100
-entries, over HISTORY_SIZE), and by age with a mark, an offset and its time kept beside the
-room's position: once the mark is older than HISTORY_TTL, everything up to it goes (again
-approximately) and the mark moves to the newest entry. So an entry may be kept for up to
-twice HISTORY_TTL. Neither slack is ever seen: the read script returns no entry older than
-HISTORY_TTL or more than HISTORY_SIZE behind the top, and a client whose position is behind
-that is told ``history_trimmed``.
+The script's work does not grow with the stream. An entry's id is its offset, then the
+time it was appended (``<offset>-<ms>``). The append trims by count approximately (``MAXLEN
+~``: whole stream nodes at a time, so a stream may hold up to one node, some 100 entries, over
+HISTORY_SIZE), and by age with a mark, an offset and its time kept beside the room's position:
+once the mark is older than HISTORY_TTL, everything up to it goes (again approximately), the
+mark moves to the newest entry and the room's keys are given twice HISTORY_TTL to live. So an
+entry may be kept for up to twice HISTORY_TTL, and a room's keys outlive its last event by
+HISTORY_TTL to twice that. Neither slack is ever seen: the read script returns no entry
+older than HISTORY_TTL or more than HISTORY_SIZE behind the top (a client whose position is
+behind that is told ``history_trimmed``).
 
 Publishing is in bulk: what is published in one turn of the event loop (an HTTP batch, or
 single publishes arriving together) goes to Redis as one pipeline per master, and the next
@@ -89,15 +91,15 @@ for copy = 1, #KEYS / 2 do
       math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
   end
   local message = ARGV[copy * 2 + 3] .. epoch .. ':' .. offset .. '\\n' .. head .. text
-  redis.call('XADD', stream_key, 'MAXLEN', '~', size, offset .. '-0', 't', now, 'm', message)
-  if not meta[2] then
+  redis.call('XADD', stream_key, 'MAXLEN', '~', size, offset .. '-' .. now, 'm', message)
+  if not meta[2] or now - tonumber(meta[3]) > ttl then
+    if meta[2] then
+      redis.call('XTRIM', stream_key, 'MINID', '~', (tonumber(meta[2]) + 1) .. '-0')
+    end
     redis.call('HSET', meta_key, 'mark', offset, 'marked', now)
-  elseif now - tonumber(meta[3]) > ttl then
-    redis.call('XTRIM', stream_key, 'MINID', '~', (tonumber(meta[2]) + 1) .. '-0')
-    redis.call('HSET', meta_key, 'mark', offset, 'marked', now)
+    redis.call('PEXPIRE', meta_key, 2 * ttl)
+    redis.call('PEXPIRE', stream_key, 2 * ttl)
   end
-  redis.call('PEXPIRE', meta_key, ttl)
-  redis.call('PEXPIRE', stream_key, ttl)
   redis.call('SPUBLISH', base .. 'events', message)
   out[#out + 1] = epoch
   out[#out + 1] = offset
@@ -120,7 +122,7 @@ if not epoch then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'top', 0)
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+  redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[3]))
 end
 local top = tonumber(meta[2] or '0')
 local after, most = tonumber(ARGV[2]), tonumber(ARGV[4])
@@ -139,12 +141,9 @@ if after >= 0 and after < top then
   end
   for _, item in ipairs(raw) do
     local fields = item[2]
-    local stamp, message = nil, nil
-    for i = 1, #fields, 2 do
-      if fields[i] == 't' then stamp = tonumber(fields[i + 1]) end
-      if fields[i] == 'm' then message = fields[i + 1] end
+    if fields[1] == 'm' and tonumber(string.match(item[1], '-(%d+)$')) >= oldest then
+      entries[#entries + 1] = {item[1], fields[2]}
     end
-    if message and stamp >= oldest then entries[#entries + 1] = {item[1], message} end
   end
 end
 return {epoch, top, entries}
