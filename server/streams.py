@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,18 +59,26 @@ from swe_realtime.room_message import (
 from swe_realtime.settings import HistorySettings
 
 # Appends copies, in the order given. KEYS: per copy, its room's meta hash and stream. ARGV:
-# size, ttl (ms), the length of the key prefix, a new epoch for rooms without one, then per
-# copy the message's header and the packet's text, each up to the copy's position. The
-# room's channel and name are read from its keys (``{<prefix>:<room>}:meta``). Returns
-# each copy's epoch and offset, in one flat list.
+# size, ttl (ms), the length of the key prefix, a new epoch for rooms without one, a deadline
+# (ms on Redis's clock; 0: none), then per copy the message's header and the packet's text,
+# each up to the positions this call adds, and '1' if the copy is of the same event as the
+# one before it (its positions so far are carried over). The room's channel and name are read
+# from its keys (``{<prefix>:<room>}:meta``). Returns Redis's time, then each copy's epoch
+# and offset; past the deadline, an error and nothing appended.
 _APPEND = """
 local size, ttl, skip = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]) + 3
 local clock = redis.call('TIME')
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
-local out = {}
+local deadline = tonumber(ARGV[5])
+if deadline > 0 and now > deadline then
+  return redis.error_reply('EXPIRED the append reached Redis ' .. (now - deadline) .. ' ms late')
+end
+local out = {now}
+local carried_header, carried_text = '', ''
 for copy = 1, #KEYS / 2 do
   local meta_key, stream_key = KEYS[copy * 2 - 1], KEYS[copy * 2]
   local base = string.sub(meta_key, 1, -5)
+  if ARGV[copy * 3 + 5] ~= '1' then carried_header, carried_text = '', '' end
   local meta = redis.call('HMGET', meta_key, 'epoch', 'mark', 'marked')
   local epoch = meta[1]
   if not epoch then
@@ -78,8 +87,10 @@ for copy = 1, #KEYS / 2 do
     redis.call('HSET', meta_key, 'epoch', epoch)
   end
   local offset = redis.call('HINCRBY', meta_key, 'top', 1)
-  local text = ARGV[copy * 2 + 4] .. '"' .. string.sub(base, skip, -3) .. '":{"epoch":"' .. epoch
-    .. '","offset":' .. offset .. '}}}]'
+  local position = epoch .. ':' .. offset
+  local member = '"' .. string.sub(base, skip, -3) .. '":{"epoch":"' .. epoch
+    .. '","offset":' .. offset .. '}'
+  local text = ARGV[copy * 3 + 4] .. carried_text .. member .. '}}]'
   local n = #text
   local head
   if n < 126 then
@@ -90,7 +101,7 @@ for copy = 1, #KEYS / 2 do
     head = string.char(129, 127, 0, 0, 0, 0, math.floor(n / 16777216) % 256,
       math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
   end
-  local message = ARGV[copy * 2 + 3] .. epoch .. ':' .. offset .. '\\n' .. head .. text
+  local message = ARGV[copy * 3 + 3] .. carried_header .. position .. '\\n' .. head .. text
   redis.call('XADD', stream_key, 'MAXLEN', '~', size, offset .. '-' .. now, 'm', message)
   if not meta[2] or now - tonumber(meta[3]) > ttl then
     if meta[2] then
@@ -101,6 +112,8 @@ for copy = 1, #KEYS / 2 do
     redis.call('PEXPIRE', stream_key, 2 * ttl)
   end
   redis.call('SPUBLISH', base .. 'events', message)
+  carried_header = carried_header .. position .. ','
+  carried_text = carried_text .. member .. ','
   out[#out + 1] = epoch
   out[#out + 1] = offset
 end
@@ -148,6 +161,11 @@ if after >= 0 and after < top then
 end
 return {epoch, top, entries}
 """
+
+
+DEADLINE_MS = (PUBLISH_TIMEOUT - 0.5) * 1000
+"""How long after it was sent Redis may still take a batch: half a second less than the
+publisher waits, so that a batch Redis took is answered before the publisher gives up."""
 
 
 def new_epoch() -> str:
@@ -198,6 +216,8 @@ class RoomStreams:
         self._window = redis.register_script(_WINDOW)
         self._waiting: list[tuple[Sequence[Outgoing], asyncio.Future[list[BaseException | None]]]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._skew_ms: float | None = None
+        """Redis's clock minus this process's, as the last append saw it (for deadlines)."""
 
     def keys(self, room: str) -> list[str]:
         """The room's meta hash (epoch, newest offset, age mark) and its stream, in the room's slot."""
@@ -231,19 +251,29 @@ class RoomStreams:
                 start = end
 
     async def _send(self, pending: list[_Pending]) -> None:
-        """Append every pending event, round by round; a failure is its event's."""
+        """Append every pending event; a failure is its event's. One Redis takes the whole
+        batch in one script: each event reaches all its rooms or none. On a Redis Cluster an
+        event's rooms are appended in rounds (their slots are on several masters), so a
+        failure between two rounds leaves the event in its first rooms only."""
+        started = time.monotonic()
+        # Redis refuses an append that arrives after this, rather than take an event whose
+        # publisher was already told it failed (a paused or stalled Redis catching up late).
+        deadline = 0 if self._skew_ms is None else round(time.time() * 1000 + self._skew_ms + DEADLINE_MS)
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
-                for round_ in _rounds(pending):
-                    await self._send_round(round_)
+                for round_ in _rounds(pending, cluster=isinstance(self.redis, RedisCluster)):
+                    await self._send_round(round_, deadline)
         except Exception as exc:
-            error = RedisUnavailable(f"Redis at {self._url} is unreachable: {type(exc).__name__}: {exc}")
+            error = RedisUnavailable(
+                f"Redis at {self._url} did not take the events within"
+                f" {time.monotonic() - started:.1f} s: {type(exc).__name__}: {exc}"
+            )
             error.__cause__ = exc
             for item in pending:
                 if item.error is None and len(item.positions) < len(item.event.rooms):
                     item.error = error
 
-    async def _send_round(self, round_: list[tuple[_Pending, int]]) -> None:
+    async def _send_round(self, round_: list[tuple[_Pending, int]], deadline: int) -> None:
         """One pipeline: per hash slot (one Redis: all of them), one script appending its
         copies in order; with history off, one SPUBLISH per copy."""
         todo = [(item, index) for item, index in round_ if item.error is None]
@@ -251,8 +281,10 @@ class RoomStreams:
             pipe = self.redis.pipeline(transaction=False)
             groups = self._groups(todo)
             for group in groups:
-                self._queue(pipe, group)
+                self._queue(pipe, group, deadline)
+            sent = time.time() * 1000
             results = await pipe.execute(raise_on_error=False)
+            received = time.time() * 1000
             todo = []
             for group, result in zip(groups, results, strict=True):
                 if isinstance(result, NoScriptError):
@@ -262,8 +294,11 @@ class RoomStreams:
                     error.__cause__ = result
                     for item, _ in group:
                         item.error = error
+                elif not self._size:
+                    group[0][0].positions.append("")  # sent; with history off there is no position
                 else:
-                    self._appended(group, result)
+                    self._skew_ms = int(result[0]) - (sent + received) / 2
+                    self._appended(group, result[1:])
             if todo:  # Redis restarted, or a new master: its script cache is empty
                 await self.redis.script_load(_APPEND)
 
@@ -280,7 +315,7 @@ class RoomStreams:
             groups.setdefault(slot, []).append((item, index))
         return list(groups.values())
 
-    def _queue(self, pipe: Any, group: list[tuple[_Pending, int]]) -> None:
+    def _queue(self, pipe: Any, group: list[tuple[_Pending, int]], deadline: int) -> None:
         if not self._size:
             [(item, index)] = group
             event = item.event
@@ -288,7 +323,8 @@ class RoomStreams:
             pipe.spublish(self.channel(event.rooms[index]), message)
             return
         keys: list[str] = []
-        args: list[bytes | str | int] = [self._size, self._ttl_ms, len(self.prefix), new_epoch()]
+        args: list[bytes | str | int] = [self._size, self._ttl_ms, len(self.prefix), new_epoch(), deadline]
+        previous: _Pending | None = None
         for item, index in group:
             event = item.event
             keys += self.keys(event.rooms[index])
@@ -297,13 +333,12 @@ class RoomStreams:
                 + "".join(position + "," for position in item.positions).encode()
             )
             args.append(item.packet_head + "".join(member + "," for member in item.members))
+            args.append(1 if item is previous else 0)
+            previous = item
         pipe.execute_command("EVALSHA", self._append.sha, len(keys), *keys, *args)
 
     def _appended(self, group: list[tuple[_Pending, int]], result: Any) -> None:
-        """Note each copy's position (with history off there is none, but it went)."""
-        if not self._size:
-            group[0][0].positions.append("")
-            return
+        """Note each copy's position."""
         for (item, index), epoch, offset in zip(group, result[::2], result[1::2], strict=True):
             epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
             item.positions.append(f"{epoch}:{offset}")
@@ -334,10 +369,14 @@ def _pending(event: Outgoing) -> _Pending:
     return _Pending(event, payload_json, packet_head(event.event, payload_json), round(event.accepted * 1000))
 
 
-def _rounds(pending: list[_Pending]) -> list[list[tuple[_Pending, int]]]:
-    """The copies to append, in rounds: an event's rooms in successive rounds (each copy
-    carries the positions of the ones before), and a room's copies in the batch's order
-    (within a round, a pipeline keeps the order they were queued in)."""
+def _rounds(pending: list[_Pending], *, cluster: bool) -> list[list[tuple[_Pending, int]]]:
+    """The copies to append, in rounds. One Redis: one round, event by event, room by room
+    (the script carries an event's positions from one of its rooms to the next). A Redis
+    Cluster: an event's rooms in successive rounds (each copy carries the positions of the
+    ones before), and a room's copies in the batch's order (within a round, a pipeline keeps
+    the order they were queued in)."""
+    if not cluster:
+        return [[(item, index) for item in pending for index in range(len(item.event.rooms))]]
     rounds: list[list[tuple[_Pending, int]]] = []
     last: dict[str, int] = {}
     for item in pending:
