@@ -186,7 +186,7 @@ class RedisBus:
     async def up(self) -> None:
         return None
 
-    async def down(self, error: BaseException) -> None:
+    async def down(self, error: BaseException, *, was_up: bool) -> None:
         _log.info("admin channel lost, subscribing again: %s: %s", type(error).__name__, error)
 
     async def _address(self) -> Address:

@@ -116,8 +116,9 @@ class Listener(Protocol):
     async def up(self) -> None:
         """Connected and answering; the wanted channels are being subscribed."""
 
-    async def down(self, error: BaseException) -> None:
-        """The connection failed (every subscription is void); the link reconnects."""
+    async def down(self, error: BaseException, *, was_up: bool) -> None:
+        """The connection failed (every subscription is void); the link reconnects.
+        ``was_up``: it had been answering (it broke), rather than never opened."""
 
 
 def command(*args: bytes | str | int) -> bytes:
@@ -324,7 +325,7 @@ class PubSubLink:
                 was_up = self.up
                 self._close()
                 await self._tell_listener()
-                await self._listener.down(exc)
+                await self._listener.down(exc, was_up=was_up)
                 if was_up:
                     backoff = 0.1
                 await asyncio.sleep(backoff)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+import redis.exceptions
+
 from swe_realtime import metrics
 from swe_realtime.redis_connection import safe_url
 
@@ -26,10 +28,15 @@ class RedisHealth:
 
     def failed(self, error: BaseException) -> None:
         if not self._outage_reported:
+            # A connection that fails or times out is Redis away; an error it answers (out of
+            # memory, a read-only replica) is Redis refusing.
+            away = (OSError, TimeoutError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+            state = "is unreachable" if isinstance(error, away) else "refuses commands"
             _log.warning(
-                "Redis at %s is unreachable (%s: %s): events are refused (503) and rooms wait for"
-                " their events until it is back; connections stay open",
+                "Redis at %s %s (%s: %s): events are refused (503) and rooms wait for their"
+                " events until it is back; connections stay open",
                 self.url,
+                state,
                 type(error).__name__,
                 error,
             )

@@ -86,9 +86,9 @@ class _Shard:
         self.failing = False
         self._owner.check_health()
 
-    async def down(self, error: BaseException) -> None:
+    async def down(self, error: BaseException, *, was_up: bool) -> None:
         self.failing = True
-        await self._owner.lost(self, error)
+        await self._owner.lost(self, error, was_up=was_up)
 
 
 class RoomChannels:
@@ -189,14 +189,24 @@ class RoomChannels:
         if self.ready:
             self._health.succeeded()
 
-    async def lost(self, shard: _Shard, error: BaseException) -> None:
+    async def lost(self, shard: _Shard, error: BaseException, *, was_up: bool) -> None:
         """A shard's connection failed: its delivering rooms are caught up when it is back,
         and on a Redis Cluster the rooms whose slot another master serves now (a failover)
-        move there."""
-        self._health.failed(error)
-        for room in self._rooms.values():
-            if room.shard is shard and room.last is not None:
-                self._stale.add(room.name)
+        move there. A connection that broke is said once, at WARNING; one that cannot be
+        opened is Redis away (RedisHealth says so, once)."""
+        rooms = [room for room in self._rooms.values() if room.shard is shard]
+        if was_up:
+            _log.warning(
+                "the pub/sub connection to %s broke (%s: %s); its %d room(s) are subscribed again"
+                " and caught up from their streams",
+                shard.name,
+                type(error).__name__,
+                error,
+                len(rooms),
+            )
+        else:
+            self._health.failed(error)
+        self._stale.update(room.name for room in rooms if room.last is not None)
         if isinstance(self.redis, RedisCluster):
             await self._refresh_map()
             moved = [

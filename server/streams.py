@@ -64,8 +64,10 @@ from swe_realtime.settings import HistorySettings
 # each up to the positions this call adds, and '1' if the copy is of the same event as the
 # one before it (its positions so far are carried over). The room's channel and name are read
 # from its keys (``{<prefix>:<room>}:meta``). Returns Redis's time, then each copy's epoch
-# and offset; past the deadline, an error and nothing appended.
-_APPEND = """
+# and offset; past the deadline, an error and nothing appended. The shebang (Redis 7) makes
+# Redis refuse the whole script when it is out of memory, before its first write, rather
+# than at the first write of a copy after others were appended.
+_APPEND = """#!lua
 local size, ttl, skip = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]) + 3
 local clock = redis.call('TIME')
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
@@ -214,7 +216,8 @@ class RoomStreams:
         self._ttl_ms = history.ttl * 1000
         self._append = redis.register_script(_APPEND)
         self._window = redis.register_script(_WINDOW)
-        self._waiting: list[tuple[Sequence[Outgoing], asyncio.Future[list[BaseException | None]]]] = []
+        self._waiting: list[tuple[Sequence[Outgoing], asyncio.Future[list[BaseException | None]], float]] = []
+        """What was published and not yet sent: the events, their outcome, when they came."""
         self._sender: asyncio.Task[None] | None = None
         self._skew_ms: float | None = None
         """Redis's clock minus this process's, as the last append saw it (for deadlines)."""
@@ -233,7 +236,7 @@ class RoomStreams:
         the same turn of the loop goes out together."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[BaseException | None]] = loop.create_future()
-        self._waiting.append((events, done))
+        self._waiting.append((events, done, time.monotonic()))
         if self._sender is None or self._sender.done():
             self._sender = loop.create_task(self._send_waiting())
         return await asyncio.shield(done)
@@ -241,32 +244,36 @@ class RoomStreams:
     async def _send_waiting(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting, []
-            pending = [_pending(event) for events, _ in batch for event in events]
-            await self._send(pending)
+            pending = [_pending(event) for events, _, _ in batch for event in events]
+            await self._send(pending, since=min(came for _, _, came in batch))
             start = 0
-            for events, done in batch:
+            for events, done, _ in batch:
                 end = start + len(events)
                 if not done.done():
                     done.set_result([item.error for item in pending[start:end]])
                 start = end
 
-    async def _send(self, pending: list[_Pending]) -> None:
-        """Append every pending event; a failure is its event's. One Redis takes the whole
-        batch in one script: each event reaches all its rooms or none. On a Redis Cluster an
-        event's rooms are appended in rounds (their slots are on several masters), so a
-        failure between two rounds leaves the event in its first rooms only."""
+    async def _send(self, pending: list[_Pending], *, since: float) -> None:
+        """Append every pending event, within PUBLISH_TIMEOUT of ``since`` (when the oldest
+        was published: waiting for the batch before counts); a failure is its event's. One
+        Redis takes the whole batch in one script: each event reaches all its rooms or none.
+        On a Redis Cluster an event's rooms are appended in rounds (their slots are on several
+        masters), so a failure between two rounds leaves the event in its first rooms only."""
         started = time.monotonic()
+        waited = started - since
         # Redis refuses an append that arrives after this, rather than take an event whose
         # publisher was already told it failed (a paused or stalled Redis catching up late).
-        deadline = 0 if self._skew_ms is None else round(time.time() * 1000 + self._skew_ms + DEADLINE_MS)
+        deadline = (
+            0 if self._skew_ms is None else round((time.time() - waited) * 1000 + self._skew_ms + DEADLINE_MS)
+        )
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT):
+            async with asyncio.timeout(PUBLISH_TIMEOUT - waited):
                 for round_ in _rounds(pending, cluster=isinstance(self.redis, RedisCluster)):
                     await self._send_round(round_, deadline)
         except Exception as exc:
             error = RedisUnavailable(
                 f"Redis at {self._url} did not take the events within"
-                f" {time.monotonic() - started:.1f} s: {type(exc).__name__}: {exc}"
+                f" {time.monotonic() - since:.1f} s: {type(exc).__name__}: {exc}"
             )
             error.__cause__ = exc
             for item in pending:
