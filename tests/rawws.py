@@ -40,14 +40,23 @@ class RawWebSocket:
 
     @classmethod
     async def connect(
-        cls, url: str, token: str, *, receive_buffer: int | None = 4096, tls: ssl.SSLContext | None = None
+        cls,
+        url: str,
+        token: str,
+        *,
+        receive_buffer: int | None = 4096,
+        tls: ssl.SSLContext | None = None,
+        positions: dict[str, object] | None = None,
     ) -> Self:
-        """Connect, join ``/ws`` with ``token``, and read up to the CONNECT answer
-        (``40/ws,...``); ``receive_buffer``: SO_RCVBUF, set before
+        """Connect, join ``/ws`` with ``token`` (resuming at ``positions``), and read up to
+        the CONNECT answer (``40/ws,...``); ``receive_buffer``: SO_RCVBUF, set before
         the connection so that the TCP window stays that small."""
         reader, writer = await cls._handshake(url, "", receive_buffer=receive_buffer, tls=tls)
         client = cls(reader, writer)
-        client.send(f"40/ws,{json.dumps({'token': token})}")
+        auth: dict[str, object] = {"token": token}
+        if positions is not None:
+            auth["positions"] = positions
+        client.send(f"40/ws,{json.dumps(auth)}")
         await writer.drain()
         assert (await client.read_text()).startswith("0")  # Engine.IO OPEN
         while not (answer := await client.read_text()).startswith("40/ws,"):  # events may come first
