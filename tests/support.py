@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from uuid import UUID, uuid4
 
 import aiohttp
@@ -393,13 +393,14 @@ ADMIN = make_token(roles=["admin"], ttl=24 * 3600)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Arrival:
-    """One thing a Client received: an event (its name and data) or the ack of a command."""
+class Traced:
+    """One entry of a Client's ``trace``: an event received, or a command sent by ``command``
+    (``data``: its payload), or its ack."""
 
     name: str
-    """The event's name, or the command that was acked."""
+    """The event's name, or the command's."""
     data: Any
-    ack: bool = False
+    kind: Literal["event", "sent", "ack"] = "event"
 
 
 class Client:
@@ -413,8 +414,8 @@ class Client:
         )
         self.sio = socketio.AsyncClient(reconnection=False, http_session=http)
         self.events: dict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
-        self.arrivals: list[Arrival] = []
-        """Every event received and every ack of ``command``, in the order they arrived."""
+        self.trace: list[Traced] = []
+        """Every event received, and every ``command`` sent and acked, in the order they happened."""
         self.connect_error: Any = None
         self.sio.on("*", self._record, namespace="/ws")
         self.sio.on("connect_error", self._refused, namespace="/ws")
@@ -422,7 +423,7 @@ class Client:
     async def _record(self, event: str, *args: Any) -> None:
         data = args[0] if len(args) == 1 else args
         self.events[event].put_nowait(data)
-        self.arrivals.append(Arrival(event, data))
+        self.trace.append(Traced(event, data))
 
     async def _refused(self, data: Any) -> None:
         self.connect_error = data
@@ -452,14 +453,16 @@ class Client:
         )
 
     async def command(self, event: str, payload: Any, timeout: float = 5.0) -> Any:
-        """``call``, with the ack put in ``arrivals`` where it arrived among the events: what
-        came before it was sent before the server answered (one socket keeps the order)."""
+        """``call``, noted in ``trace``: where it was sent and where its ack arrived among the
+        events. What arrived between the two may be of the command's doing or not; what came
+        before the ack was sent before the server answered (one socket keeps the order)."""
         answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def acked(ack: Any) -> None:  # run as the ack packet is read, before any later packet
-            self.arrivals.append(Arrival(event, ack, ack=True))
+            self.trace.append(Traced(event, ack, "ack"))
             answered.set_result(ack)
 
+        self.trace.append(Traced(event, payload, "sent"))
         await self.sio.emit(event, payload, namespace="/ws", callback=acked)
         return await asyncio.wait_for(answered, timeout)
 
