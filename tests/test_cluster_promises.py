@@ -2,10 +2,11 @@
 to its replica, the live reshard of an active room's slot, and events of several rooms while
 members join and leave them.
 
-Each test runs three gateways on a Redis Cluster of its own, real python-socketio clients on
-all three, and one publisher that posts events over HTTP one after another, round robin over
-the gateways, while the cluster changes; what each client got is then checked against what
-the publisher was answered. The promise is docs/recovery.md's: every accepted event reaches
+Each test runs three gateways on a Redis Cluster of its own (its fixture comes first, so that
+it is torn down last, after the gateways), real python-socketio clients on all three, and one
+publisher that posts events over HTTP one after another, round robin over the gateways, while
+the cluster changes; what each client got is then checked against what the publisher was
+answered. The promise is docs/recovery.md's: every accepted event reaches
 every member of its rooms once, in the room's order, and the positions a member sees count on
 from the one it joined at, in one epoch, with no gap and no repeat.
 """
@@ -236,9 +237,9 @@ async def assert_every_accepted_event_delivered_once_in_order(
 
 
 async def test_a_master_failing_over_to_its_replica_loses_and_doubles_no_accepted_event(
+    replicated_redis_cluster: RedisClusterProcess,
     cluster: Callable[..., list[ServerProcess]],
     clients: Callable[[], Client],
-    replicated_redis_cluster: RedisClusterProcess,
 ) -> None:
     """The master serving an active room (members on all three instances) is killed; its
     replica takes over. Publishes may be refused (503) meanwhile; afterwards publishing works
@@ -263,9 +264,9 @@ async def test_a_master_failing_over_to_its_replica_loses_and_doubles_no_accepte
 
 
 async def test_a_live_reshard_of_an_active_room_loses_and_doubles_no_accepted_event(
+    redis_cluster: RedisClusterProcess,
     cluster: Callable[..., list[ServerProcess]],
     clients: Callable[[], Client],
-    redis_cluster: RedisClusterProcess,
 ) -> None:
     """The slot of an active room (members on all three instances) moves, keys and all, to
     another master while events are published into it: every accepted event reaches every
@@ -483,9 +484,9 @@ def position_conflicts(members: Sequence[Member]) -> list[str]:
 
 
 async def test_an_event_of_several_rooms_reaches_each_member_once_while_members_join_and_leave(
+    redis_cluster: RedisClusterProcess,
     cluster: Callable[..., list[ServerProcess]],
     clients: Callable[[], Client],
-    redis_cluster: RedisClusterProcess,
 ) -> None:
     """project.updated goes to the project's room and the updating user's; agent.status_changed
     to the agent's room and global. On each of three instances: a steady member in all four
