@@ -30,7 +30,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "websockets.legacy is deprecated", DeprecationWarning)
     importlib.import_module("sanic_testing")
 
-REDIS_FIXTURES = frozenset({"cluster", "private_redis", "redis_cluster"})
+REDIS_FIXTURES = frozenset({"cluster", "private_redis", "redis_cluster", "replicated_redis_cluster"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -116,6 +116,16 @@ async def clients() -> AsyncIterator[Callable[[], Client]]:
 def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterProcess]:
     """A private three-master Redis Cluster."""
     cluster = RedisClusterProcess(tmp_path)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def replicated_redis_cluster(tmp_path: Path) -> Iterator[RedisClusterProcess]:
+    """A private Redis Cluster of three masters with one replica each (six nodes), for
+    failovers: a master stopped, its replica promoted."""
+    cluster = RedisClusterProcess(tmp_path, replicas=1)
     cluster.start()
     yield cluster
     cluster.stop()

@@ -28,13 +28,15 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from uuid import UUID, uuid4
 
 import aiohttp
 import jwt
 import redis.asyncio
+import redis.exceptions
 import socketio
+from redis.crc import key_slot
 
 from swe_realtime.app import GatewayApp, create_app
 from swe_realtime.events.catalogue import CATALOGUE
@@ -390,6 +392,17 @@ SERVICE = make_token(roles=["service"], ttl=24 * 3600)
 ADMIN = make_token(roles=["admin"], ttl=24 * 3600)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Traced:
+    """One entry of a Client's ``trace``: an event received, or a command sent by ``command``
+    (``data``: its payload), or its ack."""
+
+    name: str
+    """The event's name, or the command's."""
+    data: Any
+    kind: Literal["event", "sent", "ack"] = "event"
+
+
 class Client:
     """A python-socketio AsyncClient on ``/ws`` that records every event it receives."""
 
@@ -401,12 +414,16 @@ class Client:
         )
         self.sio = socketio.AsyncClient(reconnection=False, http_session=http)
         self.events: dict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
+        self.trace: list[Traced] = []
+        """Every event received, and every ``command`` sent and acked, in the order they happened."""
         self.connect_error: Any = None
         self.sio.on("*", self._record, namespace="/ws")
         self.sio.on("connect_error", self._refused, namespace="/ws")
 
     async def _record(self, event: str, *args: Any) -> None:
-        self.events[event].put_nowait(args[0] if len(args) == 1 else args)
+        data = args[0] if len(args) == 1 else args
+        self.events[event].put_nowait(data)
+        self.trace.append(Traced(event, data))
 
     async def _refused(self, data: Any) -> None:
         self.connect_error = data
@@ -434,6 +451,20 @@ class Client:
         return await self.sio.call(
             event, args[0] if len(args) == 1 else args, namespace="/ws", timeout=timeout
         )
+
+    async def command(self, event: str, payload: Any, timeout: float = 5.0) -> Any:
+        """``call``, noted in ``trace``: where it was sent and where its ack arrived among the
+        events. What arrived between the two may be of the command's doing or not; what came
+        before the ack was sent before the server answered (one socket keeps the order)."""
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def acked(ack: Any) -> None:  # run as the ack packet is read, before any later packet
+            self.trace.append(Traced(event, ack, "ack"))
+            answered.set_result(ack)
+
+        self.trace.append(Traced(event, payload, "sent"))
+        await self.sio.emit(event, payload, namespace="/ws", callback=acked)
+        return await asyncio.wait_for(answered, timeout)
 
     async def close(self) -> None:
         if self.sio.connected:
@@ -471,6 +502,13 @@ def progress_event(project: str | None, progress: int = 10) -> dict[str, Any]:
     body: dict[str, Any] = CATALOGUE["workflow.progress"].event.example()
     body["data"] = {**body["data"], "workflow_id": str(uuid4()), "project_id": project, "progress": progress}
     return body
+
+
+def numbered(project: str, number: int) -> dict[str, Any]:
+    """A workflow.progress event of ``project`` counted by its ``total_steps``."""
+    event = progress_event(project, 50)
+    event["data"]["total_steps"] = number
+    return event
 
 
 async def publish(server: ServerProcess, body: Any) -> dict[str, Any]:
@@ -543,6 +581,16 @@ class RedisProcess:
         self._options = options
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def cli(self, *args: str) -> str:
+        """What ``redis-cli`` prints for ``args`` against this server (nothing when it is down)."""
+        return subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True
+        ).stdout
+
     def start(self) -> None:
         self.process = subprocess.Popen(
             [
@@ -562,30 +610,55 @@ class RedisProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-
-        def answers() -> bool:
-            ping = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True)
-            return ping.stdout == b"PONG\n"
-
-        eventually_sync(answers, message="redis-server did not start")
+        eventually_sync(lambda: self.cli("ping") == "PONG\n", message="redis-server did not start")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        """SIGTERM: a shutdown (Redis 7 first lets lagging replicas catch up, for up to 10 s)."""
+        if self.process is not None and self.running:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(10)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing flushed, no replica waited for."""
+        if self.process is not None and self.running:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+
+def room_slot(channel: str, room: str) -> int:
+    """The Redis Cluster hash slot of ``room``'s keys and channel on ``channel`` (REDIS_CHANNEL):
+    they share the ``{<channel>:<room>}`` hash tag (server/streams.py), so one master serves
+    all of a room."""
+    return key_slot(f"{{{channel}:{room}}}:events".encode())
+
+
+async def node_command(port: int, *args: str | int | bytes) -> Any:
+    """One command to the Redis node at ``port``, on a connection of its own: a test that
+    reshapes a Redis Cluster talks to each node as it is, without a client's slot map."""
+    node = redis.asyncio.Redis(port=port)
+    try:
+        return await node.execute_command(*args)  # type: ignore[no-untyped-call]  # unannotated upstream
+    finally:
+        await node.aclose()
+
 
 class RedisClusterProcess:
-    """A private Redis Cluster of ``size`` masters (no replicas), each a RedisProcess."""
+    """A private Redis Cluster of ``size`` masters with ``replicas`` replicas each, each node a
+    RedisProcess; and what a test does to a cluster under load: find the master of a slot,
+    fail a master over to its replica, move a slot with its keys to another master."""
 
-    def __init__(self, tmp: Path, size: int = 3) -> None:
+    def __init__(self, tmp: Path, size: int = 3, *, replicas: int = 0) -> None:
+        self.size = size
+        self.replicas = replicas
         self.nodes = []
-        for index in range(size):
+        for index in range(size * (1 + replicas)):
             folder = tmp / f"node{index}"
             folder.mkdir()
-            # A node down is noticed, and back up is believed, within seconds, not 15 s each.
             options: tuple[str, ...] = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+            # A node down is noticed, and back up is believed, within seconds, not 15 s each.
             options += ("--cluster-node-timeout", "2000")
+            # A replica syncs at once, not after the 5 s Redis waits for more replicas to join.
+            options += ("--repl-diskless-sync-delay", "0")
             self.nodes.append(RedisProcess(folder, *options, port=_cluster_port()))
         self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
 
@@ -599,7 +672,7 @@ class RedisClusterProcess:
                 "create",
                 *(f"127.0.0.1:{n.port}" for n in self.nodes),
                 "--cluster-replicas",
-                "0",
+                str(self.replicas),
                 "--cluster-yes",
             ],
             capture_output=True,
@@ -608,31 +681,108 @@ class RedisClusterProcess:
         assert create.returncode == 0, create.stdout + create.stderr
 
         def formed() -> bool:
-            return all(
-                "cluster_state:ok"
-                in subprocess.run(
-                    ["redis-cli", "-p", str(node.port), "cluster", "info"], capture_output=True, text=True
-                ).stdout
-                for node in self.nodes
-            )
+            """Every node sees the cluster ok, and every replica has synced with its master (a
+            replica that never synced cannot be promoted)."""
+            synced = sum("master_link_status:up" in node.cli("info", "replication") for node in self.nodes)
+            ok = all("cluster_state:ok" in node.cli("cluster", "info") for node in self.nodes)
+            return ok and synced == len(self.nodes) - self.size
 
         eventually_sync(formed, timeout=20, message="the Redis Cluster did not form")
 
     def keys_per_node(self, pattern: str) -> list[int]:
-        """How many keys matching ``pattern`` each master holds."""
+        """How many keys matching ``pattern`` each running master holds (a replica's copies
+        are not counted)."""
         counts = []
         for node in self.nodes:
-            found = subprocess.run(
-                ["redis-cli", "-p", str(node.port), "--scan", "--pattern", pattern],
-                capture_output=True,
-                text=True,
-            )
-            counts.append(len(found.stdout.split()))
+            if node.running and "role:master" in node.cli("info", "replication"):
+                counts.append(len(node.cli("--scan", "--pattern", pattern).split()))
         return counts
 
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+    def node(self, port: int) -> RedisProcess:
+        return next(node for node in self.nodes if node.port == port)
+
+    async def masters(self) -> list[RedisProcess]:
+        """The nodes that serve slots now, as a running node sees it."""
+        slots = await node_command(self._running()[0].port, "CLUSTER", "SLOTS")
+        return [self.node(port) for port in sorted({int(entry[2][1]) for entry in slots})]
+
+    async def slot_master(self, slot: int) -> RedisProcess:
+        """The master that serves ``slot`` now, as a running node sees it."""
+        return self.node(await self._owner(self._running()[0], slot))
+
+    async def fail_over(self, slot: int, *, crash: bool = True) -> tuple[RedisProcess, RedisProcess]:
+        """Stop the master of ``slot`` (SIGKILL when ``crash``, else SIGTERM) and wait until a
+        replica of it serves the slot and every running node sees the cluster ok: the master
+        stopped, and the one promoted. With a node timeout of 2 s that takes a few seconds."""
+        old = await self.slot_master(slot)
+        await asyncio.to_thread(old.kill if crash else old.stop)  # a SIGTERM waits for replicas
+
+        async def promoted() -> RedisProcess | None:
+            new = await self._agreed_master(slot)
+            return new if new is not old else None
+
+        new = await eventually(promoted, 30, interval=0.2, message=f"no replica took over slot {slot}")
+        return old, new
+
+    async def migrate(self, slot: int, target: RedisProcess, *, batch: int = 1, pause: float = 0.3) -> None:
+        """Move ``slot`` with its keys from its master to ``target`` (another master), as
+        ``redis-cli --cluster reshard`` does: the target IMPORTING, the source MIGRATING, the
+        keys MIGRATEd ``batch`` at a time, then the slot given to the target on every master
+        (the target first); returns once every running node says so.
+
+        ``pause`` between the steps: a reshard takes its time, and the publishes of a test
+        running meanwhile should meet each half-moved state (keys on both sides, ASK and
+        TRYAGAIN answers)."""
+        source = await self.slot_master(slot)
+        assert target is not source, "the slot is on the target already"
+        ids = {
+            node.port: (await node_command(node.port, "CLUSTER", "MYID")).decode()
+            for node in (source, target)
+        }
+        await node_command(target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
+        await node_command(source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
+        while keys := await node_command(source.port, "CLUSTER", "GETKEYSINSLOT", slot, batch):
+            await asyncio.sleep(pause)  # pacing (see the docstring), not a wait for anything
+            await node_command(source.port, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+        await asyncio.sleep(pause)  # pacing: every key on the target, the slot still the source's
+        others = [master for master in await self.masters() if master not in (source, target)]
+        for master in (target, source, *others):
+            await node_command(master.port, "CLUSTER", "SETSLOT", slot, "NODE", ids[target.port])
+
+        async def moved() -> bool:
+            return await self._agreed_master(slot) is target
+
+        await eventually(moved, 30, interval=0.2, message=f"the nodes do not agree that {slot} moved")
+
+    def _running(self) -> list[RedisProcess]:
+        return [node for node in self.nodes if node.running]
+
+    async def _owner(self, node: RedisProcess, slot: int) -> int:
+        """The port of the master that serves ``slot`` in ``node``'s view."""
+        for first, last, master, *_ in await node_command(node.port, "CLUSTER", "SLOTS"):
+            if first <= slot <= last:
+                return int(master[1])
+        raise AssertionError(f"{node.port} knows no master of slot {slot}")
+
+    async def _agreed_master(self, slot: int) -> RedisProcess | None:
+        """The running master of ``slot`` if every running node sees the cluster ok and names
+        that master; else None (a view still changing, a node not answering)."""
+        try:
+            owners = set()
+            for node in self._running():
+                if b"cluster_state:ok" not in await node_command(node.port, "CLUSTER", "INFO"):
+                    return None
+                owners.add(await self._owner(node, slot))
+        except (redis.exceptions.RedisError, OSError):
+            return None
+        if len(owners) != 1:
+            return None
+        master = self.node(owners.pop())
+        return master if master.running else None
 
 
 def _cluster_port() -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -28,7 +27,7 @@ from tests.support import (
     eventually,
     make_token,
     member,
-    progress_event,
+    numbered,
     publish,
     received,
     stats,
@@ -36,13 +35,6 @@ from tests.support import (
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-def numbered(project: str, number: int) -> dict[str, Any]:
-    """A workflow.progress event of ``project`` counted by its ``total_steps``."""
-    event = progress_event(project, 50)
-    event["data"]["total_steps"] = number
-    return event
 
 
 async def shard_channels(url: str, prefix: str) -> set[str]:
