@@ -209,7 +209,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         await stats.start()
         timeline.start()
         if channels is not None:
-            channels.start(lambda: manager.local_rooms(NAMESPACE))
+            channels.start(lambda: manager.local_rooms(NAMESPACE), manager.expire)
 
     @sanic.before_server_stop
     async def stopping(_: Sanic[Any, Any]) -> None:

@@ -160,9 +160,10 @@ class RoomChannels:
                     state.last = (found.epoch, found.top)
                     self._stale.add(room)
 
-    def start(self, members: Callable[[], Container[str]]) -> None:
-        """Begin sweeping: rooms not in ``members()`` (rooms with local members) are left."""
-        self._sweeper = asyncio.create_task(self._sweep_forever(members))
+    def start(self, members: Callable[[], Container[str]], also: Callable[[], Awaitable[None]]) -> None:
+        """Begin sweeping: rooms not in ``members()`` (rooms with local members) are left,
+        and ``also`` is run (the fan-out's own sweep)."""
+        self._sweeper = asyncio.create_task(self._sweep_forever(members, also))
 
     async def stop(self) -> None:
         await tasks.stop([self._sweeper])
@@ -306,11 +307,14 @@ class RoomChannels:
             room.shard = target
             target.link.want(room.channel)
 
-    async def _sweep_forever(self, members: Callable[[], Container[str]]) -> None:
+    async def _sweep_forever(
+        self, members: Callable[[], Container[str]], also: Callable[[], Awaitable[None]]
+    ) -> None:
         while True:
             await asyncio.sleep(self._sweep_interval)
             try:
                 self._sweep(members())
+                await also()
             except Exception:  # a sweep that fails is tried again next time
                 _log.exception("sweeping room subscriptions failed")
             await self._close_idle_shards()

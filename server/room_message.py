@@ -125,9 +125,18 @@ class RoomMessage:
         return self.rooms[self.index]
 
     @property
-    def later_rooms(self) -> list[str]:
-        """The event's rooms after this copy's: their members get their own copy."""
-        return self.rooms[self.index + 1 :] if b"," in self._rooms else []
+    def several(self) -> bool:
+        """Whether the event went to several rooms (this is one of its copies)."""
+        return b"," in self._rooms
+
+    @property
+    def key(self) -> bytes:
+        """Names the event, whichever copy this is: its rooms and its position in the first,
+        or with history off its frame (then the same in every copy, and unique: it holds the
+        event's id)."""
+        if self._positions == NO_POSITIONS:
+            return self.frame
+        return self._rooms + b" " + self._positions.partition(b",")[0]
 
     @property
     def position(self) -> tuple[str, int] | None:

@@ -42,7 +42,7 @@ def test_a_message_without_positions_reads_back() -> None:
     message = RoomMessage(data)
     assert message.event == "project.updated"
     assert message.accepted == 1_700_000_000.123
-    assert (message.room, message.later_rooms) == ("user:b", [])
+    assert (message.room, message.several) == ("user:b", True)
     assert message.position is None
     assert message.positions == {}
     assert message.text == '42/ws,["project.updated",{"type":"project.updated","positions":{}}]'
@@ -58,7 +58,7 @@ def test_a_copy_reads_its_own_position_and_those_of_the_rooms_before() -> None:
         "project:a": {"epoch": "E1", "offset": 4},
         "user:b": {"epoch": "E2", "offset": 9},
     }
-    assert message.later_rooms == ["global"]
+    assert message.room == "user:b"
 
 
 def test_the_packet_head_leaves_room_for_positions() -> None:

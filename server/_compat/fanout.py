@@ -41,7 +41,7 @@ entry is the whole class.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Iterator
 from typing import Any, Protocol
 
 import socketio
@@ -54,8 +54,14 @@ from swe_realtime._compat.engineio import SharedPacket
 from swe_realtime.errors import SubscriptionUnavailable
 from swe_realtime.events import NAMESPACE
 from swe_realtime.gate import Gate, Positions
+from swe_realtime.redis_connection import PUBLISH_TIMEOUT
 from swe_realtime.room_channels import RoomChannels
 from swe_realtime.room_message import RoomMessage
+from swe_realtime.several_rooms import Delivery, Ledger
+
+LEDGER_SECONDS = 2 * PUBLISH_TIMEOUT + 1
+"""How long the copies of an event for several rooms may take to arrive one after the other
+(a Redis Cluster appends them in rounds, each within PUBLISH_TIMEOUT)."""
 
 UPSTREAM = (
     Upstream(
@@ -112,44 +118,36 @@ async def emit_to_participants(
     if namespace not in manager.rooms:
         return
     positions = data.get("positions") if isinstance(data, dict) else None
-    await send_to_participants(
+    frames = encode(manager.server, event, data, namespace)
+    skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+    await send_each(
         manager,
-        encode(manager.server, event, data, namespace),
-        namespace,
-        room,
-        skip_sid=skip_sid,
+        (
+            (sid, eio_sid, frames)
+            for sid, eio_sid in manager.get_participants(namespace, room)
+            if sid not in skipped
+        ),
         positions=lambda: positions,
         event=event,
         accepted=metrics.accepted_at(data),
     )
 
 
-async def send_to_participants(
+async def send_each(
     manager: Gated,
-    frames: list[SharedPacket],
-    namespace: str,
-    room: Any,
+    deliveries: Iterable[Delivery],
     *,
     positions: Callable[[], Positions],
     event: str,
     accepted: float | None,
-    skip_sid: Any = None,
-    later_rooms: Sequence[str] = (),
 ) -> None:
-    """Queue encoded ``frames`` for every participant of ``room`` (a name or a list), past
-    the gate of each connection that is catching up on missed events (``positions``, read
-    only then, are the event's). Participants also in one of ``later_rooms`` are skipped:
-    they get the copy of that room."""
-    rooms = manager.rooms.get(namespace, {})
-    later = [members for name in later_rooms if (members := rooms.get(name))]
-    skipped = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+    """Queue each delivery's encoded frames for its member, past the gate of a connection
+    that is catching up on missed events (``positions``, read only then, are the event's)."""
     gates = manager.gates
     deliver = manager.server.deliver
     send = manager.server._send_eio_packet
     recipients = 0
-    for sid, eio_sid in manager.get_participants(namespace, room):
-        if sid in skipped or (later and any(sid in members for members in later)):
-            continue
+    for sid, eio_sid, frames in deliveries:
         if gates:
             gate = gates.get(sid)
             if gate is not None and not gate.admit(positions(), frames):
@@ -266,11 +264,13 @@ class FanoutManager(socketio.AsyncManager):  # type: ignore[misc]
 
 class ChannelManager(FanoutManager):
     """The manager with Redis: a room's first local member subscribes this instance to the
-    room's channel (server/room_channels.py) before its join returns."""
+    room's channel (server/room_channels.py) before its join returns, and the copies of an
+    event for several rooms go through a ledger (server/several_rooms.py)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.channels: RoomChannels | None = None
+        self.ledger = Ledger(ttl=LEDGER_SECONDS)
 
     async def enter_room(self, sid: str, namespace: str, room: str, eio_sid: str | None = None) -> None:
         await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
@@ -281,6 +281,14 @@ class ChannelManager(FanoutManager):
                 self.basic_leave_room(sid, namespace, room)
                 raise
 
+    async def leave_room(self, sid: str, namespace: str, room: str) -> None:
+        await super().leave_room(sid, namespace, room)
+        await self._send_owed(self.ledger.left(sid, self._member))
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        super().basic_disconnect(sid, namespace, **kwargs)
+        self.ledger.gone(sid)
+
     def local_rooms(self, namespace: str) -> Container[str]:
         """The rooms with a member on this instance."""
         rooms: dict[str, Any] = self.rooms.get(namespace, {})
@@ -288,15 +296,41 @@ class ChannelManager(FanoutManager):
 
     async def deliver(self, message: RoomMessage) -> None:
         """Fan a room's copy of an event out to the room's members here, as the publisher
-        framed it, except those in one of the event's later rooms (they get that room's copy,
-        which holds all their positions)."""
-        await send_to_participants(
+        framed it; for an event of several rooms, each member gets one copy, that of the last
+        of them it is in (it holds all its positions): server/several_rooms.py."""
+        frames = [SharedPacket.framed(message.frame, message.text)]
+        participants = self.get_participants(NAMESPACE, message.room)
+        deliveries: Iterable[Delivery]
+        if message.several:
+            rooms = self.rooms.get(NAMESPACE, {})
+            deliveries = self.ledger.arrived(
+                message.key,
+                message.event,
+                message.rooms,
+                message.index,
+                frames,
+                participants,
+                self._member,
+                lambda name: bool(rooms.get(name)),
+            )
+        else:
+            deliveries = ((sid, eio_sid, frames) for sid, eio_sid in participants)
+        await send_each(
             self,
-            [SharedPacket.framed(message.frame, message.text)],
-            NAMESPACE,
-            message.room,
+            deliveries,
             positions=lambda: message.positions,
             event=message.event,
             accepted=message.accepted,
-            later_rooms=message.later_rooms,
         )
+
+    async def expire(self) -> None:
+        """Send what the ledger owed for events whose later copies did not come in time."""
+        await self._send_owed(self.ledger.expire())
+
+    async def _send_owed(self, owed: list[tuple[str, Delivery]]) -> None:
+        """Send copies the ledger kept: late, past gates as an event without positions."""
+        for event, delivery in owed:
+            await send_each(self, [delivery], positions=lambda: None, event=event, accepted=None)
+
+    def _member(self, sid: str, room: str) -> bool:
+        return sid in self.rooms.get(NAMESPACE, {}).get(room, ())
