@@ -7,6 +7,9 @@ messages the other instances missed meanwhile, not a line per failed call.
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Callable
 
 import redis.exceptions
 
@@ -17,16 +20,36 @@ _log = logging.getLogger("swe_realtime.redis")
 
 
 class RedisHealth:
-    """Whether Redis answers, as seen by every user of it in this process; logs transitions."""
+    """Whether Redis answers, as seen by every user of it in this process; logs transitions.
 
-    def __init__(self, url: str) -> None:
+    Two kinds of failure. A part (a pub/sub connection, the heartbeat) that fails stays failed
+    until that part succeeds again. A single command that fails (a publish, a read) counts for
+    ``quiet`` seconds: Redis is reachable again once a success comes with no failure for that
+    long. So a Redis Cluster failing over, where commands to the lost master fail while the
+    others answer, is one outage in the log, not one per command.
+    """
+
+    def __init__(self, url: str, *, quiet: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.url = safe_url(url)
-        self.reachable = False
         self.unpublished = 0
         """Events refused because Redis could not take them, over this process's life."""
+        self._quiet = quiet
+        self._clock = clock
+        self._answered = False
+        self._failing: set[str] = set()
+        self._failed_at = -math.inf
         self._outage_reported = False
 
-    def failed(self, error: BaseException) -> None:
+    @property
+    def reachable(self) -> bool:
+        return self._answered and not self._failing and self._clock() - self._failed_at >= self._quiet
+
+    def failed(self, error: BaseException, part: str | None = None) -> None:
+        """A command failed (or ``part`` did, until it says it succeeded)."""
+        if part is None:
+            self._failed_at = self._clock()
+        else:
+            self._failing.add(part)
         if not self._outage_reported:
             # A connection that fails or times out is Redis away; an error it answers (out of
             # memory, a read-only replica) is Redis refusing.
@@ -41,10 +64,13 @@ class RedisHealth:
                 error,
             )
             self._outage_reported = True
-        self.reachable = False
 
-    def succeeded(self) -> None:
-        if self._outage_reported:
+    def succeeded(self, part: str | None = None) -> None:
+        """A command succeeded (or ``part`` works again)."""
+        self._answered = True
+        if part is not None:
+            self._failing.discard(part)
+        if self._outage_reported and self.reachable:
             metrics.REDIS_RECONNECTS.inc()
             _log.warning(
                 "Redis at %s is reachable again; %d event(s) so far were refused while it was away",
@@ -52,4 +78,3 @@ class RedisHealth:
                 self.unpublished,
             )
             self._outage_reported = False
-        self.reachable = True

@@ -68,6 +68,8 @@ class _Shard:
         )
         self.failing = False
         """The connection broke and is not back yet: joins do not wait for confirmations."""
+        self.part = f"pub/sub connection to {name}"
+        """What this shard is called in RedisHealth while it cannot connect."""
 
     async def message(self, channel: bytes, data: bytes) -> None:
         room = self._owner.room_of(channel, self)
@@ -84,6 +86,7 @@ class _Shard:
 
     async def up(self) -> None:
         self.failing = False
+        self._owner.health.succeeded(self.part)
         self._owner.check_health()
 
     async def down(self, error: BaseException, *, was_up: bool) -> None:
@@ -107,7 +110,7 @@ class RoomChannels:
         self.redis = streams.redis
         self._streams = streams
         self._fan_out = deliver
-        self._health = health
+        self.health = health
         self._sweep_interval = sweep
         self._health_check = health_check
         self._subscribe_timeout = subscribe_timeout
@@ -137,7 +140,7 @@ class RoomChannels:
             try:
                 shard = await self._shard_of(room)
             except Exception as exc:  # no cluster map (Redis away at start): a later join retries
-                self._health.failed(exc)
+                self.health.failed(exc)
                 return
             state = self._add(room, shard)
         if state.confirmed.done():
@@ -188,7 +191,7 @@ class RoomChannels:
 
     def check_health(self) -> None:
         if self.ready:
-            self._health.succeeded()
+            self.health.succeeded()
 
     async def lost(self, shard: _Shard, error: BaseException, *, was_up: bool) -> None:
         """A shard's connection failed: its delivering rooms are caught up when it is back,
@@ -206,7 +209,7 @@ class RoomChannels:
                 len(rooms),
             )
         else:
-            self._health.failed(error)
+            self.health.failed(error, shard.part)
         self._stale.update(room.name for room in rooms if room.last is not None)
         if isinstance(self.redis, RedisCluster):
             await self._refresh_map()
@@ -334,6 +337,7 @@ class RoomChannels:
             if not shard.link.wanted and not any(room.shard is shard for room in self._rooms.values()):
                 del self._shards[name]
                 await shard.link.stop()
+                self.health.succeeded(shard.part)  # gone (a master that failed over): not failing
 
     # -- delivering --------------------------------------------------------------------------
 
@@ -362,7 +366,7 @@ class RoomChannels:
             if state.epoch != last_epoch:
                 state = await asyncio.wait_for(self._streams.read(room.name, 0), PUBLISH_TIMEOUT)
         except Exception as exc:
-            self._health.failed(exc)
+            self.health.failed(exc)
             room.shard.link.reconnect()
             return False
         for message in state.entries:
