@@ -50,6 +50,19 @@ async def attempt(gateway: ServerProcess, project: str, number: int) -> tuple[in
     return await api(gateway, "POST", "/api/v1/events", SERVICE, numbered(project, number))
 
 
+async def watched(
+    gateways: list[ServerProcess], clients: Callable[[], Client]
+) -> tuple[ServerProcess, ServerProcess, str, Client]:
+    """Two gateways, a project, and a member of it on the second that has received the
+    first event published on the first (so Redis's clock is known: appends carry deadlines)."""
+    first, second = gateways
+    project = str(uuid4())
+    watcher = await member(second.url, clients, project)
+    await publish(first, numbered(project, 0))
+    assert await received(watcher, 1, field="total_steps", settle=0.1) == [0]
+    return first, second, project, watcher
+
+
 def warnings(gateway: ServerProcess) -> list[str]:
     return WARNING.findall(gateway.log())
 
@@ -66,11 +79,7 @@ async def admin_client(url: str) -> AsyncIterator[redis.asyncio.Redis]:
 async def test_killed_pubsub_connections_are_subscribed_again_and_caught_up(
     cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client], private_redis: RedisProcess
 ) -> None:
-    first, second = cluster(2, redis_url=private_redis.url)
-    project = str(uuid4())
-    watcher = await member(second.url, clients, project)
-    await publish(first, numbered(project, 0))
-    assert await received(watcher, 1, field="total_steps", settle=0.1) == [0]
+    first, second, project, watcher = await watched(cluster(2, redis_url=private_redis.url), clients)
 
     async with admin_client(private_redis.url) as admin:
         killed = await admin.client_kill_filter(_type="pubsub")
@@ -89,12 +98,7 @@ async def test_killed_pubsub_connections_are_subscribed_again_and_caught_up(
 async def test_a_paused_redis_refuses_publishes_and_delivers_none_of_them(
     cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client], private_redis: RedisProcess
 ) -> None:
-    first, second = cluster(2, redis_url=private_redis.url)
-    project = str(uuid4())
-    watcher = await member(second.url, clients, project)
-    await publish(first, numbered(project, 0))  # Redis's clock is known: appends carry a deadline
-    assert await received(watcher, 1, field="total_steps", settle=0.1) == [0]
-
+    first, _, project, watcher = await watched(cluster(2, redis_url=private_redis.url), clients)
     async with admin_client(private_redis.url) as admin:
         await admin.client_pause(3000, all=True)
     refused = await asyncio.gather(*(attempt(first, project, number) for number in (1, 2, 3)))
@@ -115,11 +119,7 @@ async def test_a_paused_redis_refuses_publishes_and_delivers_none_of_them(
 async def test_a_full_redis_refuses_publishes_with_the_reason(
     cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client], private_redis: RedisProcess
 ) -> None:
-    first, second = cluster(2, redis_url=private_redis.url)
-    project = str(uuid4())
-    watcher = await member(second.url, clients, project)
-    await publish(first, numbered(project, 0))
-    assert await received(watcher, 1, field="total_steps", settle=0.1) == [0]
+    first, _, project, watcher = await watched(cluster(2, redis_url=private_redis.url), clients)
 
     async with admin_client(private_redis.url) as admin:
         await admin.config_set("maxmemory-policy", "noeviction")
