@@ -31,6 +31,7 @@ test-lowest: node
         tests/test_abuse.py tests/test_connect.py tests/test_recovery.py tests/test_cluster.py \
         tests/test_scale_out.py tests/test_cluster_presence.py tests/test_sessions.py \
         tests/test_frames.py tests/test_budget.py tests/test_tokens.py tests/test_writer.py tests/test_admin.py \
+        tests/test_pubsub.py tests/test_redis_faults.py tests/test_room_message.py \
         -k "not killed_mid_stream and not master_killed and not presence_and_limits_on_a_redis_cluster"
 
 # Formatting, lint and strict typing.
