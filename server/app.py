@@ -112,13 +112,19 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         max_queued_packets=settings.limits.queued_packets,
         connect_timeout=settings.limits.connect_timeout,
         max_queued_bytes=settings.limits.queued_bytes,
+        ping_interval=settings.timings.ping_interval,
+        ping_timeout=settings.timings.ping_timeout,
         logger=logging.getLogger("socketio.server"),
         engineio_logger=EngineLogger(logging.getLogger("engineio.server")),
     )
     channels: RoomChannels | None = None
     history: History
     if settings.redis and redis and isinstance(manager, ChannelManager):
-        client = connect(settings.redis.url, default_service=settings.redis.channel)
+        client = connect(
+            settings.redis.url,
+            default_service=settings.redis.channel,
+            health_check_interval=settings.timings.redis_health_check,
+        )
         streams = RoomStreams(client, settings.redis.channel, settings.history, url=settings.redis.url)
         channels = manager.channels = RoomChannels(streams, manager.deliver, redis)
         history = RedisHistory(streams, redis, kept=settings.history.size > 0)
@@ -128,7 +134,18 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     broadcaster = Broadcaster(metrics.CountedSink(history))
     install_broadcaster(broadcaster)
     # With Redis, per-user limits and agent presence count every instance's connections.
-    shares = ClusterShares(settings.redis, settings.instance_id, broadcaster) if settings.redis else None
+    shares = (
+        ClusterShares(
+            settings.redis,
+            settings.instance_id,
+            broadcaster,
+            tick=settings.timings.presence_tick,
+            grace=settings.timings.presence_grace,
+            health_check=settings.timings.redis_health_check,
+        )
+        if settings.redis
+        else None
+    )
     per_user = settings.limits.connections_per_user
     registry = ClusterRegistry(per_user, shares) if shares else Registry(per_user)
     gateway = Gateway(
@@ -144,7 +161,13 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     sio.register_namespace(gateway)
     stats: Stats = (
         ClusterStats(
-            settings.redis, settings.instance_id, redis, registry.snapshot, [shares] if shares else []
+            settings.redis,
+            settings.instance_id,
+            redis,
+            registry.snapshot,
+            [shares] if shares else [],
+            heartbeat=settings.timings.heartbeat,
+            health_check=settings.timings.redis_health_check,
         )
         if settings.redis and redis
         else LocalStats(settings.instance_id, registry.snapshot)

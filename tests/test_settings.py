@@ -20,6 +20,7 @@ import socketio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from swe_realtime.app import create_app
 from swe_realtime.errors import SettingsError
 from swe_realtime.settings import DEFAULT_TIMINGS, Settings, Timings
 from tests.support import CLI, SECRET, Client, ServerProcess, make_token
@@ -176,6 +177,11 @@ def test_the_presence_grace_outlasts_a_heartbeat(env: dict[str, str], message: s
     shorter than that would sweep live instances."""
     with pytest.raises(SettingsError, match=r"^" + re.escape(message)):
         timings_from(env)
+
+
+def test_the_ping_settings_reach_engineio() -> None:
+    app = create_app(Settings.from_env({"JWT_SECRET": SECRET, "PING_INTERVAL": "0.5", "PING_TIMEOUT": "1.5"}))
+    assert (app.sio.eio.ping_interval, app.sio.eio.ping_timeout) == (0.5, 1.5)
 
 
 def test_token_command_mints_a_verifiable_token() -> None:
