@@ -53,6 +53,18 @@ LOAD_TEST_LIMITS = {
     "ADMIN_REQUESTS_PER_SECOND": "1000000",
 }
 """Every test client comes from 127.0.0.1, many as one user: the shared server must allow it."""
+SHORT_INTERVALS = {
+    "REDIS_HEALTH_CHECK_INTERVAL": "0.3",
+    "ROOM_SWEEP_INTERVAL": "0.3",
+    "HEARTBEAT_INTERVAL": "0.4",
+    "PRESENCE_TICK": "0.4",
+    "PRESENCE_GRACE": "1.2",
+}
+"""The gateway's background intervals cut to tenths of a second, for tests that idle past them."""
+PAST_SHORT_INTERVALS = 2.0
+"""Seconds: longer than each of SHORT_INTERVALS, and than a heartbeat's life (three beats)."""
+REDIS_TROUBLE = r"WARNING swe_realtime\.redis: |admin channel lost"
+"""What a gateway logs when it takes Redis (or its admin channel) for lost."""
 CLI = Path(sys.executable).with_name("swe-realtime")
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 """The machine's Redis: tests use channels (and so keys) of their own on it, never flush it."""
@@ -175,6 +187,20 @@ async def redis_subscribers(url: str, channel: str) -> int:
         return int(count)
     finally:
         await client.aclose()
+
+
+async def shard_channels(prefix: str, *urls: str) -> set[str]:
+    """The room channels of ``prefix`` that have a subscriber on the Redis at any of ``urls``
+    (every master of a Redis Cluster: each answers for its own slots only)."""
+    found: set[str] = set()
+    for url in urls:
+        client = redis.asyncio.Redis.from_url(url)
+        try:
+            channels = await client.pubsub_shardchannels(f"{{{prefix}:*")
+        finally:
+            await client.aclose()
+        found |= {channel.decode() if isinstance(channel, bytes) else channel for channel in channels}
+    return found
 
 
 class InProcessAPI:
@@ -317,6 +343,10 @@ class ServerProcess:
             log.seek(offset)
             return log.read().decode(errors="replace")
 
+    def matching(self, pattern: str, offset: int = 0) -> list[str]:
+        """The lines logged after ``offset`` (a ``log_size()``) that match ``pattern``."""
+        return [line for line in self.log_since(offset).splitlines() if re.search(pattern, line)]
+
     def errors_since(self, offset: int) -> list[str]:
         """Lines logged at ERROR or worse (or tracebacks) after ``offset`` (a ``log_size()``)."""
         return [line for line in self.log_since(offset).splitlines() if any(m in line for m in ERROR_MARKERS)]
@@ -401,12 +431,16 @@ class Client:
         )
         self.sio = socketio.AsyncClient(reconnection=False, http_session=http)
         self.events: dict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
+        self.log: list[tuple[str, Any]] = []
+        """Every event received, in the order of arrival (``events`` keeps it per name only)."""
         self.connect_error: Any = None
         self.sio.on("*", self._record, namespace="/ws")
         self.sio.on("connect_error", self._refused, namespace="/ws")
 
     async def _record(self, event: str, *args: Any) -> None:
-        self.events[event].put_nowait(args[0] if len(args) == 1 else args)
+        data = args[0] if len(args) == 1 else args
+        self.events[event].put_nowait(data)
+        self.log.append((event, data))
 
     async def _refused(self, data: Any) -> None:
         self.connect_error = data
@@ -470,6 +504,13 @@ def progress_event(project: str | None, progress: int = 10) -> dict[str, Any]:
     """A workflow.progress event for ``project`` (None: global), of a new workflow."""
     body: dict[str, Any] = CATALOGUE["workflow.progress"].event.example()
     body["data"] = {**body["data"], "workflow_id": str(uuid4()), "project_id": project, "progress": progress}
+    return body
+
+
+def project_update(project: str, by: UUID | str) -> dict[str, Any]:
+    """A project.updated event: it goes to two rooms, ``project:<project>`` and ``user:<by>``."""
+    body = example("project.updated")
+    body["data"] |= {"project_id": project, "updated_by": str(by)}
     return body
 
 
