@@ -25,10 +25,10 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from uuid import UUID, uuid4
 
 import aiohttp
@@ -420,6 +420,22 @@ SERVICE = make_token(roles=["service"], ttl=24 * 3600)
 ADMIN = make_token(roles=["admin"], ttl=24 * 3600)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Traced:
+    """One entry of a Client's ``trace``: an event received, or a command sent by ``command``
+    (``data``: its payload), or its ack."""
+
+    name: str
+    """The event's name, or the command's."""
+    data: Any
+    kind: Literal["event", "sent", "ack"] = "event"
+
+
+def event_ids(trace: Sequence[Traced]) -> list[str]:
+    """The ids of the events in ``trace`` (part of a Client's), in the order they arrived."""
+    return [entry.data["id"] for entry in trace if entry.kind == "event" and "id" in entry.data]
+
+
 class Client:
     """A python-socketio AsyncClient on ``/ws`` that records every event it receives."""
 
@@ -431,8 +447,8 @@ class Client:
         )
         self.sio = socketio.AsyncClient(reconnection=False, http_session=http)
         self.events: dict[str, asyncio.Queue[Any]] = defaultdict(asyncio.Queue)
-        self.log: list[tuple[str, Any]] = []
-        """Every event received, in the order of arrival (``events`` keeps it per name only)."""
+        self.trace: list[Traced] = []
+        """Every event received, and every ``command`` sent and acked, in the order they happened."""
         self.connect_error: Any = None
         self.sio.on("*", self._record, namespace="/ws")
         self.sio.on("connect_error", self._refused, namespace="/ws")
@@ -440,7 +456,7 @@ class Client:
     async def _record(self, event: str, *args: Any) -> None:
         data = args[0] if len(args) == 1 else args
         self.events[event].put_nowait(data)
-        self.log.append((event, data))
+        self.trace.append(Traced(event, data))
 
     async def _refused(self, data: Any) -> None:
         self.connect_error = data
@@ -468,6 +484,20 @@ class Client:
         return await self.sio.call(
             event, args[0] if len(args) == 1 else args, namespace="/ws", timeout=timeout
         )
+
+    async def command(self, event: str, payload: Any, timeout: float = 5.0) -> Any:
+        """``call``, noted in ``trace``: where it was sent and where its ack arrived among the
+        events. What arrived between the two may be of the command's doing or not; what came
+        before the ack was sent before the server answered (one socket keeps the order)."""
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def acked(ack: Any) -> None:  # run as the ack packet is read, before any later packet
+            self.trace.append(Traced(event, ack, "ack"))
+            answered.set_result(ack)
+
+        self.trace.append(Traced(event, payload, "sent"))
+        await self.sio.emit(event, payload, namespace="/ws", callback=acked)
+        return await asyncio.wait_for(answered, timeout)
 
     async def close(self) -> None:
         if self.sio.connected:

@@ -35,6 +35,7 @@ from tests.support import (
     RedisProcess,
     ServerProcess,
     api,
+    event_ids,
     eventually,
     make_token,
     progress_event,
@@ -109,7 +110,7 @@ async def idle_rounds(
         markers = [project_update(project, user), progress_event(project), progress_event(None)]
         receipts = [await publish(publisher, body) for body in events + markers]
         await arrived(client, receipts, f"{what}: events published on one instance to a member on the other")
-        counts = Counter(data.get("id") for _, data in client.log if isinstance(data, dict))
+        counts = Counter(event_ids(client.trace))
         assert [counts[receipt["id"]] for receipt in receipts[: len(events)]] == [1] * len(events), what
 
         async def listened() -> bool:
@@ -133,7 +134,7 @@ async def arrived(client: Client, receipts: Sequence[dict[str, Any]], what: str)
     """Until ``client`` has received every event of ``receipts``; else fail naming the missing."""
 
     def missing() -> list[str]:
-        seen = {data.get("id") for _, data in client.log if isinstance(data, dict)}
+        seen = set(event_ids(client.trace))
         return [f"{r['type']} to {' + '.join(r['rooms'])}" for r in receipts if r["id"] not in seen]
 
     try:

@@ -37,7 +37,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -52,6 +51,7 @@ from tests.support import (
     RedisProcess,
     ServerProcess,
     api,
+    event_ids,
     eventually,
     make_token,
     progress_event,
@@ -104,16 +104,16 @@ class Stay:
     joined_at: float
     """When the position came (monotonic): events requested later are owed."""
     first: int
-    """Where in the connection's log the stay's events may start (the subscribe went out)."""
+    """Where in the connection's trace the stay's events may start (the subscribe went out)."""
     left_at: float = float("inf")
     """When the member started to leave: events answered 202 before are owed."""
     last: int | None = None
-    """Where in the log the stay's events end (None: still in the room)."""
+    """Where in the trace the stay's events end (None: still in the room)."""
 
 
 @dataclass(slots=True)
 class Connection:
-    """One connection of a member, with its log of events and its stays."""
+    """One connection of a member (its client traces what it got) and its stays."""
 
     client: Client
     gateway: str
@@ -207,10 +207,10 @@ class Soak:
             elif step < 0.6 and inside:
                 stay = inside.pop(rng.choice(sorted(inside)))
                 await self.leave(connection, [stay])
-                ack = await client.call("unsubscribe", {"room": stay.room}, timeout=ANSWER_SECONDS)
+                ack = await client.command("unsubscribe", {"room": stay.room}, timeout=ANSWER_SECONDS)
                 if ack.get("status") != "success":
                     self.problems.append(f"unsubscribe from {stay.room} failed: {ack}")
-                stay.last = len(client.log)  # what came before the ack, came while inside
+                stay.last = acked(client)  # what came before the ack, came while inside
             elif step < 0.7:
                 await self.pause(rng.uniform(*IDLE))  # idle while connected
             else:
@@ -219,11 +219,11 @@ class Soak:
         await client.close()
         for stay in connection.stays:
             if stay.last is None:
-                stay.last = len(client.log)
+                stay.last = len(client.trace)
 
     async def join(self, connection: Connection, room: str) -> Stay:
-        first = len(connection.client.log)
-        ack = await connection.client.call("subscribe", {"room": room}, timeout=ANSWER_SECONDS)
+        first = len(connection.client.trace)
+        ack = await connection.client.command("subscribe", {"room": room}, timeout=ANSWER_SECONDS)
         if ack.get("status") != "success":
             self.problems.append(f"subscribe to {room} failed: {ack}")
         position = ack.get("position") or {"epoch": "", "offset": 0}
@@ -238,7 +238,7 @@ class Soak:
             stay.left_at = now
 
         def all_owed_in() -> bool:
-            seen = ids_in(connection.client.log)
+            seen = set(event_ids(connection.client.trace))
             return all(event.id in seen for stay in stays for event in self.owed(stay))
 
         with contextlib.suppress(AssertionError):  # what never came is reported at the end
@@ -255,19 +255,20 @@ class Soak:
 
     def check(self, connection: Connection) -> None:
         """The promises of the module's docstring, for one connection."""
-        log = connection.client.log
-        counts = Counter(data["id"] for _, data in log if isinstance(data, dict) and "id" in data)
+        trace = connection.client.trace
+        counts = Counter(event_ids(trace))
         self.problems += [
             f"{event_id} received {count} times" for event_id, count in counts.items() if count > 1
         ]
         lasting = {connection.user_room, "global"}
         for stay in connection.stays:
             where = f"{connection.gateway} {stay.room}"
-            window = log[stay.first : stay.last]
+            window = trace[stay.first : stay.last]
             offsets: list[int] = []
             ordered: list[int] = []
-            for _, data in window:
-                position = (data.get("positions") or {}).get(stay.room) if isinstance(data, dict) else None
+            for entry in window:
+                data = entry.data
+                position = data.get("positions", {}).get(stay.room) if entry.kind == "event" else None
                 if position is None:
                     continue
                 if position["epoch"] != stay.epoch:
@@ -284,7 +285,7 @@ class Soak:
                 self.problems.append(f"{where}: after offset {stay.top} got {offsets}, not {expected}")
             if ordered != sorted(ordered):
                 self.problems.append(f"{where}: out of order {ordered}")
-            received = ids_in(window)
+            received = set(event_ids(window))
             lost = [event for event in self.owed(stay) if event.id not in received]
             if lost:
                 self.problems.append(
@@ -293,9 +294,11 @@ class Soak:
                 )
 
 
-def ids_in(log: Sequence[tuple[str, Any]]) -> set[str]:
-    """The ids of the events in ``log``."""
-    return {data["id"] for _, data in log if isinstance(data, dict) and "id" in data}
+def acked(client: Client) -> int:
+    """Where in ``client``'s trace its last ``command`` was acked (one command at a time)."""
+    return next(
+        index + 1 for index in reversed(range(len(client.trace))) if client.trace[index].kind == "ack"
+    )
 
 
 async def test_members_coming_and_going_get_every_event_once_in_order(
