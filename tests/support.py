@@ -431,11 +431,6 @@ class Traced:
     kind: Literal["event", "sent", "ack"] = "event"
 
 
-def event_ids(trace: Sequence[Traced]) -> list[str]:
-    """The ids of the events in ``trace`` (part of a Client's), in the order they arrived."""
-    return [entry.data["id"] for entry in trace if entry.kind == "event" and "id" in entry.data]
-
-
 class Client:
     """A python-socketio AsyncClient on ``/ws`` that records every event it receives."""
 
@@ -530,17 +525,17 @@ def example(event_type: str) -> dict[str, Any]:
     return body
 
 
-def progress_event(project: str | None, progress: int = 10) -> dict[str, Any]:
-    """A workflow.progress event for ``project`` (None: global), of a new workflow."""
-    body: dict[str, Any] = CATALOGUE["workflow.progress"].event.example()
-    body["data"] = {**body["data"], "workflow_id": str(uuid4()), "project_id": project, "progress": progress}
-    return body
-
-
 def project_update(project: str, by: UUID | str) -> dict[str, Any]:
     """A project.updated event: it goes to two rooms, ``project:<project>`` and ``user:<by>``."""
     body = example("project.updated")
     body["data"] |= {"project_id": project, "updated_by": str(by)}
+    return body
+
+
+def progress_event(project: str | None, progress: int = 10) -> dict[str, Any]:
+    """A workflow.progress event for ``project`` (None: global), of a new workflow."""
+    body: dict[str, Any] = CATALOGUE["workflow.progress"].event.example()
+    body["data"] = {**body["data"], "workflow_id": str(uuid4()), "project_id": project, "progress": progress}
     return body
 
 
@@ -601,6 +596,11 @@ async def received(client: Client, count: int, settle: float = 0.5, field: str =
     await asyncio.sleep(settle)  # not a wait for something: a window in which nothing may arrive
     assert client.events["workflow.progress"].qsize() == 0, "an event arrived twice"
     return got
+
+
+def event_ids(trace: Sequence[Traced]) -> list[str]:
+    """The ids of the events in ``trace`` (part of a Client's), in the order they arrived."""
+    return [entry.data["id"] for entry in trace if entry.kind == "event" and "id" in entry.data]
 
 
 class RedisProcess:
