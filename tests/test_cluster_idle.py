@@ -46,6 +46,7 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.redis
+# Each test takes its Redis fixture first, so that it is torn down after the gateways.
 
 ROUNDS = 4
 PAST_DEFAULT_INTERVALS = 12.0
@@ -54,7 +55,7 @@ heartbeat life (6 s) and presence grace (6 s)."""
 
 
 async def test_rooms_stay_live_after_idle_periods_on_one_redis(
-    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client], private_redis: RedisProcess
+    private_redis: RedisProcess, cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
 ) -> None:
     channel = f"test-{uuid4().hex[:12]}"
     gateways = cluster(2, redis_url=private_redis.url, channel=channel, env=SHORT_INTERVALS)
@@ -62,9 +63,9 @@ async def test_rooms_stay_live_after_idle_periods_on_one_redis(
 
 
 async def test_rooms_stay_live_after_idle_periods_on_a_redis_cluster(
+    redis_cluster: RedisClusterProcess,
     cluster: Callable[..., list[ServerProcess]],
     clients: Callable[[], Client],
-    redis_cluster: RedisClusterProcess,
 ) -> None:
     channel = f"test-{uuid4().hex[:12]}"
     gateways = cluster(2, redis_url=redis_cluster.url, channel=channel, env=SHORT_INTERVALS)
@@ -74,7 +75,7 @@ async def test_rooms_stay_live_after_idle_periods_on_a_redis_cluster(
 
 @pytest.mark.slow
 async def test_rooms_stay_live_after_idle_periods_with_the_default_intervals(
-    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client], private_redis: RedisProcess
+    private_redis: RedisProcess, cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
 ) -> None:
     """What a user of ``just serve`` saw: nothing set but the Redis URL, idle for 12 s twice."""
     channel = f"test-{uuid4().hex[:12]}"

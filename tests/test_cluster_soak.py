@@ -301,8 +301,9 @@ def acked(client: Client) -> int:
     )
 
 
+# Redis is the first fixture, so that it is torn down after the gateways.
 async def test_members_coming_and_going_get_every_event_once_in_order(
-    cluster: Callable[..., list[ServerProcess]], private_redis: RedisProcess
+    private_redis: RedisProcess, cluster: Callable[..., list[ServerProcess]]
 ) -> None:
     gateways = cluster(GATEWAYS, redis_url=private_redis.url, env=SOAK_ENV)
     rng = random.Random(SEED)
