@@ -13,6 +13,25 @@ test *args: lint node
     uv run --frozen python -m codegen --check
     uv run --frozen pytest "$@"
 
+# Three gateways on a private Redis, members coming and going, lulls (tests/test_cluster_soak.py):
+# the cluster soak for longer than the minute `just test` gives it, `just soak --minutes 30`.
+[positional-arguments]
+soak *args: sync
+    #!/usr/bin/env bash
+    set -euo pipefail
+    minutes=1
+    while (( $# )); do
+        case "$1" in
+            --minutes) minutes="${2:-}"; shift $(( $# < 2 ? 1 : 2 )) ;;
+            *) echo "usage: just soak [--minutes N]" >&2; exit 2 ;;
+        esac
+    done
+    if ! [[ "$minutes" =~ ^[1-9][0-9]*$ ]]; then
+        echo "just soak: --minutes takes a whole number of minutes, at least 1 (got '$minutes')" >&2
+        exit 2
+    fi
+    CLUSTER_SOAK_SECONDS=$(( minutes * 60 )) uv run --frozen pytest tests/test_cluster_soak.py
+
 # The tests that touch patched library internals (server/_compat/) and Redis, against the
 # oldest versions pyproject.toml allows, in .venv-lowest (CI runs it after `just test`). The
 # test tools keep their locked versions; an old python-engineio client's deprecated aiohttp

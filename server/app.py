@@ -53,8 +53,6 @@ from swe_realtime.settings import Settings
 from swe_realtime.streams import RoomStreams
 from swe_realtime.timeline import Timeline
 
-ROOM_SWEEP_INTERVAL = 1.0
-REDIS_HEALTH_CHECK_INTERVAL = 5.0
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _APP_NUMBERS = itertools.count(1)
 """Sanic keeps a process-wide registry of app names: each gateway gets its own."""
@@ -101,7 +99,8 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     counters (server/metrics.py), and ``get_broadcaster()`` returns the last one's.
     """
     verifier = TokenVerifier(settings.jwt)
-    redis = RedisHealth(settings.redis.url) if settings.redis else None
+    # A failed command counts for a heartbeat: the next beat can say Redis is back.
+    redis = RedisHealth(settings.redis.url, quiet=settings.timings.heartbeat) if settings.redis else None
     manager = ChannelManager() if settings.redis else FanoutManager()
     sio = AsyncServer(
         async_mode="asgi",
@@ -114,20 +113,26 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         max_queued_packets=settings.limits.queued_packets,
         connect_timeout=settings.limits.connect_timeout,
         max_queued_bytes=settings.limits.queued_bytes,
+        ping_interval=settings.timings.ping_interval,
+        ping_timeout=settings.timings.ping_timeout,
         logger=logging.getLogger("socketio.server"),
         engineio_logger=EngineLogger(logging.getLogger("engineio.server")),
     )
     channels: RoomChannels | None = None
     history: History
     if settings.redis and redis and isinstance(manager, ChannelManager):
-        client = connect(settings.redis.url, default_service=settings.redis.channel)
+        client = connect(
+            settings.redis.url,
+            default_service=settings.redis.channel,
+            health_check_interval=settings.timings.redis_health_check,
+        )
         streams = RoomStreams(client, settings.redis.channel, settings.history, url=settings.redis.url)
         channels = manager.channels = RoomChannels(
             streams,
             manager.deliver,
             redis,
-            sweep=ROOM_SWEEP_INTERVAL,
-            health_check=REDIS_HEALTH_CHECK_INTERVAL,
+            sweep=settings.timings.room_sweep,
+            health_check=settings.timings.redis_health_check,
         )
         history = RedisHistory(streams, redis, kept=settings.history.size > 0)
     else:
@@ -136,7 +141,18 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     broadcaster = Broadcaster(metrics.CountedSink(history))
     install_broadcaster(broadcaster)
     # With Redis, per-user limits and agent presence count every instance's connections.
-    shares = ClusterShares(settings.redis, settings.instance_id, broadcaster) if settings.redis else None
+    shares = (
+        ClusterShares(
+            settings.redis,
+            settings.instance_id,
+            broadcaster,
+            tick=settings.timings.presence_tick,
+            grace=settings.timings.presence_grace,
+            health_check=settings.timings.redis_health_check,
+        )
+        if settings.redis
+        else None
+    )
     per_user = settings.limits.connections_per_user
     registry = ClusterRegistry(per_user, shares) if shares else Registry(per_user)
     gateway = Gateway(
@@ -152,7 +168,13 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     sio.register_namespace(gateway)
     stats: Stats = (
         ClusterStats(
-            settings.redis, settings.instance_id, redis, registry.snapshot, [shares] if shares else []
+            settings.redis,
+            settings.instance_id,
+            redis,
+            registry.snapshot,
+            [shares] if shares else [],
+            heartbeat=settings.timings.heartbeat,
+            health_check=settings.timings.redis_health_check,
         )
         if settings.redis and redis
         else LocalStats(settings.instance_id, registry.snapshot)
@@ -161,7 +183,10 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     operator = Operator(settings.instance_id, sio, gateway, registry, timeline, redis)
     bus: AdminBus = (
         RedisBus(
-            settings.redis, settings.instance_id, operator.answer, health_check=REDIS_HEALTH_CHECK_INTERVAL
+            settings.redis,
+            settings.instance_id,
+            operator.answer,
+            health_check=settings.timings.redis_health_check,
         )
         if settings.redis
         else LocalBus(operator.answer)

@@ -1,9 +1,10 @@
 """Statistics: of this instance alone, or summed over every live instance through Redis.
 
-Every HEARTBEAT seconds an instance writes its connection and room counts under
-``{<channel>:instances}:<id>`` with a time-to-live of three heartbeats, so an instance that
-dies drops out of the sums within seconds and nothing needs cleaning up. The writes double
-as the readiness probe's view of Redis. In the same step it enters itself in the roster
+Every heartbeat (HEARTBEAT_INTERVAL, 2 s) an instance writes its connection and room counts
+under ``{<channel>:instances}:<id>`` with a time-to-live of three heartbeats (in milliseconds:
+tests beat every few tenths of a second), so an instance that dies drops out of the sums
+within seconds and nothing needs cleaning up. The writes double as the readiness probe's
+view of Redis. In the same step it enters itself in the roster
 ``{<channel>:instances}``, a sorted set scored by when its entry expires (Redis's clock), so
 that "who is alive?" is one read of one key, not a scan of a keyspace that holds every
 room's history (the admin API asks it on every request, server/admin_bus.py).
@@ -20,10 +21,10 @@ from typing import Any, Protocol
 from swe_realtime import tasks
 from swe_realtime.redis_connection import AnyRedis, connect
 from swe_realtime.redis_health import RedisHealth
-from swe_realtime.settings import RedisSettings
+from swe_realtime.settings import DEFAULT_TIMINGS, RedisSettings
 
-HEARTBEAT = 2.0
-TTL_SECONDS = 6
+BEATS_TO_LIVE = 3
+"""A heartbeat's entry outlives that many heartbeats: one late beat is not a death."""
 
 Snapshot = dict[str, Any]
 _log = logging.getLogger("swe_realtime.cluster")
@@ -49,18 +50,22 @@ class Companion(Protocol):
     async def stop(self) -> None: ...
 
 
-# KEYS: the instance's heartbeat, the roster. ARGV: its counts, the TTL, its id.
+# KEYS: the instance's heartbeat, the roster. ARGV: its counts, the TTL in milliseconds, its
+# id. Roster scores stay in seconds (with a fraction), as instances of earlier versions read them.
 _BEAT = """
-local now = tonumber(redis.call('TIME')[1])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]) / 1000, ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 """
 
 # KEYS: the roster. Returns the ids whose entry has not expired.
 _LIVE = """
-return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. redis.call('TIME')[1], '+inf')
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+return redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%.6f', now), '+inf')
 """
 
 
@@ -68,9 +73,14 @@ class Roster:
     """The instances alive on one channel: each beats (counts and roster entry in one step),
     anyone reads who is alive in one command."""
 
-    def __init__(self, redis: AnyRedis, channel: str) -> None:
+    def __init__(
+        self, redis: AnyRedis, channel: str, *, heartbeat: float = DEFAULT_TIMINGS.heartbeat
+    ) -> None:
+        """``heartbeat``: how often ``beat`` is called; an entry lives BEATS_TO_LIVE of them.
+        Who only reads the roster (the admin bus) may leave it out."""
         self._redis = redis
         self._channel = channel
+        self._ttl_ms = max(1, round(BEATS_TO_LIVE * heartbeat * 1000))
         self._key = f"{{{channel}:instances}}"
         self._beat = redis.register_script(_BEAT)
         self._live = redis.register_script(_LIVE)
@@ -78,7 +88,7 @@ class Roster:
     async def beat(self, instance_id: str, counts: str) -> None:
         await self._beat(
             keys=[heartbeat_key(self._channel, instance_id), self._key],
-            args=[counts, TTL_SECONDS, instance_id],
+            args=[counts, self._ttl_ms, instance_id],
         )
 
     async def withdraw(self, instance_id: str) -> None:
@@ -122,14 +132,25 @@ class ClusterStats:
         health: RedisHealth,
         local: Callable[[], Snapshot],
         companions: Sequence[Companion] = (),
+        *,
+        heartbeat: float,
+        health_check: float,
     ) -> None:
+        """``heartbeat`` (HEARTBEAT_INTERVAL) and ``health_check`` (REDIS_HEALTH_CHECK_INTERVAL)
+        in seconds."""
         self.instance_id = instance_id
         self._health = health
         self._local = local
         self._companions = tuple(companions)
-        self._redis: AnyRedis = connect(settings.url, default_service=settings.channel, socket_timeout=2)
+        self._redis: AnyRedis = connect(
+            settings.url,
+            default_service=settings.channel,
+            socket_timeout=2,
+            health_check_interval=health_check,
+        )
         self._prefix = heartbeat_key(settings.channel, "")
-        self._roster = Roster(self._redis, settings.channel)
+        self._heartbeat = heartbeat
+        self._roster = Roster(self._redis, settings.channel, heartbeat=heartbeat)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -153,10 +174,10 @@ class ClusterStats:
             try:
                 await self._roster.beat(self.instance_id, json.dumps(self._local()))
             except Exception as exc:  # any failure means Redis cannot be used right now
-                self._health.failed(exc)
+                self._health.failed(exc, "heartbeat")
             else:
-                self._health.succeeded()
-            await asyncio.sleep(HEARTBEAT)
+                self._health.succeeded("heartbeat")
+            await asyncio.sleep(self._heartbeat)
 
     async def snapshot(self) -> Snapshot:
         """Connections and rooms summed over live instances, with a per-instance breakdown.

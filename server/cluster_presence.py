@@ -15,8 +15,9 @@ Keys (``P`` is REDIS_CHANNEL, the key prefix of the gateway):
   one set instead of scanning the keyspace.
 - ``P:presence:instances``: the instances that hold a share (a handful of members).
 - ``P:presence:sweeping:<instance id>``: who is removing that instance's share (a 30 s lock).
-- ``{P:instances}:<instance id>``: the stats heartbeat of server/cluster.py (every 2 s, 6 s TTL),
-  reused as the sign of life: nothing here writes a second heartbeat.
+- ``{P:instances}:<instance id>``: the stats heartbeat of server/cluster.py (every
+  HEARTBEAT_INTERVAL, 2 s; it lives three of them), reused as the sign of life: nothing here
+  writes a second heartbeat.
 
 One script (``_WRITE``) sets an instance's field in a hash and answers the cluster total
 before and after, in one step: a connect checks the limit and takes its place atomically
@@ -26,16 +27,17 @@ instance writes its absolute count, not an increment: any write repairs whatever
 for that id (after an outage, a Redis restart, or a sweep that wrongly took it for dead).
 Writes for one id are serialised in the instance (a lock per id), so they reach Redis in order.
 
-A dead instance's share expires. Every ``tick`` (3 s) each instance checks that its own
-share is still registered (else writes it back), writes back counts that changed while Redis
-was away, and looks at the instances holding a share: one whose heartbeat has been missing
-for ``grace`` (6 s, three heartbeats) is swept (its fields deleted, ``agent.disconnected``
-published for each agent whose total falls to 0, its index dropped). The grace keeps a Redis
-blip, after which every heartbeat is missing until the next beat, from sweeping live instances.
-So after a SIGKILL: heartbeat gone within 6 s, first seen missing within 3 s more, swept
-6-9 s later: the agents are announced disconnected 10-18 s after the crash, and the users'
-places are free again at the same time. A clean stop withdraws the share itself. A tick
-costs an instance 2 commands plus one EXISTS per instance holding a share.
+A dead instance's share expires. Every ``tick`` (PRESENCE_TICK, 3 s) each instance checks
+that its own share is still registered (else writes it back), writes back counts that changed
+while Redis was away, and looks at the instances holding a share: one whose heartbeat has
+been missing for ``grace`` (PRESENCE_GRACE, 6 s, three heartbeats) is swept (its fields
+deleted, ``agent.disconnected`` published for each agent whose total falls to 0, its index
+dropped). The grace keeps a Redis blip, after which every heartbeat is missing until the next
+beat, from sweeping live instances. So after a SIGKILL, with the defaults: heartbeat gone
+within 6 s, first seen missing within 3 s more, swept 6-9 s later: the agents are announced
+disconnected 10-18 s after the crash, and the users' places are free again at the same time.
+A clean stop withdraws the share itself. A tick costs an instance 2 commands plus one EXISTS
+per instance holding a share.
 
 A Redis failure at connect time fails open. The limit protects the gateway from one user
 hogging it; presence is informational. Refusing every connect during a Redis blip would turn
@@ -76,13 +78,8 @@ from swe_realtime.errors import ConnectionLimit
 from swe_realtime.presence import Presence, announcement
 from swe_realtime.redis_connection import AnyRedis, connect
 from swe_realtime.registry import Connection, Registry
-from swe_realtime.settings import RedisSettings
+from swe_realtime.settings import DEFAULT_TIMINGS, RedisSettings
 
-TICK_SECONDS = 3.0
-"""How often an instance checks its own share, writes back what changed during an outage,
-and looks for dead instances."""
-GRACE_SECONDS = 6.0
-"""How long an instance's heartbeat must be seen missing before its share is swept."""
 OPERATION_TIMEOUT = 1.0
 """Longest a connect or disconnect waits on Redis before counting on this instance alone."""
 SWEEP_LOCK_SECONDS = 30
@@ -258,12 +255,21 @@ class ClusterShares:
         instance_id: str,
         broadcaster: Broadcaster,
         *,
-        tick: float = TICK_SECONDS,
-        grace: float = GRACE_SECONDS,
+        tick: float = DEFAULT_TIMINGS.presence_tick,
+        grace: float = DEFAULT_TIMINGS.presence_grace,
+        health_check: float = DEFAULT_TIMINGS.redis_health_check,
     ) -> None:
+        """``tick``: how often this instance checks its share and looks for dead instances;
+        ``grace``: how long a heartbeat must be seen missing before its instance's share is
+        swept; ``health_check``: REDIS_HEALTH_CHECK_INTERVAL (all in seconds)."""
         self.instance_id = instance_id
         self.channel = settings.channel
-        self.redis: AnyRedis = connect(settings.url, default_service=settings.channel, socket_timeout=2)
+        self.redis: AnyRedis = connect(
+            settings.url,
+            default_service=settings.channel,
+            socket_timeout=2,
+            health_check_interval=health_check,
+        )
         self.script = self.redis.register_script(_WRITE)
         self.connections = Counts(self, "connections")
         self.agents = Counts(self, "agents")

@@ -7,6 +7,7 @@ loop's last log line knows what to fix.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import socket
@@ -32,6 +33,10 @@ SHIPPED_CONTRACTS = (
 )
 """The generated documents served at /docs: inside an installed wheel, or a checkout's contracts/."""
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster"})
+MIN_INTERVAL = 0.1
+"""Seconds: shorter intervals only add load (a test idles past 0.2 s ones in a second)."""
+MAX_INTERVAL = 3600.0
+"""Seconds: an hour. A larger value is most likely milliseconds written as seconds."""
 
 PublicKey: TypeAlias = "RSAPublicKey | EllipticCurvePublicKey"
 
@@ -103,6 +108,42 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Timings:
+    """The intervals of the gateway's background work, in seconds (fractions allowed).
+
+    The defaults suit production. They are settings so that a test can idle past each of
+    them in a second or two, where the defaults would take minutes; change them in
+    production only for a reason the operations guide gives.
+    """
+
+    redis_health_check: float = 5.0
+    """A Redis connection idle this long is checked with a PING before it is used again; a
+    pub/sub connection's PING unanswered for another interval counts as a dead connection
+    (REDIS_HEALTH_CHECK_INTERVAL)."""
+    room_sweep: float = 1.0
+    """How often rooms without local members are unsubscribed (ROOM_SWEEP_INTERVAL)."""
+    heartbeat: float = 2.0
+    """How often an instance writes its stats and roster entry, which live three heartbeats
+    (HEARTBEAT_INTERVAL)."""
+    presence_tick: float = 3.0
+    """How often an instance checks its share of the cluster's connection counts and looks
+    for dead instances (PRESENCE_TICK)."""
+    presence_grace: float = 6.0
+    """How long an instance's heartbeat must be missing before its share is swept
+    (PRESENCE_GRACE); longer than a heartbeat, so that a Redis that lost its data does not
+    get live instances swept before they beat again."""
+    ping_interval: float = 25.0
+    """Engine.IO: how often the server pings each client (PING_INTERVAL)."""
+    ping_timeout: float = 20.0
+    """Engine.IO: how long a ping may go unanswered before the client is dropped, and how
+    long a client may read nothing before it is dropped as a slow consumer (PING_TIMEOUT)."""
+
+
+DEFAULT_TIMINGS = Timings()
+"""The defaults, for components built without ``Settings`` (tests build some alone)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration of one gateway process."""
 
@@ -116,6 +157,7 @@ class Settings:
     redis: RedisSettings | None = None
     """None: one instance, in memory."""
     history: HistorySettings = field(default_factory=HistorySettings)
+    timings: Timings = DEFAULT_TIMINGS
     metrics_token: str | None = None
     """A static bearer token for GET /metrics (METRICS_TOKEN); unset: admin tokens only."""
     log_format: str = "text"
@@ -150,6 +192,7 @@ class Settings:
             ),
             redis=redis_settings(environ),
             history=history_settings(environ),
+            timings=timing_settings(environ),
             metrics_token=_metrics_token(environ.get("METRICS_TOKEN") or None),
             log_format=_choice(environ, "LOG_FORMAT", ("text", "json")),
             tls=tls_settings(environ.get("SSL_CERT") or None, environ.get("SSL_KEY") or None),
@@ -179,6 +222,28 @@ def history_settings(environ: Mapping[str, str]) -> HistorySettings:
     return HistorySettings(
         size=_int(environ, "HISTORY_SIZE", 1000, minimum=0, maximum=100_000),
         ttl=_int(environ, "HISTORY_TTL", 600, minimum=1, maximum=7 * 24 * 3600),
+    )
+
+
+def timing_settings(environ: Mapping[str, str]) -> Timings:
+    """The advanced intervals (REDIS_HEALTH_CHECK_INTERVAL, ..., PING_TIMEOUT)."""
+    heartbeat = _seconds(environ, "HEARTBEAT_INTERVAL", DEFAULT_TIMINGS.heartbeat)
+    grace = _seconds(environ, "PRESENCE_GRACE", DEFAULT_TIMINGS.presence_grace)
+    if grace <= heartbeat:
+        raise SettingsError(
+            f"PRESENCE_GRACE ({grace:g} s) must be longer than HEARTBEAT_INTERVAL ({heartbeat:g} s):"
+            " else a live instance may be swept before its next heartbeat"
+        )
+    return Timings(
+        redis_health_check=_seconds(
+            environ, "REDIS_HEALTH_CHECK_INTERVAL", DEFAULT_TIMINGS.redis_health_check
+        ),
+        room_sweep=_seconds(environ, "ROOM_SWEEP_INTERVAL", DEFAULT_TIMINGS.room_sweep),
+        heartbeat=heartbeat,
+        presence_tick=_seconds(environ, "PRESENCE_TICK", DEFAULT_TIMINGS.presence_tick),
+        presence_grace=grace,
+        ping_interval=_seconds(environ, "PING_INTERVAL", DEFAULT_TIMINGS.ping_interval),
+        ping_timeout=_seconds(environ, "PING_TIMEOUT", DEFAULT_TIMINGS.ping_timeout),
     )
 
 
@@ -291,6 +356,23 @@ def _int(
     if value < minimum or (maximum is not None and value > maximum):
         upper = f" and at most {maximum}" if maximum is not None else ""
         raise SettingsError(f"{name} must be at least {minimum}{upper}, got {value}")
+    return value
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    """An interval in seconds, fractions allowed, between MIN_INTERVAL and MAX_INTERVAL."""
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not (math.isfinite(value) and MIN_INTERVAL <= value <= MAX_INTERVAL):
+        raise SettingsError(
+            f"{name} must be at least {MIN_INTERVAL:g} and at most {MAX_INTERVAL:g} seconds,"
+            f" got {raw.strip()}"
+        )
     return value
 
 

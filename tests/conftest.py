@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from uuid import uuid4
 
@@ -141,9 +141,11 @@ def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 @pytest.fixture
 def cluster(start_server: Callable[..., ServerProcess]) -> Callable[..., list[ServerProcess]]:
-    """Start N gateways on one Redis channel of their own."""
+    """Start N gateways on one Redis channel of their own; ``env``: more variables for each."""
 
-    def start(count: int, redis_url: str = SHARED_REDIS, channel: str | None = None) -> list[ServerProcess]:
+    def start(
+        count: int, redis_url: str = SHARED_REDIS, channel: str | None = None, env: Mapping[str, str] = {}
+    ) -> list[ServerProcess]:
         channel = channel or f"test-{uuid4().hex[:12]}"
         return [
             start_server(
@@ -152,6 +154,7 @@ def cluster(start_server: Callable[..., ServerProcess]) -> Callable[..., list[Se
                     "REDIS_URL": redis_url,
                     "REDIS_CHANNEL": channel,
                     "INSTANCE_ID": f"gw{index}",
+                    **env,
                 }
             )
             for index in range(count)

@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -55,6 +55,18 @@ LOAD_TEST_LIMITS = {
     "ADMIN_REQUESTS_PER_SECOND": "1000000",
 }
 """Every test client comes from 127.0.0.1, many as one user: the shared server must allow it."""
+SHORT_INTERVALS = {
+    "REDIS_HEALTH_CHECK_INTERVAL": "0.3",
+    "ROOM_SWEEP_INTERVAL": "0.3",
+    "HEARTBEAT_INTERVAL": "0.4",
+    "PRESENCE_TICK": "0.4",
+    "PRESENCE_GRACE": "1.2",
+}
+"""The gateway's background intervals cut to tenths of a second, for tests that idle past them."""
+PAST_SHORT_INTERVALS = 2.0
+"""Seconds: longer than each of SHORT_INTERVALS, and than a heartbeat's life (three beats)."""
+REDIS_TROUBLE = r"WARNING swe_realtime\.redis: |admin channel lost"
+"""What a gateway logs when it takes Redis (or its admin channel) for lost."""
 CLI = Path(sys.executable).with_name("swe-realtime")
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 """The machine's Redis: tests use channels (and so keys) of their own on it, never flush it."""
@@ -177,6 +189,20 @@ async def redis_subscribers(url: str, channel: str) -> int:
         return int(count)
     finally:
         await client.aclose()
+
+
+async def shard_channels(prefix: str, *urls: str) -> set[str]:
+    """The room channels of ``prefix`` that have a subscriber on the Redis at any of ``urls``
+    (every master of a Redis Cluster: each answers for its own slots only)."""
+    found: set[str] = set()
+    for url in urls:
+        client = redis.asyncio.Redis.from_url(url)
+        try:
+            channels = await client.pubsub_shardchannels(f"{{{prefix}:*")
+        finally:
+            await client.aclose()
+        found |= {channel.decode() if isinstance(channel, bytes) else channel for channel in channels}
+    return found
 
 
 class InProcessAPI:
@@ -318,6 +344,10 @@ class ServerProcess:
         with self.log_path.open("rb") as log:
             log.seek(offset)
             return log.read().decode(errors="replace")
+
+    def matching(self, pattern: str, offset: int = 0) -> list[str]:
+        """The lines logged after ``offset`` (a ``log_size()``) that match ``pattern``."""
+        return [line for line in self.log_since(offset).splitlines() if re.search(pattern, line)]
 
     def errors_since(self, offset: int) -> list[str]:
         """Lines logged at ERROR or worse (or tracebacks) after ``offset`` (a ``log_size()``)."""
@@ -497,6 +527,13 @@ def example(event_type: str) -> dict[str, Any]:
     return body
 
 
+def project_update(project: str, by: UUID | str) -> dict[str, Any]:
+    """A project.updated event: it goes to two rooms, ``project:<project>`` and ``user:<by>``."""
+    body = example("project.updated")
+    body["data"] |= {"project_id": project, "updated_by": str(by)}
+    return body
+
+
 def progress_event(project: str | None, progress: int = 10) -> dict[str, Any]:
     """A workflow.progress event for ``project`` (None: global), of a new workflow."""
     body: dict[str, Any] = CATALOGUE["workflow.progress"].event.example()
@@ -568,6 +605,11 @@ async def received(client: Client, count: int, settle: float = 0.5, field: str =
     await asyncio.sleep(settle)  # not a wait for something: a window in which nothing may arrive
     assert client.events["workflow.progress"].qsize() == 0, "an event arrived twice"
     return got
+
+
+def event_ids(trace: Sequence[Traced]) -> list[str]:
+    """The ids of the events in ``trace`` (part of a Client's), in the order they arrived."""
+    return [entry.data["id"] for entry in trace if entry.kind == "event" and "id" in entry.data]
 
 
 class RedisProcess:

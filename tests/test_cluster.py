@@ -15,7 +15,9 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from redis.asyncio import Redis
 
+from swe_realtime.cluster import Roster, heartbeat_key
 from tests.support import (
     SECRET,
     SERVICE,
@@ -134,6 +136,29 @@ async def test_stats_sum_instances_and_drop_dead_ones(
     body = await stats()
     assert body["connections"] == 2
     assert body["rooms"][f"project:{project}"] == 2
+
+
+@pytest.mark.redis
+async def test_heartbeat_interval_sets_how_long_an_instance_counts_as_alive(
+    cluster: Callable[..., list[ServerProcess]],
+) -> None:
+    """HEARTBEAT_INTERVAL reaches the stats heartbeat: an entry lives three beats, counted in
+    milliseconds (a fraction of a second here), and a killed instance leaves the roster then."""
+    channel = f"test-{uuid4().hex[:12]}"
+    _, second = cluster(2, channel=channel, env={"HEARTBEAT_INTERVAL": "0.2", "PRESENCE_GRACE": "1"})
+    redis = Redis.from_url(SHARED_REDIS)
+    roster = Roster(redis, channel)
+
+    async def alive(expected: set[str]) -> bool:
+        return await roster.live() == expected
+
+    try:
+        await eventually(lambda: alive({"gw0", "gw1"}), message="the roster never listed both instances")
+        assert 0 < await redis.pttl(heartbeat_key(channel, "gw1")) <= 600
+        second.kill()
+        await eventually(lambda: alive({"gw0"}), message="a killed instance stayed in the roster")
+    finally:
+        await redis.aclose()
 
 
 @pytest.mark.redis

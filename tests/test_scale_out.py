@@ -30,21 +30,12 @@ from tests.support import (
     numbered,
     publish,
     received,
+    shard_channels,
     stats,
     wait_ready,
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-async def shard_channels(url: str, prefix: str) -> set[str]:
-    """The room channels of ``prefix`` that have a subscriber on the Redis at ``url``."""
-    client = redis.asyncio.Redis.from_url(url)
-    try:
-        channels = await client.pubsub_shardchannels(f"{{{prefix}:*")
-        return {channel.decode() if isinstance(channel, bytes) else channel for channel in channels}
-    finally:
-        await client.aclose()
 
 
 async def test_events_reach_only_instances_serving_their_rooms(
@@ -57,7 +48,7 @@ async def test_events_reach_only_instances_serving_their_rooms(
     idle = await clients().connect(second.url, make_token())
     await idle.next("connection_established")
     room_channel = f"{{{channel}:project:{project}}}:events"
-    assert room_channel in await shard_channels(private_redis.url, channel)
+    assert room_channel in await shard_channels(channel, private_redis.url)
     # The second instance is subscribed to its connection's own rooms, not the project's.
     for progress in range(20):
         await publish(first, numbered(project, progress))
@@ -68,7 +59,7 @@ async def test_events_reach_only_instances_serving_their_rooms(
     assert (await watcher.call("unsubscribe", {"room": f"project:{project}"}))["status"] == "success"
 
     async def unsubscribed() -> bool:
-        return room_channel not in await shard_channels(private_redis.url, channel)
+        return room_channel not in await shard_channels(channel, private_redis.url)
 
     await eventually(unsubscribed, message="the room's channel was not unsubscribed")
 
@@ -85,7 +76,7 @@ async def test_room_churn_leaves_no_subscription_and_no_key_without_expiry(
         client = await clients().connect(gateway.url, make_token(projects=projects))
         await client.next("connection_established")
         churners.append(client)
-    baseline = await shard_channels(private_redis.url, channel)
+    baseline = await shard_channels(channel, private_redis.url)
 
     async def churn(client: Client) -> None:
         for project in itertools.islice(itertools.cycle(projects), 250):
@@ -95,7 +86,7 @@ async def test_room_churn_leaves_no_subscription_and_no_key_without_expiry(
     await asyncio.gather(*(churn(client) for client in churners))
 
     async def settled() -> bool:
-        return await shard_channels(private_redis.url, channel) == baseline
+        return await shard_channels(channel, private_redis.url) == baseline
 
     await eventually(settled, message="subscriptions outlived the rooms' last members")
     store = redis.asyncio.Redis.from_url(private_redis.url)

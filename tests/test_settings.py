@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,6 +20,9 @@ import socketio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from swe_realtime.app import create_app
+from swe_realtime.errors import SettingsError
+from swe_realtime.settings import DEFAULT_TIMINGS, Settings, Timings
 from tests.support import CLI, SECRET, Client, ServerProcess, make_token
 
 
@@ -85,6 +89,7 @@ REFUSALS = [
         {"JWT_SECRET": SECRET, "CORS_ORIGINS": "example.com"},
         "CORS_ORIGINS: 'example.com' is not '*' or an http(s)",
     ),
+    ({"JWT_SECRET": SECRET, "PING_TIMEOUT": "-1"}, "PING_TIMEOUT must be at least 0.1 and at most 3600"),
 ]
 
 
@@ -96,6 +101,87 @@ def test_bad_settings_refuse_to_start(env: dict[str, str], message: str) -> None
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("swe-realtime: configuration error: ")
     assert message in lines[0]
+
+
+TIMINGS = {
+    "REDIS_HEALTH_CHECK_INTERVAL": "redis_health_check",
+    "ROOM_SWEEP_INTERVAL": "room_sweep",
+    "HEARTBEAT_INTERVAL": "heartbeat",
+    "PRESENCE_TICK": "presence_tick",
+    "PRESENCE_GRACE": "presence_grace",
+    "PING_INTERVAL": "ping_interval",
+    "PING_TIMEOUT": "ping_timeout",
+}
+"""Each interval's variable, and its field in ``Settings.timings``."""
+
+
+def timings_from(env: dict[str, str]) -> Timings:
+    return Settings.from_env({"JWT_SECRET": SECRET, **env}).timings
+
+
+def test_intervals_default_to_the_documented_values() -> None:
+    assert timings_from({}) == Timings(
+        redis_health_check=5.0,
+        room_sweep=1.0,
+        heartbeat=2.0,
+        presence_tick=3.0,
+        presence_grace=6.0,
+        ping_interval=25.0,
+        ping_timeout=20.0,
+    )
+
+
+@pytest.mark.parametrize(("variable", "field"), TIMINGS.items())
+@pytest.mark.parametrize(("raw", "seconds"), [("0.2", 0.2), (" 7 ", 7.0), ("1e1", 10.0), ("60.5", 60.5)])
+def test_an_interval_takes_fractional_seconds(variable: str, field: str, raw: str, seconds: float) -> None:
+    # The shortest heartbeat and the longest grace, so that the one set stays between them.
+    env = {"HEARTBEAT_INTERVAL": "0.1", "PRESENCE_GRACE": "3600", variable: raw}
+    assert getattr(timings_from(env), field) == seconds
+    assert timings_from({variable: ""}) == DEFAULT_TIMINGS  # set but empty: the default
+
+
+@pytest.mark.parametrize("variable", TIMINGS)
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("soon", "must be a number of seconds, got 'soon'"),
+        ("25s", "must be a number of seconds, got '25s'"),
+        ("0", "must be at least 0.1 and at most 3600 seconds, got 0"),
+        ("-2", "must be at least 0.1 and at most 3600 seconds, got -2"),
+        ("0.05", "must be at least 0.1 and at most 3600 seconds, got 0.05"),
+        ("3600.5", "must be at least 0.1 and at most 3600 seconds, got 3600.5"),
+        ("25000", "must be at least 0.1 and at most 3600 seconds, got 25000"),
+        ("nan", "must be at least 0.1 and at most 3600 seconds, got nan"),
+        ("inf", "must be at least 0.1 and at most 3600 seconds, got inf"),
+    ],
+)
+def test_a_bad_interval_is_refused_by_name(variable: str, raw: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        timings_from({variable: raw})
+    assert str(refused.value) == f"{variable} {problem}"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PRESENCE_GRACE": "2"}, "PRESENCE_GRACE (2 s) must be longer than HEARTBEAT_INTERVAL (2 s)"),
+        (
+            {"HEARTBEAT_INTERVAL": "0.5", "PRESENCE_GRACE": "0.3"},
+            "PRESENCE_GRACE (0.3 s) must be longer than HEARTBEAT_INTERVAL (0.5 s)",
+        ),
+        ({"HEARTBEAT_INTERVAL": "10"}, "PRESENCE_GRACE (6 s) must be longer than HEARTBEAT_INTERVAL (10 s)"),
+    ],
+)
+def test_the_presence_grace_outlasts_a_heartbeat(env: dict[str, str], message: str) -> None:
+    """After Redis lost its data, every heartbeat is missing until the next beat: a grace
+    shorter than that would sweep live instances."""
+    with pytest.raises(SettingsError, match=r"^" + re.escape(message)):
+        timings_from(env)
+
+
+def test_the_ping_settings_reach_engineio() -> None:
+    app = create_app(Settings.from_env({"JWT_SECRET": SECRET, "PING_INTERVAL": "0.5", "PING_TIMEOUT": "1.5"}))
+    assert (app.sio.eio.ping_interval, app.sio.eio.ping_timeout) == (0.5, 1.5)
 
 
 def test_token_command_mints_a_verifiable_token() -> None:
