@@ -150,6 +150,8 @@ class SlowProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._carrying: set[asyncio.Future[Any]] = set()
         self.url = ""
 
     def __enter__(self) -> SlowProxy:
@@ -162,14 +164,31 @@ class SlowProxy:
         return self
 
     def __exit__(self, *_: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
+
+    async def _close(self) -> None:
+        """Every connection cut, every task ended: nothing left for the garbage collector."""
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        for task in self._carrying:
+            task.cancel()
+        await asyncio.gather(*self._carrying, return_exceptions=True)
+        await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._port)
-        await asyncio.gather(
+        self._writers.add(upstream_writer)
+        carrying = asyncio.gather(
             self._carry(reader, upstream_writer), self._carry(upstream_reader, writer), return_exceptions=True
         )
+        self._carrying.add(carrying)
+        await carrying
 
     async def _carry(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
@@ -186,10 +205,14 @@ class SlowProxy:
                 await sink.drain()
 
         forwarding = asyncio.create_task(forward())
-        while data := await source.read(65536):
-            queue.put_nowait((loop.time() + self._delay, data))
-        queue.put_nowait((loop.time() + self._delay, b""))
-        await forwarding
+        try:
+            while data := await source.read(65536):
+                queue.put_nowait((loop.time() + self._delay, data))
+            queue.put_nowait((loop.time() + self._delay, b""))
+            await forwarding
+        finally:
+            forwarding.cancel()
+            await asyncio.gather(forwarding, return_exceptions=True)
 
 
 async def test_a_slow_redis_delivers_everything_in_order_without_an_alarm(
