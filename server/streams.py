@@ -45,7 +45,7 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterError, NoScriptError, TryAgainError
 
 from swe_realtime.errors import RedisUnavailable
 from swe_realtime.redis_connection import PUBLISH_TIMEOUT, AnyRedis, safe_url
@@ -168,6 +168,10 @@ return {epoch, top, entries}
 DEADLINE_MS = (PUBLISH_TIMEOUT - 0.5) * 1000
 """How long after it was sent Redis may still take a batch: half a second less than the
 publisher waits, so that a batch Redis took is answered before the publisher gives up."""
+
+
+MOVING_PAUSE = 0.1
+"""Seconds between tries of an append whose slot is being moved (resharding, failover)."""
 
 
 def new_epoch() -> str:
@@ -293,9 +297,16 @@ class RoomStreams:
             results = await pipe.execute(raise_on_error=False)
             received = time.time() * 1000
             todo = []
+            moving = reload = False
             for group, result in zip(groups, results, strict=True):
                 if isinstance(result, NoScriptError):
                     todo += group
+                    reload = True
+                elif isinstance(result, TryAgainError | ClusterError):
+                    # A slot moving or a cluster reconfiguring: the script did not run. Tried
+                    # again until the batch's time is up (its deadline keeps a late run out).
+                    todo += group
+                    moving = True
                 elif isinstance(result, Exception):
                     error = RedisUnavailable(f"Redis at {self._url} refused an append: {result}")
                     error.__cause__ = result
@@ -306,8 +317,10 @@ class RoomStreams:
                 else:
                     self._skew_ms = int(result[0]) - (sent + received) / 2
                     self._appended(group, result[1:])
-            if todo:  # Redis restarted, or a new master: its script cache is empty
+            if reload:  # Redis restarted, or a new master: its script cache is empty
                 await self.redis.script_load(_APPEND)
+            if moving:
+                await asyncio.sleep(MOVING_PAUSE)
 
     def _groups(self, copies: list[tuple[_Pending, int]]) -> list[list[tuple[_Pending, int]]]:
         """The copies by what one command may hold: one Redis takes keys of any slot in one
