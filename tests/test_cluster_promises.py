@@ -269,8 +269,9 @@ async def test_a_live_reshard_of_an_active_room_loses_and_doubles_no_accepted_ev
     clients: Callable[[], Client],
 ) -> None:
     """The slot of an active room (members on all three instances) moves, keys and all, to
-    another master while events are published into it: every accepted event reaches every
-    member once, in order, in one epoch, and publishing into the room works on the new master."""
+    another master while events are published into it: no publish is refused (an append that
+    meets the slot half-moved is tried again), every event reaches every member once, in
+    order, in one epoch, and publishing into the room works on the new master."""
     channel = f"test-{uuid4().hex[:12]}"
     gateways = cluster(3, redis_url=redis_cluster.url, channel=channel)
     projects = await projects_on_two_masters(redis_cluster, channel)
@@ -284,6 +285,7 @@ async def test_a_live_reshard_of_an_active_room_loses_and_doubles_no_accepted_ev
         await redis_cluster.migrate(slot, target)
         await publisher.until(20, moving, after=publisher.sent)  # publishing into the room works again
     assert await redis_cluster.slot_master(slot) is target
+    assert publisher.refused == {}
     for gateway in gateways:
         await wait_ready(gateway, 200, timeout=30)
     await assert_every_accepted_event_delivered_once_in_order(members, projects, publisher)
