@@ -181,7 +181,7 @@ class RedisBus:
         """The channel's slot moved: subscribe again where it is served now."""
         _log.info("admin channel moved, subscribing again: %s", why)
         self._link.want(self._channel.encode())
-        self._link.reconnect()
+        self._link.reconnect("the admin channel's slot moved")
 
     async def up(self) -> None:
         return None

@@ -148,14 +148,15 @@ class Broadcaster(BroadcastMethods):
         return receipt
 
     async def publish_many(self, events: Sequence[Envelope[Any]]) -> list[Receipt]:
-        """Send validated events, together; RedisUnavailable (``sent`` saying how many went)
-        if some could not be sent."""
+        """Send validated events, together; RedisUnavailable (``sent`` saying how many went,
+        ``unsent`` which did not) if some could not be sent."""
         outgoing = [_outgoing(event) for event in events]
         errors = await self._sink.send(outgoing)
         failed = [error for error in errors if error is not None]
         if failed:
             refusal = RedisUnavailable(str(failed[0]))
             refusal.sent = len(errors) - len(failed)
+            refusal.unsent = tuple(index for index, error in enumerate(errors) if error is not None)
             raise refusal from failed[0]
         return [
             Receipt(event.id, event.type, tuple(out.rooms))

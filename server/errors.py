@@ -67,6 +67,9 @@ class RedisUnavailable(GatewayError, ConnectionError):
 
     sent = 0
     """Of a batch, how many events were sent all the same."""
+    unsent: tuple[int, ...] = ()
+    """Of a batch, the indexes of the events not sent (on a Redis Cluster, not always the
+    last ones: each master takes its part)."""
 
 
 class ClientError(GatewayError):

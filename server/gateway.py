@@ -469,11 +469,13 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
         return False  # closed meanwhile
 
     async def _join(self, connection: Connection, sid: str, name: str) -> None:
+        was_in = name in connection.rooms
         connection.rooms.add(name)
         try:
             await self.enter_room(sid, name)
         except ClientError:  # the room's events cannot reach this instance: not joined
-            connection.rooms.discard(name)
+            if not was_in:
+                connection.rooms.discard(name)
             raise
 
     async def _leave(self, sid: str, name: str) -> None:

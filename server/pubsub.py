@@ -47,6 +47,17 @@ from swe_realtime import tasks
 
 CONNECT_TIMEOUT = 2.0
 MAX_BACKOFF = 5.0
+QUEUED_HIGH = 10_000
+"""Messages waiting for the owner at which the socket stops being read (Redis then holds
+them, within its own output-buffer limit for pub/sub clients)."""
+QUEUED_LOW = QUEUED_HIGH // 2
+"""...and at which it is read again."""
+
+
+class Refused(Exception):
+    """Redis answered the connection with an error (a wrong password, a command it does not
+    allow): not an outage, a setting to fix."""
+
 
 _log = logging.getLogger("swe_realtime.redis")
 
@@ -138,6 +149,7 @@ class _Reader(asyncio.Protocol):
         self._parser = hiredis.Reader()
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's classes
@@ -155,9 +167,23 @@ class _Reader(asyncio.Protocol):
                 self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.end(exc or ConnectionError("Redis closed the pub/sub connection"))
+
+    def end(self, why: BaseException) -> None:
+        """The connection is over, for ``why`` (the first reason given stands)."""
         if not self.lost.done():
-            self.lost.set_result(exc or ConnectionError("Redis closed the pub/sub connection"))
+            self.lost.set_result(why)
         self._link.wake()
+
+    def pause(self) -> None:
+        if self.transport is not None and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and self._paused:
+            self._paused = False
+            self.transport.resume_reading()
 
 
 class PubSubLink:
@@ -231,10 +257,12 @@ class PubSubLink:
     def wake(self) -> None:
         self._wake.set()
 
-    def reconnect(self) -> None:
+    def reconnect(self, why: str) -> None:
         """Drop the connection and make a new one (it resolves the address again)."""
-        if self._reader is not None and self._reader.transport is not None:
-            self._reader.transport.abort()
+        if self._reader is not None:
+            self._reader.end(ConnectionError(f"renewed: {why}"))
+            if self._reader.transport is not None:
+                self._reader.transport.abort()
 
     # -- the socket's side (called by _Reader, never awaits) --------------------------------
 
@@ -243,6 +271,8 @@ class PubSubLink:
             kind = reply[0].lower()
             if kind == b"smessage":
                 self._events.append(("message", reply[1], reply[2]))
+                if len(self._events) >= QUEUED_HIGH and self._reader is not None:
+                    self._reader.pause()  # the owner is behind: Redis holds the rest
                 self.wake()
                 return
             if kind in (b"ssubscribe", b"sunsubscribe"):
@@ -299,10 +329,10 @@ class PubSubLink:
 
     def _refused(self, error: str) -> None:
         if not self._sent:
-            raise ConnectionError(f"Redis: {error}")
+            raise Refused(f"Redis: {error}")
         kind, channels = self._sent.popleft()
         if kind in (b"auth", b"ping"):
-            raise ConnectionError(f"Redis refused {kind.decode().upper()}: {error}")
+            raise Refused(f"Redis refused {kind.decode().upper()}: {error}")
         self._in_flight -= channels
         if kind == b"ssubscribe":
             refused = [channel for channel in channels if channel in self.wanted]
@@ -361,6 +391,9 @@ class PubSubLink:
         reader = self._reader
         assert reader is not None
         while True:
+            # Cleared before the work, not after: a wish made while the listener is told
+            # (its calls await) wakes the next wait instead of waiting for the next ping.
+            self._wake.clear()
             if reader.lost.done():
                 raise reader.lost.result()
             if self.up:
@@ -371,10 +404,9 @@ class PubSubLink:
                 raise ConnectionError(f"Redis did not answer a PING for {now - self._pinged:.1f} s")
             if self._pinged is None and now - self.heard >= self._interval:
                 self._ping()
-            if self._events or reader.lost.done():
+            if self._events:
                 continue
             due = (self._pinged if self._pinged is not None else self.heard) + self._interval
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, due - loop.time()) + 0.001)
 
@@ -382,6 +414,8 @@ class PubSubLink:
         events = self._events
         listener = self._listener
         while events:
+            if len(events) == QUEUED_LOW and self._reader is not None:
+                self._reader.resume()
             event = events.popleft()
             kind = event[0]
             if kind == "message":
@@ -433,4 +467,6 @@ class PubSubLink:
         self._sent.clear()
         self._in_flight.clear()
         self._confirmed.clear()
-        self._events = deque(event for event in self._events if event[0] == "message")
+        # Messages that came are true, and what Redis dropped is not wanted here any more
+        # (it is to be placed elsewhere); confirmations and "up" were of this connection.
+        self._events = deque(event for event in self._events if event[0] in ("message", "dropped"))

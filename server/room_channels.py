@@ -40,6 +40,8 @@ from swe_realtime.room_message import RoomMessage
 from swe_realtime.streams import RoomStreams
 
 Deliver = Callable[[RoomMessage], Awaitable[None]]
+MAX_REFUSED_PAUSE = 5.0
+"""Seconds before a subscription Redis refused (not a moved slot) is asked for again."""
 
 _log = logging.getLogger("swe_realtime.redis")
 
@@ -139,10 +141,13 @@ class RoomChannels:
         if state is None:
             try:
                 shard = await self._shard_of(room)
-            except Exception as exc:  # no cluster map (Redis away at start): a later join retries
+            except Exception as exc:  # no cluster map at all (every node away at start)
                 self.health.failed(exc)
-                return
-            state = self._add(room, shard)
+                raise SubscriptionUnavailable(
+                    f"no Redis Cluster node is known to serve {room} yet; retry later"
+                ) from None
+            # Another join of the room may have added it while the map was read.
+            state = self._rooms.get(room) or self._add(room, shard)
         if state.confirmed.done():
             return
         if not state.shard.failing:
@@ -180,9 +185,20 @@ class RoomChannels:
         return room if room is not None and room.shard is shard else None
 
     async def confirmed(self, room: _Room) -> None:
-        """The room's events reach this instance again: catch up what came since the last one
-        delivered (a first subscription has nothing to catch up: every event after it comes)."""
-        if room.last is not None and not await self._catch_up(room):
+        """The room's events reach this instance (again): catch up what came since the last
+        one delivered, or on a first subscription note the room's position (its top): a
+        reconnection later catches up from there even if no event came meanwhile, and
+        nothing up to it is owed to anyone (whoever joins reads its position after this)."""
+        if room.last is None:
+            try:
+                found = await asyncio.wait_for(self._streams.read(room.name, None), PUBLISH_TIMEOUT)
+            except Exception as exc:
+                self.health.failed(exc)
+                room.shard.link.reconnect(f"the position of {room.name} could not be read: {exc}")
+                return
+            if room.last is None:
+                room.last = (found.epoch, found.top)
+        elif not await self._catch_up(room):
             return
         self._stale.discard(room.name)
         if not room.confirmed.done():
@@ -226,9 +242,13 @@ class RoomChannels:
         rooms = [room for channel in channels if (room := self.room_of(channel, shard)) is not None]
         if not rooms:
             return
-        _log.info("%d room subscription(s) on %s moved: %s", len(rooms), shard.name, why)
-        await asyncio.sleep(0.1)
-        await self._refresh_map()
+        if not isinstance(self.redis, RedisCluster):  # refused outright (an ACL): said, tried again
+            _log.warning("Redis refused the subscription of %d room(s): %s", len(rooms), why)
+            await asyncio.sleep(MAX_REFUSED_PAUSE)
+        else:
+            _log.info("%d room subscription(s) on %s moved: %s", len(rooms), shard.name, why)
+            await asyncio.sleep(0.1)
+            await self._refresh_map()
         for room in rooms:
             if room.last is not None:
                 self._stale.add(room.name)
@@ -252,7 +272,7 @@ class RoomChannels:
             if last is not None and last[0] == epoch and offset <= last[1]:
                 return
             room.last = position
-        await self._deliver(message)
+        await self._deliver(room, message)
 
     # -- subscriptions -----------------------------------------------------------------------
 
@@ -341,8 +361,12 @@ class RoomChannels:
 
     # -- delivering --------------------------------------------------------------------------
 
-    async def _deliver(self, message: RoomMessage) -> None:
-        """Fan one copy out; a failure there is this message's, not the connection's."""
+    async def _deliver(self, room: _Room, message: RoomMessage) -> None:
+        """Fan one copy out, if the room is still this instance's (a sweep may have left it
+        while its stream was read, and a new member made it anew); a failure there is this
+        message's, not the connection's."""
+        if self._rooms.get(room.name) is not room:
+            return
         try:
             await self._fan_out(message)
         except Exception:
@@ -367,7 +391,7 @@ class RoomChannels:
                 state = await asyncio.wait_for(self._streams.read(room.name, 0), PUBLISH_TIMEOUT)
         except Exception as exc:
             self.health.failed(exc)
-            room.shard.link.reconnect()
+            room.shard.link.reconnect(f"{room.name} could not be caught up: {exc}")
             return False
         for message in state.entries:
             position = message.position
@@ -375,7 +399,7 @@ class RoomChannels:
             if position[0] == last_epoch and position[1] <= last_offset:
                 continue
             room.last = position
-            await self._deliver(message)
+            await self._deliver(room, message)
         if room.last[0] != state.epoch:  # a new epoch with nothing kept: follow it from its top
             room.last = (state.epoch, state.top)
         return True

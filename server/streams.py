@@ -64,9 +64,9 @@ from swe_realtime.settings import HistorySettings
 # each up to the positions this call adds, and '1' if the copy is of the same event as the
 # one before it (its positions so far are carried over). The room's channel and name are read
 # from its keys (``{<prefix>:<room>}:meta``). Returns Redis's time, then each copy's epoch
-# and offset; past the deadline, an error and nothing appended. The shebang (Redis 7) makes
-# Redis refuse the whole script when it is out of memory, before its first write, rather
-# than at the first write of a copy after others were appended.
+# and offset; past the deadline, an error and nothing appended. Out of memory, Redis refuses
+# the script at its first write, and lets one that has written go on: a batch is appended
+# whole or not at all. The shebang (Redis 7) checks that only the declared keys are touched.
 _APPEND = """#!lua
 local size, ttl, skip = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]) + 3
 local clock = redis.call('TIME')
@@ -224,7 +224,9 @@ class RoomStreams:
         """What was published and not yet sent: the events, their outcome, when they came."""
         self._sender: asyncio.Task[None] | None = None
         self._skew_ms: float | None = None
-        """Redis's clock minus this process's, as the last append saw it (for deadlines)."""
+        """Redis's clock minus this process's, at least (for deadlines: ``_clock``)."""
+        self._best_round_trip = 0.0
+        self._learned_at = 0.0
 
     def keys(self, room: str) -> list[str]:
         """The room's meta hash (epoch, newest offset, age mark) and its stream, in the room's slot."""
@@ -315,12 +317,27 @@ class RoomStreams:
                 elif not self._size:
                     group[0][0].positions.append("")  # sent; with history off there is no position
                 else:
-                    self._skew_ms = int(result[0]) - (sent + received) / 2
+                    self._clock(int(result[0]), sent, received)
                     self._appended(group, result[1:])
             if reload:  # Redis restarted, or a new master: its script cache is empty
                 await self.redis.script_load(_APPEND)
             if moving:
                 await asyncio.sleep(MOVING_PAUSE)
+
+    def _clock(self, redis_ms: int, sent: float, received: float) -> None:
+        """Learn Redis's clock from an answer: it read ``redis_ms`` between ``sent`` and
+        ``received`` (ms, here). The skew taken is its lower bound (Redis's time minus the
+        answer's arrival), so that a deadline is never later than meant; from the quickest
+        answer of the last minute, so that one slow answer does not make deadlines early."""
+        round_trip = received - sent
+        if (
+            self._skew_ms is None
+            or round_trip <= self._best_round_trip
+            or received - self._learned_at > 60_000
+        ):
+            self._skew_ms = redis_ms - received
+            self._best_round_trip = round_trip
+            self._learned_at = received
 
     def _groups(self, copies: list[tuple[_Pending, int]]) -> list[list[tuple[_Pending, int]]]:
         """The copies by what one command may hold: one Redis takes keys of any slot in one

@@ -273,12 +273,14 @@ class ChannelManager(FanoutManager):
         self.ledger = Ledger(ttl=LEDGER_SECONDS)
 
     async def enter_room(self, sid: str, namespace: str, room: str, eio_sid: str | None = None) -> None:
+        was_in = self._member(sid, room) if namespace == NAMESPACE else True
         await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
         if self.channels is not None and room != sid:
             try:
                 await self.channels.want(room)
             except SubscriptionUnavailable:
-                self.basic_leave_room(sid, namespace, room)
+                if not was_in:  # undo this join only, not an earlier one of the same room
+                    await self.leave_room(sid, namespace, room)
                 raise
 
     async def leave_room(self, sid: str, namespace: str, room: str) -> None:

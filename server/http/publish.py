@@ -57,7 +57,8 @@ def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blue
             return error_response(
                 503,
                 ErrorCode.SERVICE_UNAVAILABLE,
-                f"{ErrorCode.SERVICE_UNAVAILABLE.default_message} ({exc.sent} of {len(events)} sent)",
+                f"{ErrorCode.SERVICE_UNAVAILABLE.default_message} ({exc.sent} of {len(events)} sent"
+                + (f"; not sent: {', '.join(map(str, exc.unsent))})" if exc.sent else ")"),
             )
 
     @bp.post("/")
