@@ -102,12 +102,15 @@ async def fake_redis(*, confirm: bool = True, moved: bool = False) -> AsyncItera
 
 @dataclass
 class Heard:
-    """A link's listener that writes down what it is told."""
+    """A link's listener that writes down what it is told (taking ``slow`` seconds over each
+    message, as a catch-up read or a long-polling send may)."""
 
     events: list[tuple[str, object]] = field(default_factory=list)
+    slow: float = 0.0
 
     async def message(self, channel: bytes, data: bytes) -> None:
         self.events.append(("message", data))
+        await asyncio.sleep(self.slow)  # the listener's own work, on purpose
 
     async def subscribed(self, channel: bytes) -> None:
         self.events.append(("subscribed", channel))
@@ -177,6 +180,19 @@ async def test_a_channel_left_and_wanted_in_one_turn_stays_subscribed() -> None:
         link.want(b"other")  # a command after: the link has had its turn
         await eventually(lambda: ("subscribed", b"other") in heard.events)
         assert [b"SUNSUBSCRIBE", b"room"] not in fake.commands
+
+
+async def test_a_wish_made_while_the_listener_works_goes_out_at_once() -> None:
+    """A subscription asked for while the owner awaits its listener is sent when the
+    listener returns, not at the next ping (the interval here is far longer than the test)."""
+    async with fake_redis() as fake, link_to(fake, interval=60.0) as (link, heard):
+        heard.slow = 0.3
+        link.want(b"room")
+        await eventually(lambda: ("subscribed", b"room") in heard.events)
+        fake.push(b"smessage", b"room", b"busy")
+        await eventually(lambda: ("message", b"busy") in heard.events)
+        link.want(b"other")  # while the listener is still at work on the message
+        await eventually(lambda: ("subscribed", b"other") in heard.events, timeout=2)
 
 
 async def test_an_idle_link_subscribes_again_without_an_outage() -> None:

@@ -76,18 +76,28 @@ async def admin_client(url: str) -> AsyncIterator[redis.asyncio.Redis]:
         await client.aclose()
 
 
+@pytest.mark.parametrize("before", [0, 1], ids=["a room without events yet", "a room with events"])
 async def test_killed_pubsub_connections_are_subscribed_again_and_caught_up(
-    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client], private_redis: RedisProcess
+    cluster: Callable[..., list[ServerProcess]],
+    clients: Callable[[], Client],
+    private_redis: RedisProcess,
+    before: int,
 ) -> None:
-    first, second, project, watcher = await watched(cluster(2, redis_url=private_redis.url), clients)
+    first, second = cluster(2, redis_url=private_redis.url)
+    project = str(uuid4())
+    watcher = await member(second.url, clients, project)
+    for number in range(before):
+        await publish(first, numbered(project, number))
+    assert await received(watcher, before, field="total_steps", settle=0.1) == list(range(before))
 
     async with admin_client(private_redis.url) as admin:
         killed = await admin.client_kill_filter(_type="pubsub")
     assert killed >= 2  # at least the second gateway's room link and each admin bus
-    for number in range(1, 11):  # while the subscription is being made again
+    published = list(range(before, before + 10))
+    for number in published:  # while the subscription is being made again
         await publish(first, numbered(project, number))
 
-    assert await received(watcher, 10, field="total_steps") == list(range(1, 11))
+    assert await received(watcher, 10, field="total_steps") == published
     await wait_ready(second, 200)
     # Said once, and not as an outage: Redis was there all along.
     broke = [line for line in warnings(second) if "pub/sub connection" in line]
