@@ -7,7 +7,8 @@ its positions. The copies come one by one, on the rooms' channels, in any order 
 Cluster they come from several masters), and a member may leave or join a room meanwhile.
 So each event is kept while copies are still to come for rooms with members here:
 
-- a member already sent a copy is sent no other (it joined a room whose copy came later);
+- a member already sent a copy is sent no other (it joined a room whose copy came later),
+  for ``ttl`` seconds after it was sent;
 - a member in a later room whose copy has not come yet waits for it, and is owed the copy in
   hand; the owed copy goes as soon as no later room it is in has a copy to come: it left
   them, or they came without it;
@@ -21,6 +22,7 @@ subscribe answered: a replay from there may bring the event again (docs/recovery
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +40,6 @@ class _Event:
     since: float
     came: set[int] = field(default_factory=set)
     """The indexes of the copies that came."""
-    served: set[str] = field(default_factory=set)
     owed: dict[str, tuple[int, str, Frames]] = field(default_factory=dict)
     """sid -> (index of the copy kept for it, Engine.IO sid, its frames)."""
 
@@ -51,6 +52,10 @@ class Ledger:
         self._clock = clock
         self._events: dict[bytes, _Event] = {}
         self._owed_by: dict[str, set[bytes]] = {}
+        self._sent: dict[str, deque[tuple[float, bytes]]] = {}
+        """Per member, the events of several rooms it was sent a copy of in the last ttl
+        seconds: kept apart from the events, which close as soon as no copy is expected, so
+        that a member that joins a later room after that is not sent the event again."""
 
     def __len__(self) -> int:
         return len(self._events)
@@ -76,13 +81,13 @@ class Ledger:
         event.came.add(index)
         sends: list[Delivery] = []
         for sid, eio_sid in participants:
-            if sid in event.served:
+            if self._was_sent(sid, key):
                 continue
             if self._waits(event, sid, index, member):
                 self._owe(event, key, sid, (index, eio_sid, frames))
                 continue
             self._release(event, key, sid)
-            event.served.add(sid)
+            self._note(sid, key)
             sends.append((sid, eio_sid, frames))
         for sid in list(event.owed):
             if not self._waits(event, sid, event.owed[sid][0], member):
@@ -105,6 +110,7 @@ class Ledger:
         """``sid`` disconnected: nothing is owed to it any more."""
         for key in self._owed_by.pop(sid, set()):
             self._events[key].owed.pop(sid, None)
+        self._sent.pop(sid, None)
 
     def expire(self) -> list[tuple[str, Delivery]]:
         """Give up on the events kept longer than the ttl: what they owe is sent (with their
@@ -132,8 +138,22 @@ class Ledger:
     def _pay(self, event: _Event, key: bytes, sid: str) -> Delivery:
         _, eio_sid, frames = event.owed[sid]
         self._release(event, key, sid)
-        event.served.add(sid)
+        self._note(sid, key)
         return sid, eio_sid, frames
+
+    def _was_sent(self, sid: str, key: bytes) -> bool:
+        sent = self._sent.get(sid)
+        return sent is not None and any(seen == key for _, seen in sent)
+
+    def _note(self, sid: str, key: bytes) -> None:
+        """``sid`` was sent a copy of ``key``; what it was sent longer than ttl ago goes."""
+        now = self._clock()
+        sent = self._sent.get(sid)
+        if sent is None:
+            sent = self._sent[sid] = deque()
+        while sent and sent[0][0] < now - self._ttl:
+            sent.popleft()
+        sent.append((now, key))
 
     def _release(self, event: _Event, key: bytes, sid: str) -> None:
         if event.owed.pop(sid, None) is not None:

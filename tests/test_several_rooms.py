@@ -83,6 +83,16 @@ def test_joining_the_later_room_after_a_copy_came_sends_no_second_copy() -> None
     assert here.copy(1) == {"other": "global"}
 
 
+def test_joining_a_later_room_that_had_no_member_here_sends_no_second_copy() -> None:
+    here = Instance({"s": {"agent:a"}})
+    assert here.copy(0) == {"s": "agent:a"}
+    assert len(here.ledger) == 0  # no copy expected here: the event is closed at once
+    here.members["s"].add("global")  # a subscribe, as the global copy is on its way
+    assert here.copy(1) == {}
+    here.now = 6.0  # past the ttl the member's copies are forgotten, and the next event comes
+    assert here.copy(1, key=b"e2") == {"s": "global"}
+
+
 def test_a_copy_that_never_comes_releases_what_was_owed_after_the_ttl() -> None:
     here = Instance({"s": {"agent:a", "global"}})
     assert here.copy(0) == {}
