@@ -58,61 +58,73 @@ async def test_connection_joins_user_and_global_rooms(
     assert snapshot["rooms"]["global"] >= 1
 
 
-REFUSALS: list[tuple[str, Any, str, str]] = [
-    ("no token at all", None, "AUTH_MISSING", "No authentication provided"),
-    ("empty auth object", {}, "AUTH_MISSING", "No authentication provided"),
-    ("empty token", {"token": ""}, "AUTH_MISSING", "No authentication provided"),
-    ("token not a string", {"token": 12345}, "AUTH_FAILED", "Token must be a string"),
-    ("garbage token", {"token": "not.a.jwt"}, "AUTH_FAILED", "Invalid or expired token"),
+REFUSALS: list[tuple[str, Callable[[], Any], str, str]] = [
+    # Each auth is made when its test runs: a token minted at collection may have come of
+    # age (nbf) or gone stale by the time a long run reaches it.
+    ("no token at all", lambda: None, "AUTH_MISSING", "No authentication provided"),
+    ("empty auth object", lambda: {}, "AUTH_MISSING", "No authentication provided"),
+    ("empty token", lambda: {"token": ""}, "AUTH_MISSING", "No authentication provided"),
+    ("token not a string", lambda: {"token": 12345}, "AUTH_FAILED", "Token must be a string"),
+    ("garbage token", lambda: {"token": "not.a.jwt"}, "AUTH_FAILED", "Invalid or expired token"),
     (
         "wrong secret",
-        {"token": make_token(secret="another-secret-another-secret-another!")},
+        lambda: {"token": make_token(secret="another-secret-another-secret-another!")},
         "AUTH_FAILED",
         "Invalid or expired token",
     ),
-    ("expired", {"token": make_token(ttl=-60)}, "AUTH_FAILED", "Token has expired"),
+    ("expired", lambda: {"token": make_token(ttl=-60)}, "AUTH_FAILED", "Token has expired"),
     (
         "no exp",
-        {"token": make_token(without=("exp",))},
+        lambda: {"token": make_token(without=("exp",))},
         "AUTH_FAILED",
         "Token lacks the required claim 'exp'",
     ),
     (
         "no sub",
-        {"token": make_token(without=("sub",))},
+        lambda: {"token": make_token(without=("sub",))},
         "AUTH_FAILED",
         "Token lacks the required claim 'sub'",
     ),
-    ("sub not a uuid", {"token": make_token("alice")}, "AUTH_FAILED", "Token claim 'sub' must hold UUIDs"),
+    (
+        "sub not a uuid",
+        lambda: {"token": make_token("alice")},
+        "AUTH_FAILED",
+        "Token claim 'sub' must hold UUIDs",
+    ),
     (
         "projects not uuids",
-        {"token": make_token(projects=["p1"])},
+        lambda: {"token": make_token(projects=["p1"])},
         "AUTH_FAILED",
         "Token claim 'projects' must hold UUIDs",
     ),
     (
         "alg none",
-        {"token": make_token(secret="", algorithm="none")},
+        lambda: {"token": make_token(secret="", algorithm="none")},
         "AUTH_FAILED",
         "Invalid or expired token",
     ),
     (
         "future nbf",
-        {"token": make_token(nbf=int(time.time()) + 600)},
+        lambda: {"token": make_token(nbf=int(time.time()) + 600)},
         "AUTH_FAILED",
         "Token is not valid yet",
     ),
-    ("huge token", {"token": "x" * 20_000}, "AUTH_FAILED", "Token is too long"),
+    ("huge token", lambda: {"token": "x" * 20_000}, "AUTH_FAILED", "Token is too long"),
 ]
 
 
 @pytest.mark.parametrize(("case", "auth", "code", "message"), REFUSALS, ids=[r[0] for r in REFUSALS])
 async def test_refused_connection_carries_connection_error(
-    server: ServerProcess, clients: Callable[[], Client], case: str, auth: Any, code: str, message: str
+    server: ServerProcess,
+    clients: Callable[[], Client],
+    case: str,
+    auth: Callable[[], Any],
+    code: str,
+    message: str,
 ) -> None:
     client = clients()
     with pytest.raises(socketio.exceptions.ConnectionError):
-        await client.connect(server.url, auth=auth)
+        await client.connect(server.url, auth=auth())
 
     assert client.connect_error["message"] == message
     refusal = client.connect_error["data"]
