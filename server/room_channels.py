@@ -128,9 +128,6 @@ class RoomChannels:
         """Every shard connected and every room caught up (true while nothing is subscribed)."""
         return not self._stale and all(shard.link.up for shard in self._shards.values())
 
-    def subscribed(self) -> set[str]:
-        return set(self._rooms)
-
     async def want(self, room: str) -> None:
         """Subscribe ``room`` if it is not; return once its events reach this instance.
 

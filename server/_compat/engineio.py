@@ -134,6 +134,11 @@ UPSTREAM = (
     ),
     Upstream(
         "python-engineio",
+        "engineio.packet:Packet.__init__",  # SharedPacket.framed: a text message, its frame given
+        {"4.12.2": "26559aaf4a6f4ddd", "4.15.1": "26559aaf4a6f4ddd"},
+    ),
+    Upstream(
+        "python-engineio",
         "engineio.packet:Packet.encode",  # caches its text; SharedPacket caches the frame beside it
         {"4.12.2": "8f3d5d869711cbb8", "4.15.1": "8f3d5d869711cbb8"},
     ),

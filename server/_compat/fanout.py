@@ -11,7 +11,9 @@ acknowledgements keep the library's path.
 Read against python-socketio 5.16.1 to 5.18.1 (the UPSTREAM table below): this replaces
 ``AsyncManager.emit`` for emits without a callback, reads the participants as
 ``BaseManager.get_participants`` yields them, encodes as the server's ``packet_class`` does,
-enters rooms through ``AsyncManager.enter_room`` (ChannelManager subscribes there), and
+enters rooms through ``AsyncManager.enter_room`` (ChannelManager subscribes there) and
+leaves them through ``AsyncManager.leave_room`` (ChannelManager settles the copies an event
+of several rooms owed the member there: server/several_rooms.py), and
 hands packets over with our server's ``deliver`` (socketio.py: the slow-consumer check,
 then the frame writer) or, for a session without a writer (long-polling), its
 ``_send_eio_packet``.
@@ -68,6 +70,11 @@ UPSTREAM = (
         "python-socketio",
         "socketio.async_manager:AsyncManager.emit",
         {"5.16.1": "01ccd5b82b4f955e", "5.18.1": "01ccd5b82b4f955e"},
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.async_manager:AsyncManager.leave_room",  # ChannelManager: the ledger's leave
+        {"5.16.1": "2af1184b4bec1ffa", "5.18.1": "2af1184b4bec1ffa"},
     ),
     Upstream(
         "python-socketio",
