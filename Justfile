@@ -32,7 +32,7 @@ soak *args: sync
     fi
     CLUSTER_SOAK_SECONDS=$(( minutes * 60 )) uv run --frozen pytest tests/test_cluster_soak.py
 
-# The tests that touch patched library internals (server/_compat/) and Redis, against the
+# The tests that touch patched library internals (server/protocol/) and Redis, against the
 # oldest versions pyproject.toml allows, in .venv-lowest (CI runs it after `just test`). The
 # test tools keep their locked versions; an old python-engineio client's deprecated aiohttp
 # call is not the gateway's concern. Three timing-sensitive fault tests run only in `just

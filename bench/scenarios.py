@@ -82,8 +82,8 @@ def run(kind: Kind, workload: Workload) -> dict[str, Any]:
 def validation_cost(events: int = 20000) -> dict[str, float]:
     """Events per second through the broadcaster (parse, validate, route, serialise) against
     emitting an already-built dict, both into an emitter that does nothing."""
-    from swe_realtime.broadcaster import Broadcaster, parse_event
-    from swe_realtime.room_message import Outgoing
+    from swe_realtime.publish.broadcaster import Broadcaster, parse_event
+    from swe_realtime.publish.message import Outgoing
 
     class NullEmitter:
         async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:

@@ -1,7 +1,7 @@
 """``python -m codegen``: write contracts/, check it is current, or check compatibility.
 
 python -m codegen                          write every generated file (contracts/, and the
-                                           typed broadcast methods in server/broadcasts_gen.py)
+                                           typed broadcast methods in server/publish/broadcasts_gen.py)
 python -m codegen --check                  exit 1, with a diff, if a generated file is stale
 python -m codegen --breaking-against REF   compare the AsyncAPI document with the one at a
                                            git ref (or in a file); exit 1 on a breaking change

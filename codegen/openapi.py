@@ -25,7 +25,6 @@ from pydantic import BaseModel, Field
 
 from codegen.jsonschema import SCHEMAS_PREFIX, VALUES, Mode, SchemaSet, build_schemas, readable
 from swe_realtime import __version__
-from swe_realtime.admin import DEFAULT_PAGE, MAX_PAGE
 from swe_realtime.events.catalogue import CATALOGUE
 from swe_realtime.events.commands import ROOM_PATTERN
 from swe_realtime.http.admin import DEFAULT_EVENTS, MAX_EVENTS
@@ -42,6 +41,7 @@ from swe_realtime.http.models import (
     StatsBody,
     StatusBody,
 )
+from swe_realtime.ops.admin import DEFAULT_PAGE, MAX_PAGE
 
 PUBLISH_EVENT = "PublishEvent"
 

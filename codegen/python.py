@@ -1,4 +1,5 @@
-"""The Broadcaster's typed ``broadcast_*`` methods, one per catalogue event (server/broadcasts_gen.py).
+"""The Broadcaster's typed ``broadcast_*`` methods, one per catalogue event
+(server/publish/broadcasts_gen.py).
 
 A method per event keeps a backend's call checked by mypy (keyword arguments are the event's
 data fields); generating them keeps the catalogue the one place an event is added.
@@ -28,7 +29,7 @@ def build_broadcasts() -> str:
     return (
         f'{HEADER}"""One typed method per catalogue event, mixed into the Broadcaster."""\n\n'
         f"from __future__ import annotations\n\nfrom swe_realtime.events import {names}\n"
-        "from swe_realtime.typed_broadcast import typed\n\n\n"
+        "from swe_realtime.publish.typed import typed\n\n\n"
         "class BroadcastMethods:\n"
         '    """``broadcast_<type>(**data)``: validate and send one event of that type."""\n\n'
         + "\n".join(lines)

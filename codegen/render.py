@@ -35,7 +35,7 @@ def render() -> dict[PurePosixPath, str]:
 
 def render_sources() -> dict[PurePosixPath, str]:
     """Generated Python inside the package, by path from the repository's root."""
-    return {PurePosixPath("server/broadcasts_gen.py"): build_broadcasts()}
+    return {PurePosixPath("server/publish/broadcasts_gen.py"): build_broadcasts()}
 
 
 def as_yaml(document: dict[str, Any]) -> str:

@@ -20,19 +20,20 @@ from urllib.parse import urlsplit
 import socketio
 from sanic import Sanic
 
-from swe_realtime import __version__, metrics
-from swe_realtime._compat.engineio import EngineLogger
-from swe_realtime._compat.fanout import ChannelManager, FanoutManager
-from swe_realtime._compat.socketio import AsyncServer
-from swe_realtime.admin import Operator
-from swe_realtime.admin_bus import AdminBus, LocalBus, RedisBus
-from swe_realtime.auth import TokenVerifier
-from swe_realtime.broadcaster import Broadcaster, install_broadcaster
-from swe_realtime.cluster import ClusterStats, LocalStats, Stats
-from swe_realtime.cluster_presence import ClusterPresence, ClusterRegistry, ClusterShares
+from swe_realtime import __version__
+from swe_realtime.broadcaster import install_broadcaster
+from swe_realtime.cluster.admin_bus import AdminBus, LocalBus, RedisBus
+from swe_realtime.cluster.channels import RoomChannels
+from swe_realtime.cluster.connection import connect
+from swe_realtime.cluster.health import RedisHealth
+from swe_realtime.cluster.presence import ClusterPresence, ClusterRegistry, ClusterShares
+from swe_realtime.cluster.stats import ClusterStats, LocalStats, Stats
+from swe_realtime.cluster.streams import RoomStreams
+from swe_realtime.delivery.fanout import ChannelManager, FanoutManager
+from swe_realtime.delivery.history import History, RedisHistory, make_history
+from swe_realtime.delivery.recovery import Recovery
 from swe_realtime.events import NAMESPACE
-from swe_realtime.gateway import Gateway
-from swe_realtime.history import History, RedisHistory, make_history
+from swe_realtime.events.rooms import AccessPolicy, ClaimsAccessPolicy
 from swe_realtime.http.admin import admin_blueprint
 from swe_realtime.http.body_limit import BodyLimit
 from swe_realtime.http.docs import docs_blueprint
@@ -41,17 +42,18 @@ from swe_realtime.http.inspector import inspector_blueprint
 from swe_realtime.http.metrics import metrics_blueprint
 from swe_realtime.http.publish import publish_blueprint
 from swe_realtime.http.stats import stats_blueprint
-from swe_realtime.limits import FileDescriptors, SessionAdmission
-from swe_realtime.presence import Presence
-from swe_realtime.recovery import Recovery
-from swe_realtime.redis_connection import connect
-from swe_realtime.redis_health import RedisHealth
-from swe_realtime.registry import Registry
-from swe_realtime.room_channels import RoomChannels
-from swe_realtime.rooms import AccessPolicy, ClaimsAccessPolicy
+from swe_realtime.ops.admin import Operator
+from swe_realtime.ops.timeline import Timeline
+from swe_realtime.protocol.engineio import EngineLogger
+from swe_realtime.protocol.socketio import AsyncServer
+from swe_realtime.publish.broadcaster import Broadcaster
+from swe_realtime.sessions.auth import TokenVerifier
+from swe_realtime.sessions.limits import FileDescriptors, SessionAdmission
+from swe_realtime.sessions.namespace import Gateway
+from swe_realtime.sessions.presence import Presence
+from swe_realtime.sessions.registry import Registry
 from swe_realtime.settings import Settings
-from swe_realtime.streams import RoomStreams
-from swe_realtime.timeline import Timeline
+from swe_realtime.telemetry import metrics
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _APP_NUMBERS = itertools.count(1)
@@ -69,7 +71,7 @@ class GatewayApp:
     broadcaster: Broadcaster
     redis: RedisHealth | None
     channels: RoomChannels | None = None
-    """With Redis: this instance's room subscriptions (server/room_channels.py)."""
+    """With Redis: this instance's room subscriptions (server/cluster/channels.py)."""
     started: bool = False
     draining: bool = False
     _started: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -96,7 +98,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     """Build the gateway. ``policy`` replaces the claims-based room access policy.
 
     Several gateways may be built in one process (tests do); they share the process's
-    counters (server/metrics.py), and ``get_broadcaster()`` returns the last one's.
+    counters (server/telemetry/metrics.py), and ``get_broadcaster()`` returns the last one's.
     """
     verifier = TokenVerifier(settings.jwt)
     # A failed command counts for a heartbeat: the next beat can say Redis is back.

@@ -14,9 +14,9 @@ from swe_realtime.events._examples import PROJECT_ID, USER_ID
 from swe_realtime.settings import Settings, tls_settings
 
 try:
-    from swe_realtime.auth import Role, mint_token
-    from swe_realtime.logs import configure_logging
     from swe_realtime.serve import serve
+    from swe_realtime.sessions.auth import Role, mint_token
+    from swe_realtime.telemetry.logs import configure_logging
 except ModuleNotFoundError as missing:  # the base install: models and emitter, no server
     raise SystemExit(
         f"swe-realtime: the gateway is not installed ({missing.name} is missing):"

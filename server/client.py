@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 import socketio
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from swe_realtime._compat.socketio_client import start_reconnecting, stop_reconnecting
 from swe_realtime.errors import ErrorCode
 from swe_realtime.events import (
     NAMESPACE,
@@ -50,7 +49,8 @@ from swe_realtime.events import (
 )
 from swe_realtime.events._types import from_wire
 from swe_realtime.events.agent import AgentStatusReport
-from swe_realtime.rooms import GLOBAL
+from swe_realtime.events.rooms import GLOBAL
+from swe_realtime.protocol.socketio_client import start_reconnecting, stop_reconnecting
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import uvicorn
 
-from swe_realtime._compat.uvicorn import SlimWebSocketProtocol
 from swe_realtime.app import GatewayApp, create_app
-from swe_realtime.logs import configure_logging
+from swe_realtime.protocol.uvicorn import SlimWebSocketProtocol
 from swe_realtime.settings import Settings
+from swe_realtime.telemetry.logs import configure_logging
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 GC_YOUNG_THRESHOLD = 10_000

@@ -70,7 +70,7 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class HistorySettings:
-    """Per-room event history for missed-event recovery (server/history.py)."""
+    """Per-room event history for missed-event recovery (server/delivery/history.py)."""
 
     size: int = 1000
     """Events kept per room (HISTORY_SIZE); 0 turns history and positions off."""

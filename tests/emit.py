@@ -12,7 +12,7 @@ import asyncio
 import sys
 import uuid
 
-from swe_realtime.emitter import redis_broadcaster
+from swe_realtime.broadcaster import redis_broadcaster
 from swe_realtime.errors import EventRejected, RedisUnavailable
 
 

@@ -40,7 +40,7 @@ from redis.crc import key_slot
 
 from swe_realtime.app import GatewayApp, create_app
 from swe_realtime.events.catalogue import CATALOGUE
-from swe_realtime.rooms import AccessPolicy, Room, RoomKind
+from swe_realtime.events.rooms import AccessPolicy, Room, RoomKind
 from swe_realtime.serve import gateway_server
 from swe_realtime.settings import Settings
 
@@ -669,7 +669,7 @@ class RedisProcess:
 
 def room_slot(channel: str, room: str) -> int:
     """The Redis Cluster hash slot of ``room``'s keys and channel on ``channel`` (REDIS_CHANNEL):
-    they share the ``{<channel>:<room>}`` hash tag (server/streams.py), so one master serves
+    they share the ``{<channel>:<room>}`` hash tag (server/cluster/streams.py), so one master serves
     all of a room."""
     return key_slot(f"{{{channel}:{room}}}:events".encode())
 

@@ -20,8 +20,8 @@ import socketio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from swe_realtime.auth import TokenVerifier
 from swe_realtime.errors import AuthFailed, AuthMissing
+from swe_realtime.sessions.auth import TokenVerifier
 from swe_realtime.settings import JwtSettings
 from tests.support import ADMIN, SECRET, SERVICE, Client, ServerProcess, api, eventually, make_token
 

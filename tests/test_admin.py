@@ -18,16 +18,16 @@ import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
-from swe_realtime import metrics
-from swe_realtime.admin import ConnectionQuery, Operator, merged
-from swe_realtime.admin_bus import RedisBus
-from swe_realtime.auth import Principal
-from swe_realtime.cluster import Roster
-from swe_realtime.limits import TokenBucket
-from swe_realtime.redis_connection import connect
-from swe_realtime.registry import Connection, Registry
+from swe_realtime.cluster.admin_bus import RedisBus
+from swe_realtime.cluster.connection import connect
+from swe_realtime.cluster.stats import Roster
+from swe_realtime.ops.admin import ConnectionQuery, Operator, merged
+from swe_realtime.ops.timeline import Timeline
+from swe_realtime.sessions.auth import Principal
+from swe_realtime.sessions.limits import TokenBucket
+from swe_realtime.sessions.registry import Connection, Registry
 from swe_realtime.settings import RedisSettings
-from swe_realtime.timeline import Timeline
+from swe_realtime.telemetry import metrics
 from tests.support import (
     ADMIN,
     SECRET,
@@ -437,8 +437,8 @@ async def test_the_timeline_notes_each_instant_once_with_rates_over_the_real_int
             advance(7.0)  # the loop was blocked
         await real_sleep(0)
 
-    monkeypatch.setattr("swe_realtime.timeline.time.time", lambda: clock[0])
-    monkeypatch.setattr("swe_realtime.timeline.asyncio.sleep", sleep)
+    monkeypatch.setattr("swe_realtime.ops.timeline.time.time", lambda: clock[0])
+    monkeypatch.setattr("swe_realtime.ops.timeline.asyncio.sleep", sleep)
     timeline = Timeline(lambda: 0)
     timeline.start()
     while len(timeline.since(0)) < 8:

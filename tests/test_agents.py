@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from swe_realtime.rooms import Room, RoomKind
+from swe_realtime.events.rooms import Room, RoomKind
 from tests.support import Client, ServerProcess, drained, listener, make_token, publish_marker
 
 STATUS = {

@@ -15,7 +15,7 @@ import socketio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swe_realtime.logs import TRACEBACK_INDENT, RedactingFormatter
+from swe_realtime.telemetry.logs import TRACEBACK_INDENT, RedactingFormatter
 from tests.support import Client, ServerProcess, make_token
 
 

@@ -17,7 +17,7 @@ from uuid import uuid4
 import pytest
 from redis.asyncio import Redis
 
-from swe_realtime.cluster import Roster, heartbeat_key
+from swe_realtime.cluster.stats import Roster, heartbeat_key
 from tests.support import (
     SECRET,
     SERVICE,

@@ -1,4 +1,4 @@
-"""Per-user limits and agent presence counted over the cluster (server/cluster_presence.py).
+"""Per-user limits and agent presence counted over the cluster (server/cluster/presence.py).
 
 The first tests run the parts in this process against the machine's Redis, two "instances"
 side by side, each under a channel (key prefix) of its own test; the rest run real gateways
@@ -18,15 +18,15 @@ import pytest
 import redis.asyncio
 import socketio
 
-from swe_realtime.auth import Principal, Role
-from swe_realtime.broadcaster import Broadcaster
-from swe_realtime.cluster import heartbeat_key
-from swe_realtime.cluster_presence import LOST, ClusterPresence, ClusterRegistry, ClusterShares
+from swe_realtime.cluster.presence import LOST, ClusterPresence, ClusterRegistry, ClusterShares
+from swe_realtime.cluster.stats import heartbeat_key
 from swe_realtime.errors import ConnectionLimit
-from swe_realtime.limits import TokenBucket
-from swe_realtime.presence import REFRESHED
-from swe_realtime.registry import Connection
-from swe_realtime.room_message import Outgoing
+from swe_realtime.publish.broadcaster import Broadcaster
+from swe_realtime.publish.message import Outgoing
+from swe_realtime.sessions.auth import Principal, Role
+from swe_realtime.sessions.limits import TokenBucket
+from swe_realtime.sessions.presence import REFRESHED
+from swe_realtime.sessions.registry import Connection
 from swe_realtime.settings import RedisSettings
 from tests.support import (
     SECRET,

@@ -1,6 +1,6 @@
-"""The library internals the gateway patches (swe_realtime/_compat/) are those it was read against.
+"""The library internals the gateway patches (swe_realtime/protocol/) are those it was read against.
 
-Each _compat module lists, in UPSTREAM, the upstream objects it overrides or relies on with a
+Each module that patches a library lists, in UPSTREAM, the upstream objects it overrides or relies on with a
 digest of their source per version read. When the installed source differs, the patch must
 be re-read: the test names the file to re-check and the digest to add once that is done.
 """
@@ -13,12 +13,12 @@ from importlib.metadata import version
 
 import pytest
 
-import swe_realtime._compat as compat
-from swe_realtime._compat import Upstream, source_digest
+import swe_realtime
+from swe_realtime.protocol import Upstream, source_digest
 
 MODULES = [
-    importlib.import_module(f"{compat.__name__}.{info.name}")
-    for info in pkgutil.iter_modules(compat.__path__)
+    importlib.import_module(info.name)
+    for info in pkgutil.walk_packages(swe_realtime.__path__, f"{swe_realtime.__name__}.")
 ]
 CHECKED = [(module.__name__, entry) for module in MODULES for entry in getattr(module, "UPSTREAM", ())]
 

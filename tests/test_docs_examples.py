@@ -11,7 +11,7 @@ from uuid import uuid4
 
 import pytest
 
-from swe_realtime.rooms import Room, RoomKind
+from swe_realtime.events.rooms import Room, RoomKind
 from tests.support import SECRET, SERVICE, Client, ServerProcess, free_port, listener, make_token
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"

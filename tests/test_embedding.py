@@ -10,9 +10,9 @@ import asyncio
 import dataclasses
 from uuid import uuid4
 
-from swe_realtime._compat.uvicorn import SlimWebSocketProtocol
 from swe_realtime.app import create_app
 from swe_realtime.events.workflow import WorkflowStatus
+from swe_realtime.protocol.uvicorn import SlimWebSocketProtocol
 from swe_realtime.serve import GatewayServer, gateway_server
 from swe_realtime.settings import Settings
 from tests.support import ADMIN, SECRET, Client, free_port, make_token

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from swe_realtime.events.catalogue import CATALOGUE
-from swe_realtime.rooms import GLOBAL, Room, RoomKind, parse_room
+from swe_realtime.events.rooms import GLOBAL, Room, RoomKind, parse_room
 from tests.support import Client, ServerProcess, drained, fresh, listener, make_token, publish, publish_marker
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

@@ -1,8 +1,8 @@
 """The memory an idle WebSocket connection costs stays within its budget.
 
-server/slim.py and the patches that install it (_compat/engineio.py, _compat/uvicorn.py)
+server/protocol/queues.py and the patches that install it (protocol/engineio.py, protocol/uvicorn.py)
 took an idle connection from about 39 KB to 27 KB of server RSS (bench/RESULTS.md), the owned
-write path (wire.py) to 21 KB. If an
+write path (protocol/frames.py) to 21 KB. If an
 upstream rename made a patch miss its target, the gateway would still work, only bigger: this
 test is what notices. The clients are raw Engine.IO WebSockets (aiohttp), cheap enough for
 hundreds in the test process; the server's RSS is read from /proc.
@@ -26,7 +26,7 @@ MEASURED = 600
 BUDGET_KB = 20.0
 """Per idle connection. Measured here (600 connections): 17.3 KB with the handshake's headers let
 go (18.3 without emptying the scope's list), 21.1 KB with the owned write path alone
-(wire.py: no writer task, a ping timer instead of a sleeping ping task per session), 26.9 KB
+(protocol/frames.py: no writer task, a ping timer instead of a sleeping ping task per session), 26.9 KB
 before it, 33.7 KB without the send queue, request and protocol patches either."""
 
 
@@ -73,5 +73,5 @@ async def test_idle_websocket_connections_stay_within_budget(
     print(f"server RSS per idle WebSocket connection: {per_connection:.1f} KB")
     assert per_connection < BUDGET_KB, (
         f"{per_connection:.1f} KB per idle connection (budget {BUDGET_KB}): did a patch of "
-        "_compat/engineio.py or _compat/uvicorn.py stop applying?"
+        "protocol/engineio.py or protocol/uvicorn.py stop applying?"
     )

@@ -138,7 +138,8 @@ async def test_json_logs_carry_the_audit_fields(
     def audited_connect() -> dict[str, Any] | None:
         records = [json.loads(line) for line in gateway.log().splitlines() if line.strip()]
         return next(
-            (r for r in records if r["logger"] == "swe_realtime.audit" and r["message"] == "connect"), None
+            (r for r in records if r["logger"] == "swe_realtime.audit" and r["message"] == "connect"),
+            None,
         )
 
     connect = await eventually(audited_connect, 5, message="no audit record of the connect")

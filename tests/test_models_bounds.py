@@ -19,7 +19,7 @@ from uuid import uuid4
 import pytest
 
 from swe_realtime.events._types import MAX_SAFE_INTEGER
-from swe_realtime.rooms import Room, RoomKind
+from swe_realtime.events.rooms import Room, RoomKind
 from tests.support import SERVICE, Client, ServerProcess, api, example, listener, make_token, progress_event
 
 ROOT = Path(__file__).resolve().parent.parent

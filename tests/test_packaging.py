@@ -20,7 +20,7 @@ from uuid import uuid4
 import aiohttp
 import pytest
 
-from swe_realtime.rooms import Room, RoomKind
+from swe_realtime.events.rooms import Room, RoomKind
 from tests.support import SECRET, SHARED_REDIS, Client, ServerProcess, listener
 
 ROOT = Path(__file__).resolve().parent.parent

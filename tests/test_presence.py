@@ -14,15 +14,15 @@ from uuid import UUID, uuid4
 import pytest
 
 from swe_realtime.app import create_app
-from swe_realtime.auth import Principal, Role
-from swe_realtime.broadcaster import Broadcaster
 from swe_realtime.errors import ConnectionLimit
 from swe_realtime.events import CLIENT_COMMANDS, Command, PingCommand, PongAck
-from swe_realtime.gateway import Gateway
-from swe_realtime.limits import TokenBucket
-from swe_realtime.presence import REFRESHED, Presence
-from swe_realtime.registry import Connection, Registry
-from swe_realtime.room_message import Outgoing
+from swe_realtime.publish.broadcaster import Broadcaster
+from swe_realtime.publish.message import Outgoing
+from swe_realtime.sessions.auth import Principal, Role
+from swe_realtime.sessions.limits import TokenBucket
+from swe_realtime.sessions.namespace import Gateway
+from swe_realtime.sessions.presence import REFRESHED, Presence
+from swe_realtime.sessions.registry import Connection, Registry
 from swe_realtime.settings import Settings
 from tests.support import SECRET, Client, ServerProcess, make_token
 

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from swe_realtime.broadcaster import parse_event, read_events
 from swe_realtime.errors import EventRejected
 from swe_realtime.events.catalogue import CATALOGUE
 from swe_realtime.events.envelope import Envelope
+from swe_realtime.events.rooms import GLOBAL, Room, RoomKind
 from swe_realtime.http.models import BatchReceiptBody, ReceiptBody
 from swe_realtime.http.publish import EVENT_BATCH, ONE_EVENT, parse_batch
-from swe_realtime.rooms import GLOBAL, Room, RoomKind
+from swe_realtime.publish.broadcaster import parse_event, read_events
 from tests.support import (
     SERVICE,
     Client,

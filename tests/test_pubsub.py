@@ -1,4 +1,4 @@
-"""The owned pub/sub connection (server/pubsub.py) and the joins on it (server/room_channels.py).
+"""The owned pub/sub connection (server/cluster/pubsub.py) and the joins on it (server/cluster/channels.py).
 
 Most of what the link must survive cannot be asked of a real Redis on cue: a subscription
 never confirmed while pings are answered, a MOVED answer, a subscription dropped unasked, a
@@ -19,13 +19,13 @@ import hiredis
 import pytest
 import redis.asyncio
 
+from swe_realtime.cluster.channels import RoomChannels
+from swe_realtime.cluster.health import RedisHealth
+from swe_realtime.cluster.pubsub import Address, PubSubLink, command
+from swe_realtime.cluster.streams import RoomStreams
 from swe_realtime.errors import SubscriptionUnavailable
-from swe_realtime.pubsub import Address, PubSubLink, command
-from swe_realtime.redis_health import RedisHealth
-from swe_realtime.room_channels import RoomChannels
-from swe_realtime.room_message import RoomMessage
+from swe_realtime.publish.message import RoomMessage
 from swe_realtime.settings import HistorySettings
-from swe_realtime.streams import RoomStreams
 from tests.support import eventually
 
 

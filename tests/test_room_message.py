@@ -1,7 +1,7 @@
-"""The message a room's channel carries (server/room_message.py), and what rides on it.
+"""The message a room's channel carries (server/publish/message.py), and what rides on it.
 
 The format is read by every instance on every event, and written by Lua in Redis: its unit
-tests hold the Python reading against frames built the way server/wire.py builds them; the
+tests hold the Python reading against frames built the way server/protocol/frames.py builds them; the
 gateway tests hold the promise it exists for: a member's socket is written the publisher's
 bytes, and a replay from the stream writes the very same bytes.
 """
@@ -15,8 +15,10 @@ from uuid import uuid4
 
 import pytest
 
-from swe_realtime.broadcaster import parse_event
-from swe_realtime.room_message import (
+from swe_realtime.cluster.streams import _pending, _rounds
+from swe_realtime.protocol.frames import text_frame
+from swe_realtime.publish.broadcaster import parse_event
+from swe_realtime.publish.message import (
     Outgoing,
     RoomMessage,
     frame_head,
@@ -24,8 +26,6 @@ from swe_realtime.room_message import (
     packet_head,
     without_positions,
 )
-from swe_realtime.streams import _pending, _rounds
-from swe_realtime.wire import text_frame
 from tests.rawws import RawWebSocket
 from tests.support import RedisProcess, ServerProcess, example, make_token, publish
 

@@ -1,4 +1,4 @@
-"""Which copy of an event for several rooms each member is sent (server/several_rooms.py),
+"""Which copy of an event for several rooms each member is sent (server/delivery/several_rooms.py),
 against a small membership table: copies in either order, members leaving and joining between
 them, a copy that never comes. The same promises, over real gateways and a real Redis
 Cluster, are in test_cluster_promises.py."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from swe_realtime.several_rooms import Delivery, Ledger
+from swe_realtime.delivery.several_rooms import Delivery, Ledger
 
 ROOMS = ["agent:a", "global"]
 """An agent event: its agent room, then global."""

@@ -1,4 +1,4 @@
-"""The single-consumer queue that replaces asyncio.Queue per connection (server/slim.py).
+"""The single-consumer queue that replaces asyncio.Queue per connection (server/protocol/queues.py).
 
 python-engineio and uvicorn drive it in every other test; these pin down the edges they
 rely on: order, the timeout of ``wait_for``, the end-of-stream marker and ``join``.
@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from swe_realtime.slim import Flag, SingleConsumerQueue
+from swe_realtime.protocol.queues import Flag, SingleConsumerQueue
 
 
 async def test_items_arrive_in_order_whether_waited_for_or_queued() -> None:

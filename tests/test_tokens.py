@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swe_realtime.app import GatewayApp
-from swe_realtime.auth import Principal, TokenVerifier
 from swe_realtime.errors import AuthFailed
+from swe_realtime.events.rooms import ClaimsAccessPolicy, Room, RoomKind
 from swe_realtime.events.workflow import WorkflowStatus
-from swe_realtime.rooms import ClaimsAccessPolicy, Room, RoomKind
+from swe_realtime.sessions.auth import Principal, TokenVerifier
 from swe_realtime.settings import JwtSettings
 from tests.support import (
     ADMIN,

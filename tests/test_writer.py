@@ -1,4 +1,4 @@
-"""The gateway's own WebSocket write path (server/wire.py): frames corked per connection and
+"""The gateway's own WebSocket write path (server/protocol/frames.py): frames corked per connection and
 flushed once per loop pass, paused by the transport's flow control, never reordered.
 
 Each test drives a real server with real sockets: raw WebSockets (tests/rawws.py) where the
@@ -23,9 +23,9 @@ import aiohttp
 import socketio
 from engineio import packet
 
-from swe_realtime._compat.engineio import SharedPacket, Socket
 from swe_realtime.app import GatewayApp
-from swe_realtime.wire import State
+from swe_realtime.protocol.engineio import SharedPacket, Socket
+from swe_realtime.protocol.frames import State
 from tests.rawws import CLOSE, PING, PONG, TEXT, RawWebSocket
 from tests.support import (
     LOAD_TEST_LIMITS,

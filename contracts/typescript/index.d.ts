@@ -595,7 +595,7 @@ export interface RoomCommand {
 
 export type Severity = "info" | "warning" | "critical";
 
-/** Where an event stands in one room's history (see server/history.py). ``offset`` counts the room's events from 1; ``epoch`` names the history they are counted in and changes when that history is lost, so that an old offset is never read against a new count. A client keeps the last position per room and passes it back to resume. */
+/** Where an event stands in one room's history (see server/delivery/history.py). ``offset`` counts the room's events from 1; ``epoch`` names the history they are counted in and changes when that history is lost, so that an old offset is never read against a new count. A client keeps the last position per room and passes it back to resume. */
 export interface StreamPosition {
   /** The room history's epoch. */
   epoch: string;

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from swe_realtime.events import agent, ai, issue, pr, project, workflow
 from swe_realtime.events.envelope import Envelope
-from swe_realtime.rooms import GLOBAL, RoomKind
+from swe_realtime.events.rooms import GLOBAL, RoomKind
 
 
 class Global(StrEnum):

@@ -22,7 +22,7 @@ MAX_EPOCH_CHARS = 32
 
 
 class StreamPosition(BaseModel):
-    """Where an event stands in one room's history (see server/history.py).
+    """Where an event stands in one room's history (see server/delivery/history.py).
 
     ``offset`` counts the room's events from 1; ``epoch`` names the history they are counted
     in and changes when that history is lost, so that an old offset is never read against a

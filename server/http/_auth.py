@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from sanic import Request
 from sanic.response import JSONResponse, json
 
-from swe_realtime.auth import Principal, Role, TokenVerifier
 from swe_realtime.errors import AuthMissing, ClientError, ErrorCode
 from swe_realtime.http.models import ErrorBody
+from swe_realtime.sessions.auth import Principal, Role, TokenVerifier
 
 
 def error_response(status: int, code: ErrorCode, message: str) -> JSONResponse:

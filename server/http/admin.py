@@ -3,7 +3,7 @@
 Admin tokens only, each admin at most ADMIN_REQUESTS_PER_SECOND requests a second on an
 instance (bursts of twice as many): every request makes every instance look through its
 connections. Every route asks every instance through the
-admin bus (server/admin_bus.py) and merges their parts (server/admin.py); an answer some
+admin bus (server/cluster/admin_bus.py) and merges their parts (server/ops/admin.py); an answer some
 instance did not give in time is marked ``partial`` rather than withheld.
 """
 
@@ -19,13 +19,11 @@ from uuid import UUID
 from sanic import Blueprint, Request
 from sanic.response import JSONResponse, json
 
-from swe_realtime import metrics
-from swe_realtime.admin import DEFAULT_PAGE, MAX_PAGE, ConnectionQuery, merged
-from swe_realtime.admin_bus import AdminBus
-from swe_realtime.auth import Principal, Role, TokenVerifier
+from swe_realtime.cluster.admin_bus import AdminBus
+from swe_realtime.delivery.history import History, Window
 from swe_realtime.errors import ClientError, ErrorCode, InvalidRequest, RateLimited
 from swe_realtime.events.commands import RecoveryFailure
-from swe_realtime.history import History, Window
+from swe_realtime.events.rooms import parse_room
 from swe_realtime.http._auth import authorize, error_response
 from swe_realtime.http.models import (
     ConnectionPageBody,
@@ -33,9 +31,11 @@ from swe_realtime.http.models import (
     InstancesBody,
     RoomBody,
 )
-from swe_realtime.limits import Buckets
-from swe_realtime.rooms import parse_room
-from swe_realtime.timeline import STEP
+from swe_realtime.ops.admin import DEFAULT_PAGE, MAX_PAGE, ConnectionQuery, merged
+from swe_realtime.ops.timeline import STEP
+from swe_realtime.sessions.auth import Principal, Role, TokenVerifier
+from swe_realtime.sessions.limits import Buckets
+from swe_realtime.telemetry import metrics
 
 MAX_EVENTS = 100
 DEFAULT_EVENTS = 20

@@ -1,4 +1,4 @@
-"""``GET /metrics``: this instance's Prometheus metrics (server/metrics.py).
+"""``GET /metrics``: this instance's Prometheus metrics (server/telemetry/metrics.py).
 
 Room and event counts say what the platform's users do, so the endpoint is not public: it
 takes ``Authorization: Bearer <METRICS_TOKEN>`` (a static secret, what Prometheus'
@@ -12,9 +12,9 @@ import hmac
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, JSONResponse, raw
 
-from swe_realtime import metrics
-from swe_realtime.auth import Role, TokenVerifier
 from swe_realtime.http._auth import authorize
+from swe_realtime.sessions.auth import Role, TokenVerifier
+from swe_realtime.telemetry import metrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

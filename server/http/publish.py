@@ -15,14 +15,14 @@ from pydantic import Field, TypeAdapter
 from sanic import Blueprint, Request
 from sanic.response import JSONResponse, json
 
-from swe_realtime import metrics
-from swe_realtime.auth import Role, TokenVerifier
-from swe_realtime.broadcaster import EVENT, Broadcaster, parse_event, read_events
 from swe_realtime.errors import ErrorCode, EventRejected, FieldError, RedisUnavailable
 from swe_realtime.events.envelope import Envelope
 from swe_realtime.http._auth import authorize, error_response
 from swe_realtime.http.models import MAX_BATCH, RejectedBody
-from swe_realtime.typed_broadcast import Receipt
+from swe_realtime.publish.broadcaster import EVENT, Broadcaster, parse_event, read_events
+from swe_realtime.publish.typed import Receipt
+from swe_realtime.sessions.auth import Role, TokenVerifier
+from swe_realtime.telemetry import metrics
 
 ONE_EVENT: TypeAdapter[Any] = TypeAdapter(EVENT)
 EVENT_BATCH: TypeAdapter[Any] = TypeAdapter(Annotated[list[EVENT], Field(min_length=1, max_length=MAX_BATCH)])

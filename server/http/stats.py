@@ -8,10 +8,10 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import JSONResponse, json
 
-from swe_realtime.auth import Role, TokenVerifier
-from swe_realtime.cluster import Stats
+from swe_realtime.cluster.stats import Stats
 from swe_realtime.http._auth import authorize
 from swe_realtime.http.models import StatsBody
+from swe_realtime.sessions.auth import Role, TokenVerifier
 
 
 def stats_blueprint(verifier: TokenVerifier, stats: Stats) -> Blueprint:

@@ -1,0 +1,212 @@
+"""Statistics: of this instance alone, or summed over every live instance through Redis.
+
+Every heartbeat (HEARTBEAT_INTERVAL, 2 s) an instance writes its connection and room counts
+under ``{<channel>:instances}:<id>`` with a time-to-live of three heartbeats (in milliseconds:
+tests beat every few tenths of a second), so an instance that dies drops out of the sums
+within seconds and nothing needs cleaning up. The writes double as the readiness probe's
+view of Redis. In the same step it enters itself in the roster
+``{<channel>:instances}``, a sorted set scored by when its entry expires (Redis's clock), so
+that "who is alive?" is one read of one key, not a scan of a keyspace that holds every
+room's history (the admin API asks it on every request, server/cluster/admin_bus.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from swe_realtime import background
+from swe_realtime.cluster.connection import AnyRedis, connect
+from swe_realtime.cluster.health import RedisHealth
+from swe_realtime.settings import DEFAULT_TIMINGS, RedisSettings
+
+BEATS_TO_LIVE = 3
+"""A heartbeat's entry outlives that many heartbeats: one late beat is not a death."""
+
+Snapshot = dict[str, Any]
+_log = logging.getLogger("swe_realtime.cluster")
+
+
+class Stats(Protocol):
+    """Where the stats endpoint gets its numbers; started and stopped with the app."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def snapshot(self) -> Snapshot: ...
+
+
+class Companion(Protocol):
+    """Work that lives as long as this instance's heartbeat (server/cluster/presence.py):
+    started with it, and stopped before the heartbeat's entry is withdrawn, so that the other
+    instances see this one alive for as long as it holds anything in Redis."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+# KEYS: the instance's heartbeat, the roster. ARGV: its counts, the TTL in milliseconds, its
+# id. Roster scores stay in seconds (with a fraction), as instances of earlier versions read them.
+_BEAT = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]) / 1000, ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+"""
+
+# KEYS: the roster. Returns the ids whose entry has not expired.
+_LIVE = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+return redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%.6f', now), '+inf')
+"""
+
+
+class Roster:
+    """The instances alive on one channel: each beats (counts and roster entry in one step),
+    anyone reads who is alive in one command."""
+
+    def __init__(
+        self, redis: AnyRedis, channel: str, *, heartbeat: float = DEFAULT_TIMINGS.heartbeat
+    ) -> None:
+        """``heartbeat``: how often ``beat`` is called; an entry lives BEATS_TO_LIVE of them.
+        Who only reads the roster (the admin bus) may leave it out."""
+        self._redis = redis
+        self._channel = channel
+        self._ttl_ms = max(1, round(BEATS_TO_LIVE * heartbeat * 1000))
+        self._key = f"{{{channel}:instances}}"
+        self._beat = redis.register_script(_BEAT)
+        self._live = redis.register_script(_LIVE)
+
+    async def beat(self, instance_id: str, counts: str) -> None:
+        await self._beat(
+            keys=[heartbeat_key(self._channel, instance_id), self._key],
+            args=[counts, self._ttl_ms, instance_id],
+        )
+
+    async def withdraw(self, instance_id: str) -> None:
+        await self._redis.delete(heartbeat_key(self._channel, instance_id))
+        await self._redis.zrem(self._key, instance_id)
+
+    async def live(self) -> set[str]:
+        return {name.decode() for name in await self._live(keys=[self._key])}
+
+
+def heartbeat_key(channel: str, instance_id: str) -> str:
+    """Where ``instance_id`` heartbeats: while the key exists, the instance counts as alive.
+    All instances' keys share one hash slot, so that one MGET reads them on a Redis Cluster."""
+    return f"{{{channel}:instances}}:{instance_id}"
+
+
+class LocalStats:
+    """Without Redis there is one instance: its own counts are the whole story."""
+
+    def __init__(self, instance_id: str, local: Callable[[], Snapshot]) -> None:
+        self.instance_id = instance_id
+        self._local = local
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def snapshot(self) -> Snapshot:
+        return summed({self.instance_id: self._local()}) | {"partial": False}
+
+
+class ClusterStats:
+    """Heartbeats this instance's counts into Redis and sums everyone's on request."""
+
+    def __init__(
+        self,
+        settings: RedisSettings,
+        instance_id: str,
+        health: RedisHealth,
+        local: Callable[[], Snapshot],
+        companions: Sequence[Companion] = (),
+        *,
+        heartbeat: float,
+        health_check: float,
+    ) -> None:
+        """``heartbeat`` (HEARTBEAT_INTERVAL) and ``health_check`` (REDIS_HEALTH_CHECK_INTERVAL)
+        in seconds."""
+        self.instance_id = instance_id
+        self._health = health
+        self._local = local
+        self._companions = tuple(companions)
+        self._redis: AnyRedis = connect(
+            settings.url,
+            default_service=settings.channel,
+            socket_timeout=2,
+            health_check_interval=health_check,
+        )
+        self._prefix = heartbeat_key(settings.channel, "")
+        self._heartbeat = heartbeat
+        self._roster = Roster(self._redis, settings.channel, heartbeat=heartbeat)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._beat())
+        for companion in self._companions:
+            await companion.start()
+
+    async def stop(self) -> None:
+        """Stop the companions, then beating, and withdraw this instance's entry (best effort)."""
+        for companion in self._companions:
+            await companion.stop()
+        await background.stop([self._task])
+        try:
+            await self._roster.withdraw(self.instance_id)
+        except Exception as exc:  # Redis gone at shutdown: the TTL removes the entry anyway
+            _log.info("could not withdraw this instance's stats: %s", exc)
+        await self._redis.aclose()
+
+    async def _beat(self) -> None:
+        while True:
+            try:
+                await self._roster.beat(self.instance_id, json.dumps(self._local()))
+            except Exception as exc:  # any failure means Redis cannot be used right now
+                self._health.failed(exc, "heartbeat")
+            else:
+                self._health.succeeded("heartbeat")
+            await asyncio.sleep(self._heartbeat)
+
+    async def snapshot(self) -> Snapshot:
+        """Connections and rooms summed over live instances, with a per-instance breakdown.
+
+        This instance counts with its live numbers. If Redis cannot be read, the answer is
+        this instance alone, marked ``partial``.
+        """
+        instances: dict[str, Snapshot] = {}
+        partial = False
+        try:
+            names = sorted(await self._roster.live())
+            values = await self._redis.mget([self._prefix + name for name in names]) if names else []
+            for name, value in zip(names, values, strict=True):
+                if value is not None:
+                    instances[name] = json.loads(value)
+        except Exception as exc:  # Redis down: say so in the answer, not in the log
+            self._health.failed(exc)
+            partial = True
+        instances[self.instance_id] = self._local()
+        return summed(instances) | {"partial": partial}
+
+
+def summed(instances: dict[str, Snapshot]) -> Snapshot:
+    rooms: dict[str, int] = {}
+    for counts in instances.values():
+        for room, members in counts["rooms"].items():
+            rooms[room] = rooms.get(room, 0) + members
+    return {
+        "connections": sum(counts["connections"] for counts in instances.values()),
+        "rooms": dict(sorted(rooms.items())),
+        "instances": dict(sorted(instances.items())),
+    }

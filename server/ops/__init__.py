@@ -1,0 +1,1 @@
+"""What the operator sees of one instance: its answers to the admin API, its recent timeline."""
