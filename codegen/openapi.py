@@ -41,7 +41,7 @@ from swe_realtime.http.models import (
     StatsBody,
     StatusBody,
 )
-from swe_realtime.ops.admin import DEFAULT_PAGE, MAX_PAGE
+from swe_realtime.ops.operator import DEFAULT_PAGE, MAX_PAGE
 
 PUBLISH_EVENT = "PublishEvent"
 

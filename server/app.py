@@ -21,19 +21,11 @@ import socketio
 from sanic import Sanic
 
 from swe_realtime import __version__
+from swe_realtime.backends import Backend, backend_for
 from swe_realtime.broadcaster import install_broadcaster
-from swe_realtime.cluster.admin_bus import AdminBus, LocalBus, RedisBus
-from swe_realtime.cluster.channels import RoomChannels
-from swe_realtime.cluster.connection import connect
-from swe_realtime.cluster.health import RedisHealth
-from swe_realtime.cluster.presence import ClusterPresence, ClusterRegistry, ClusterShares
-from swe_realtime.cluster.stats import ClusterStats, LocalStats, Stats
-from swe_realtime.cluster.streams import RoomStreams
-from swe_realtime.delivery.fanout import ChannelManager, FanoutManager
-from swe_realtime.delivery.history import History, RedisHistory, make_history
+from swe_realtime.delivery.history import CountedSink
 from swe_realtime.delivery.recovery import Recovery
 from swe_realtime.events import NAMESPACE
-from swe_realtime.events.rooms import AccessPolicy, ClaimsAccessPolicy
 from swe_realtime.http.admin import admin_blueprint
 from swe_realtime.http.body_limit import BodyLimit
 from swe_realtime.http.docs import docs_blueprint
@@ -42,16 +34,15 @@ from swe_realtime.http.inspector import inspector_blueprint
 from swe_realtime.http.metrics import metrics_blueprint
 from swe_realtime.http.publish import publish_blueprint
 from swe_realtime.http.stats import stats_blueprint
-from swe_realtime.ops.admin import Operator
+from swe_realtime.ops.operator import Operator
 from swe_realtime.ops.timeline import Timeline
 from swe_realtime.protocol.engineio import EngineLogger
 from swe_realtime.protocol.socketio import AsyncServer
 from swe_realtime.publish.broadcaster import Broadcaster
+from swe_realtime.sessions.access import AccessPolicy, ClaimsAccessPolicy
 from swe_realtime.sessions.auth import TokenVerifier
 from swe_realtime.sessions.limits import FileDescriptors, SessionAdmission
 from swe_realtime.sessions.namespace import Gateway
-from swe_realtime.sessions.presence import Presence
-from swe_realtime.sessions.registry import Registry
 from swe_realtime.settings import Settings
 from swe_realtime.telemetry import metrics
 
@@ -69,9 +60,8 @@ class GatewayApp:
     sio: AsyncServer
     gateway: Gateway
     broadcaster: Broadcaster
-    redis: RedisHealth | None
-    channels: RoomChannels | None = None
-    """With Redis: this instance's room subscriptions (server/cluster/channels.py)."""
+    backend: Backend
+    """In memory or on Redis (server/backends.py)."""
     started: bool = False
     draining: bool = False
     _started: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -83,10 +73,7 @@ class GatewayApp:
     def ready(self) -> bool:
         """Serving, not draining, and (with Redis) subscribed and caught up: every event
         accepted for this instance's rooms reaches it."""
-        reached = self.redis is None or (
-            self.redis.reachable and (self.channels is None or self.channels.ready)
-        )
-        return self.started and not self.draining and reached
+        return self.started and not self.draining and self.backend.ready()
 
     async def drain(self) -> None:
         """Stop looking ready and close every client session, so clients reconnect elsewhere."""
@@ -101,9 +88,8 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     counters (server/telemetry/metrics.py), and ``get_broadcaster()`` returns the last one's.
     """
     verifier = TokenVerifier(settings.jwt)
-    # A failed command counts for a heartbeat: the next beat can say Redis is back.
-    redis = RedisHealth(settings.redis.url, quiet=settings.timings.heartbeat) if settings.redis else None
-    manager = ChannelManager() if settings.redis else FanoutManager()
+    backend = backend_for(settings)
+    manager = backend.manager
     sio = AsyncServer(
         async_mode="asgi",
         client_manager=manager,
@@ -120,79 +106,26 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         logger=logging.getLogger("socketio.server"),
         engineio_logger=EngineLogger(logging.getLogger("engineio.server")),
     )
-    channels: RoomChannels | None = None
-    history: History
-    if settings.redis and redis and isinstance(manager, ChannelManager):
-        client = connect(
-            settings.redis.url,
-            default_service=settings.redis.channel,
-            health_check_interval=settings.timings.redis_health_check,
-        )
-        streams = RoomStreams(client, settings.redis.channel, settings.history, url=settings.redis.url)
-        channels = manager.channels = RoomChannels(
-            streams,
-            manager.deliver,
-            redis,
-            sweep=settings.timings.room_sweep,
-            health_check=settings.timings.redis_health_check,
-        )
-        history = RedisHistory(streams, redis, kept=settings.history.size > 0)
-    else:
-        max_members = settings.max_connections * settings.limits.rooms_per_connection
-        history = make_history(sio, settings.history, max_members=max_members)
-    broadcaster = Broadcaster(metrics.CountedSink(history))
+    history = backend.history(sio)
+    broadcaster = Broadcaster(CountedSink(history))
     install_broadcaster(broadcaster)
     # With Redis, per-user limits and agent presence count every instance's connections.
-    shares = (
-        ClusterShares(
-            settings.redis,
-            settings.instance_id,
-            broadcaster,
-            tick=settings.timings.presence_tick,
-            grace=settings.timings.presence_grace,
-            health_check=settings.timings.redis_health_check,
-        )
-        if settings.redis
-        else None
-    )
-    per_user = settings.limits.connections_per_user
-    registry = ClusterRegistry(per_user, shares) if shares else Registry(per_user)
+    registry, presence = backend.counts(broadcaster)
     gateway = Gateway(
         verifier,
         policy or ClaimsAccessPolicy(),
         broadcaster,
-        Recovery(sio, sio.manager, history, NAMESPACE),
+        Recovery(sio, manager, history, NAMESPACE),
         registry,
-        ClusterPresence(broadcaster, shares) if shares else Presence(broadcaster),
+        presence,
         settings.max_connections,
         settings.limits,
     )
     sio.register_namespace(gateway)
-    stats: Stats = (
-        ClusterStats(
-            settings.redis,
-            settings.instance_id,
-            redis,
-            registry.snapshot,
-            [shares] if shares else [],
-            heartbeat=settings.timings.heartbeat,
-            health_check=settings.timings.redis_health_check,
-        )
-        if settings.redis and redis
-        else LocalStats(settings.instance_id, registry.snapshot)
-    )
+    stats = backend.stats(registry.snapshot)
     timeline = Timeline(lambda: len(registry))
-    operator = Operator(settings.instance_id, sio, gateway, registry, timeline, redis)
-    bus: AdminBus = (
-        RedisBus(
-            settings.redis,
-            settings.instance_id,
-            operator.answer,
-            health_check=settings.timings.redis_health_check,
-        )
-        if settings.redis
-        else LocalBus(operator.answer)
-    )
+    operator = Operator(settings.instance_id, sio, gateway, registry, timeline, backend.health)
+    bus = backend.bus(operator.answer)
 
     limits = settings.limits
     sio.eio.admission = SessionAdmission(
@@ -208,19 +141,19 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         sio=sio,
         gateway=gateway,
         broadcaster=broadcaster,
-        redis=redis,
-        channels=channels,
+        backend=backend,
     )
     sanic.blueprint(health_blueprint(app.ready))
     sanic.blueprint(stats_blueprint(verifier, stats))
     sanic.blueprint(metrics_blueprint(verifier, settings.metrics_token))
     sanic.blueprint(inspector_blueprint(settings.dev))
+    health = backend.health
     metrics.install(
         settings.instance_id,
         __version__,
         connections=lambda: len(registry),
         rooms=lambda: manager.named_rooms(NAMESPACE),
-        redis_up=(lambda: float(redis.reachable)) if redis else None,
+        redis_up=(lambda: float(health.reachable)) if health else None,
     )
     sanic.blueprint(publish_blueprint(verifier, broadcaster))
     sanic.blueprint(admin_blueprint(verifier, bus, history, limits.admin_requests_per_second))
@@ -235,16 +168,14 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         await bus.start()
         await stats.start()
         timeline.start()
-        if channels is not None:
-            channels.start(lambda: manager.local_rooms(NAMESPACE), manager.expire)
+        await backend.start()
 
     @sanic.before_server_stop
     async def stopping(_: Sanic[Any, Any]) -> None:
         await timeline.stop()
         await stats.stop()
         await bus.stop()
-        if channels is not None:
-            await channels.stop()
+        await backend.stop()
 
     return app
 

@@ -40,8 +40,9 @@ from redis.crc import key_slot
 
 from swe_realtime.app import GatewayApp, create_app
 from swe_realtime.events.catalogue import CATALOGUE
-from swe_realtime.events.rooms import AccessPolicy, Room, RoomKind
+from swe_realtime.events.rooms import Room, RoomKind
 from swe_realtime.serve import gateway_server
+from swe_realtime.sessions.access import AccessPolicy
 from swe_realtime.settings import Settings
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from redis.crc import key_slot
 from swe_realtime.cluster.admin_bus import RedisBus
 from swe_realtime.cluster.connection import connect
 from swe_realtime.cluster.stats import Roster
-from swe_realtime.ops.admin import ConnectionQuery, Operator, merged
+from swe_realtime.ops.operator import ConnectionQuery, Operator, merged
 from swe_realtime.ops.timeline import Timeline
 from swe_realtime.sessions.auth import Principal
 from swe_realtime.sessions.limits import TokenBucket

@@ -24,8 +24,11 @@ CHECKED = [(module.__name__, entry) for module in MODULES for entry in getattr(m
 
 
 def test_every_patch_module_names_what_it_depends_on() -> None:
-    named = {module.__name__.rpartition(".")[2] for module in MODULES if getattr(module, "UPSTREAM", ())}
-    assert named == {"engineio", "socketio", "fanout", "uvicorn", "socketio_client"}
+    named = {module.__name__ for module in MODULES if getattr(module, "UPSTREAM", ())}
+    assert named == {
+        f"swe_realtime.protocol.{name}"
+        for name in ("engineio", "socketio", "manager", "uvicorn", "socketio_client")
+    }
 
 
 @pytest.mark.parametrize(("module", "entry"), CHECKED, ids=[f"{m}:{e.target}" for m, e in CHECKED])

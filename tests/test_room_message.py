@@ -17,11 +17,11 @@ import pytest
 
 from swe_realtime.cluster.streams import _pending, _rounds
 from swe_realtime.protocol.frames import text_frame
+from swe_realtime.protocol.websocket import frame_head
 from swe_realtime.publish.broadcaster import parse_event
 from swe_realtime.publish.message import (
     Outgoing,
     RoomMessage,
-    frame_head,
     header_head,
     packet_head,
     without_positions,

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from swe_realtime.app import GatewayApp
 from swe_realtime.errors import AuthFailed
-from swe_realtime.events.rooms import ClaimsAccessPolicy, Room, RoomKind
+from swe_realtime.events.rooms import Room, RoomKind
 from swe_realtime.events.workflow import WorkflowStatus
+from swe_realtime.sessions.access import ClaimsAccessPolicy
 from swe_realtime.sessions.auth import Principal, TokenVerifier
 from swe_realtime.settings import JwtSettings
 from tests.support import (

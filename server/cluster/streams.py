@@ -37,7 +37,6 @@ two events of two rooms may reach two instances in different orders.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from redis.exceptions import ClusterError, NoScriptError, TryAgainError
 
 from swe_realtime.cluster.connection import PUBLISH_TIMEOUT, AnyRedis, safe_url
 from swe_realtime.errors import RedisUnavailable
+from swe_realtime.events.envelope import new_epoch
 from swe_realtime.publish.message import (
     Outgoing,
     RoomMessage,
@@ -172,11 +172,6 @@ publisher waits, so that a batch Redis took is answered before the publisher giv
 
 MOVING_PAUSE = 0.1
 """Seconds between tries of an append whose slot is being moved (resharding, failover)."""
-
-
-def new_epoch() -> str:
-    """A fresh epoch: a random token naming one life of a room's history."""
-    return secrets.token_urlsafe(9)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,6 @@ is neither kept nor sent anywhere, so no instance's clients see an event the oth
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -29,18 +28,13 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Protocol
 
-from swe_realtime.cluster.connection import PUBLISH_TIMEOUT
-from swe_realtime.cluster.health import RedisHealth
-from swe_realtime.cluster.streams import RoomStreams, new_epoch
 from swe_realtime.delivery.fanout import emit_to_participants
 from swe_realtime.events import NAMESPACE
 from swe_realtime.events.commands import RecoveryFailure
-from swe_realtime.events.envelope import StreamPosition
+from swe_realtime.events.envelope import StreamPosition, new_epoch
 from swe_realtime.publish.message import Outgoing, RoomMessage
 from swe_realtime.settings import HistorySettings
 from swe_realtime.telemetry import metrics
-
-_log = logging.getLogger("swe_realtime.history")
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,59 +225,18 @@ class MemoryHistory:
         metrics.HISTORY_ROOMS.dec()
 
 
-class RedisHistory:
-    """Histories in the rooms' Redis streams (server/cluster/streams.py), shared by every instance.
+class CountedSink:
+    """An event sink that counts the events handed to it, by type (the gateway wraps its history in it)."""
 
-    A publish that Redis does not take raises RedisUnavailable: an event that is neither
-    stored nor sent is the publisher's to know about (HTTP 503), never a silent success.
-    """
-
-    def __init__(self, streams: RoomStreams, health: RedisHealth, *, kept: bool) -> None:
-        self._streams = streams
-        self._health = health
-        self._kept = kept
+    def __init__(self, sink: History) -> None:
+        self._sink = sink
 
     async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
-        errors = await self._streams.publish(events)
-        failed = [error for error in errors if error is not None]
-        if failed:
-            self._health.unpublished += len(failed)
-            metrics.UNPUBLISHED.inc(len(failed))
-            self._health.failed(failed[0].__cause__ or failed[0])
-        else:
-            self._health.succeeded()
+        errors = await self._sink.send(events)
+        for event, error in zip(events, errors, strict=True):
+            if error is None:
+                metrics.published(event.event).inc()
         return errors
-
-    async def windows(self, requests: Sequence[tuple[str, StreamPosition | None]]) -> list[Window]:
-        return list(await asyncio.gather(*(self._window(room, after) for room, after in requests)))
-
-    async def recent(self, room: str, count: int) -> Window:
-        """Read with the newest ``count`` entries only. A failure here is not Redis's health:
-        an operator's look into a long history must not take the instance out of /ready."""
-        if not self._kept:
-            return Window(None, failure=RecoveryFailure.HISTORY_OFF)
-        try:
-            state = await asyncio.wait_for(
-                self._streams.read(room, 0 if count else None, most=count, look=True), PUBLISH_TIMEOUT
-            )
-        except Exception as exc:
-            _log.info("could not read the history of %s for the admin API: %s", room, exc or "timed out")
-            return Window(None, failure=RecoveryFailure.HISTORY_UNAVAILABLE)
-        if not state.epoch:
-            return Window(None)
-        return Window(StreamPosition(epoch=state.epoch, offset=state.top), state.entries)
-
-    async def _window(self, room: str, after: StreamPosition | None) -> Window:
-        if not self._kept:
-            return Window(None, failure=RecoveryFailure.HISTORY_OFF)
-        try:
-            state = await asyncio.wait_for(
-                self._streams.read(room, None if after is None else after.offset), PUBLISH_TIMEOUT
-            )
-        except Exception as exc:  # the room is joined all the same; the client is told
-            self._health.failed(exc)
-            return Window(None, failure=RecoveryFailure.HISTORY_UNAVAILABLE)
-        return judge(state.epoch, state.top, state.first, after, state.entries)
 
 
 def make_history(server: Any, settings: HistorySettings, *, max_members: int) -> History:

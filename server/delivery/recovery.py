@@ -30,11 +30,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from swe_realtime.delivery.fanout import Gated, encode
+from swe_realtime.delivery.fanout import Gated
 from swe_realtime.delivery.gate import Gate
 from swe_realtime.delivery.history import History, Kept, Window
 from swe_realtime.events.envelope import StreamPosition
 from swe_realtime.protocol.engineio import SharedPacket
+from swe_realtime.protocol.manager import encode
 from swe_realtime.publish.message import RoomMessage
 from swe_realtime.telemetry import metrics
 

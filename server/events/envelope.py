@@ -8,6 +8,7 @@ data model and narrows ``type`` to a Literal.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID, uuid4
@@ -19,6 +20,11 @@ from swe_realtime.events._types import Index, UtcDatetime
 DataT = TypeVar("DataT", bound=BaseModel)
 
 MAX_EPOCH_CHARS = 32
+
+
+def new_epoch() -> str:
+    """A fresh epoch: a random token naming one life of a room's history."""
+    return secrets.token_urlsafe(9)
 
 
 class StreamPosition(BaseModel):

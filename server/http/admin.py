@@ -3,7 +3,7 @@
 Admin tokens only, each admin at most ADMIN_REQUESTS_PER_SECOND requests a second on an
 instance (bursts of twice as many): every request makes every instance look through its
 connections. Every route asks every instance through the
-admin bus (server/cluster/admin_bus.py) and merges their parts (server/ops/admin.py); an answer some
+admin bus (server/cluster/admin_bus.py) and merges their parts (server/ops/operator.py); an answer some
 instance did not give in time is marked ``partial`` rather than withheld.
 """
 
@@ -31,7 +31,7 @@ from swe_realtime.http.models import (
     InstancesBody,
     RoomBody,
 )
-from swe_realtime.ops.admin import DEFAULT_PAGE, MAX_PAGE, ConnectionQuery, merged
+from swe_realtime.ops.operator import DEFAULT_PAGE, MAX_PAGE, ConnectionQuery, merged
 from swe_realtime.ops.timeline import STEP
 from swe_realtime.sessions.auth import Principal, Role, TokenVerifier
 from swe_realtime.sessions.limits import Buckets

@@ -54,6 +54,8 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
 from types import SimpleNamespace
 from typing import Any
 
@@ -63,10 +65,10 @@ import engineio.payload
 from engineio import async_socket, exceptions, packet
 from engineio.async_drivers import asgi as engineio_asgi
 
+from swe_realtime.errors import ErrorCode
 from swe_realtime.protocol import Upstream
 from swe_realtime.protocol.frames import FRAME_WRITER, FrameWriter, State, binary_frame, text_frame
 from swe_realtime.protocol.queues import SendQueue
-from swe_realtime.sessions.limits import Refusal
 from swe_realtime.telemetry import metrics
 
 MAX_PACKETS_PER_POST = 1024
@@ -413,6 +415,15 @@ class EngineLogger(logging.LoggerAdapter[logging.Logger]):
             level, msg, args = logging.WARNING, "%s: %.120s", (msg, failure)
             kwargs["exc_info"] = False
         super().log(level, msg, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a new Engine.IO session is refused, and the HTTP status its handshake gets."""
+
+    status: HTTPStatus
+    code: ErrorCode
+    reason: str
 
 
 Admission = Callable[[Mapping[str, Any], int], Refusal | None]

@@ -31,7 +31,7 @@ import enum
 import weakref
 from typing import Protocol
 
-from swe_realtime.publish.message import TEXT, frame_head
+from swe_realtime.protocol.websocket import TEXT, frame_head
 from swe_realtime.telemetry import metrics
 
 FRAME_WRITER = "swe_realtime.frame_writer"

@@ -24,12 +24,12 @@ bytes. Nothing on the receiving side decodes JSON.
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 from swe_realtime.events import NAMESPACE
 from swe_realtime.events.envelope import Envelope
+from swe_realtime.protocol.websocket import TEXT, frame_head
 
 NO_POSITIONS = b"-"
 
@@ -72,21 +72,6 @@ def packet_head(event: str, payload_json: str) -> str:
 def header_head(event: str, accepted_ms: int, index: int, rooms: list[str]) -> bytes:
     """The header up to its positions."""
     return f"{event} {accepted_ms} {index} {','.join(rooms)} ".encode()
-
-
-TEXT = 0x81
-"""FIN + the text opcode: the first byte of an unfragmented WebSocket text frame."""
-
-
-def frame_head(first: int, length: int) -> bytes:
-    """The head of an unmasked WebSocket frame (RFC 6455 section 5.2) of ``length`` bytes,
-    ``first`` its first byte. Here, not in server/protocol/frames.py, because an emitter process without
-    the gateway's libraries writes frames too."""
-    if length < 126:
-        return bytes((first, length))
-    if length < 65536:
-        return struct.pack("!BBH", first, 126, length)
-    return struct.pack("!BBQ", first, 127, length)
 
 
 def without_positions(event: str, accepted_ms: int, index: int, rooms: list[str], payload_json: str) -> bytes:

@@ -9,11 +9,11 @@ import resource
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from swe_realtime.errors import ErrorCode
+from swe_realtime.protocol.engineio import Refusal
 from swe_realtime.telemetry import audit, metrics
 
 _log = logging.getLogger(__name__)
@@ -67,15 +67,6 @@ class SlidingWindow:
             ]
             for key in stale:
                 del self._events[key]
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a new Engine.IO session is refused, and the HTTP status its handshake gets."""
-
-    status: HTTPStatus
-    code: ErrorCode
-    reason: str
 
 
 class FileDescriptors:

@@ -29,7 +29,6 @@ from urllib.parse import parse_qs
 import socketio
 from pydantic import BaseModel, ValidationError
 
-from swe_realtime.delivery.fanout import encode
 from swe_realtime.delivery.gate import Gate
 from swe_realtime.delivery.history import Window
 from swe_realtime.delivery.recovery import Plan, Recovery, Request
@@ -67,8 +66,10 @@ from swe_realtime.events import (
 )
 from swe_realtime.events._types import from_wire
 from swe_realtime.events.agent import AgentStatusChanged, AgentStatusChangedData, AgentStatusReport
-from swe_realtime.events.rooms import GLOBAL, AccessPolicy, Room, parse_room
+from swe_realtime.events.rooms import GLOBAL, Room, parse_room
+from swe_realtime.protocol.manager import encode
 from swe_realtime.publish.broadcaster import Broadcaster
+from swe_realtime.sessions.access import AccessPolicy
 from swe_realtime.sessions.auth import Principal, Role, TokenVerifier
 from swe_realtime.sessions.limits import SlidingWindow, TokenBucket
 from swe_realtime.sessions.presence import Presence

@@ -12,17 +12,13 @@ and reasons from enumerations; nothing a client sends becomes a label as it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from time import time
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-if TYPE_CHECKING:
-    from swe_realtime.publish.broadcaster import EventSink
-    from swe_realtime.publish.message import Outgoing
 
 REGISTRY = CollectorRegistry()
 PREFIX = "swe_realtime"
@@ -186,20 +182,6 @@ def install(
         REDIS_UP.set_function(
             lambda: min(gateway.redis_up() for gateway in _gateways if gateway.redis_up is not None)
         )
-
-
-class CountedSink:
-    """An event sink that counts the events handed to it, by type."""
-
-    def __init__(self, sink: EventSink) -> None:
-        self._sink = sink
-
-    async def send(self, events: Sequence[Outgoing]) -> list[BaseException | None]:
-        errors = await self._sink.send(events)
-        for event, error in zip(events, errors, strict=True):
-            if error is None:
-                published(event.event).inc()
-        return errors
 
 
 def delivered(event: str, accepted: float | None, recipients: int) -> None:

@@ -1,0 +1,81 @@
+"""The package's layers, and the one direction imports may take between them.
+
+Each line of ``LAYERS`` is a layer, highest first; a module may import its own package and
+the layers below its own, never a layer above nor a sibling on its own line. So the library
+seams (``protocol``) import nothing of the domain, nothing imports ``app`` but the entry
+points, and nothing imports ``http``. docs/architecture.md draws the same picture.
+"""
+
+from __future__ import annotations
+
+import grimp
+import pytest
+
+PACKAGE = "swe_realtime"
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("cli",),  # the console script
+    ("serve",),  # uvicorn, workers, draining
+    ("app",),  # assembly: settings in, an ASGI application out
+    ("backends",),  # memory or Redis, chosen once
+    ("broadcaster", "client"),  # the public Python entries: publish, subscribe
+    ("http",),  # routes
+    ("ops",),  # what the operator sees of an instance
+    ("cluster",),  # everything Redis
+    ("sessions",),  # connections: namespace, auth, access, registry, limits, presence
+    ("delivery",),  # fan-out, gates, history, recovery
+    ("publish",),  # validate -> route -> sink; the message format
+    ("events", "protocol"),  # the catalogue; the library seams
+    ("telemetry", "background"),  # metrics, logs, audit; stopping tasks
+    ("settings",),
+    ("errors",),
+)
+RANK = {name: rank for rank, layer in enumerate(LAYERS) for name in layer}
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph(PACKAGE)
+
+
+def _part(module: str) -> str:
+    """The top-level part of the package a module belongs to."""
+    return module.split(".")[1] if "." in module else ""
+
+
+def test_every_part_of_the_package_has_a_layer(graph: grimp.ImportGraph) -> None:
+    parts = {_part(module) for module in graph.modules} - {""}
+    assert parts == set(RANK), f"give each part a layer in LAYERS: {sorted(parts ^ set(RANK))}"
+
+
+def test_imports_go_down_the_layers_only(graph: grimp.ImportGraph) -> None:
+    wrong = []
+    for importer in sorted(graph.modules):
+        mine = _part(importer)
+        for imported in graph.find_modules_directly_imported_by(importer):
+            theirs = _part(imported)
+            if not theirs or theirs == mine or RANK[theirs] > RANK[mine]:
+                continue
+            for detail in graph.get_import_details(importer=importer, imported=imported):
+                wrong.append(f"{importer}:{detail['line_number']} imports {imported}")
+    assert not wrong, "an import against the layers (see LAYERS):\n" + "\n".join(wrong)
+
+
+def test_the_layers_hold_no_cycle(graph: grimp.ImportGraph) -> None:
+    """Within a part, modules may import each other, but never around in a circle."""
+    cycles = []
+    for importer in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(importer):
+            if importer < imported and graph.chain_exists(imported=importer, importer=imported):
+                cycles.append(f"{importer} <-> {imported}")
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_an_emitter_needs_no_gateway_library(graph: grimp.ImportGraph) -> None:
+    """``pip install swe-realtime`` (no extra) publishes through Redis: the broadcaster's
+    imports reach no module of the gateway's server libraries (test_packaging installs it)."""
+    reached = graph.find_upstream_modules(f"{PACKAGE}.broadcaster") | {f"{PACKAGE}.broadcaster"}
+    server_side = {f"{PACKAGE}.{part}" for part in ("protocol", "sessions", "delivery", "http", "ops")}
+    assert not {
+        module for module in reached if any(module.startswith(f"{part}.") for part in server_side)
+    } - {f"{PACKAGE}.protocol", f"{PACKAGE}.protocol.websocket"}
