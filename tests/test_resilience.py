@@ -176,7 +176,7 @@ async def test_polling_garbage_bodies(
 async def test_polling_goodbye_answers_the_pending_poll(
     server: ServerProcess, clients: Callable[[], Client]
 ) -> None:
-    # Without the fix in server/sio.py the client's pending GET hangs for ping interval +
+    # Without the fix in server/protocol/socketio.py the client's pending GET hangs for ping interval +
     # ping timeout, and disconnect() with it.
     client = await clients().connect(server.url, make_token(), transport="polling")
     await client.next("connection_established")
