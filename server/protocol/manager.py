@@ -180,6 +180,7 @@ class RoomTable(socketio.AsyncManager):  # type: ignore[misc]
 
     def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
         if namespace not in self.rooms:
+            self.disconnected(sid)
             return
         for room in self.rooms_of.pop(sid, ()):
             super().basic_leave_room(sid, namespace, room)
