@@ -3,7 +3,8 @@
 The lowest layer: it imports nothing of the gateway's domain (events, rooms, sessions,
 delivery, Redis), only the telemetry it counts in. Every dependence on a library's internals
 is here, one module per library, each with an ``UPSTREAM`` table naming the upstream objects
-it overrides or relies on and a digest of their source in each version read.
+it overrides or relies on, why no public API or documented extension point does it, and a
+digest of their source in each version read.
 ``tests/test_compat.py`` recomputes the digests of the installed versions and fails with the
 file to re-check when one differs. After re-reading the patch against the new source, add the
 new version's digest to its entry (the failure message prints it). The version bounds in
@@ -34,6 +35,10 @@ class Upstream:
     """``module:Qualified.name``."""
     digests: Mapping[str, str]
     """Version -> :func:`source_digest` of ``target`` in that version."""
+    why: str
+    """What the gateway needs of it, and why the library's public API (constructor
+    arguments, ``client_manager=``, ``serializer=``, the ASGI driver, uvicorn's ``ws=``) does
+    not give it."""
 
 
 def source_digest(target: str) -> str:
