@@ -10,8 +10,9 @@ file to re-check when one differs. After re-reading the patch against the new so
 new version's digest to its entry (the failure message prints it). The version bounds in
 pyproject.toml follow these tables.
 
-- engineio.py: the Engine.IO server (send queue, request translation, log levels, batches)
-- socketio.py: the Socket.IO server (bad packets, polling goodbyes, slow consumers, drain)
+- engineio.py: the Engine.IO server (sessions, send queue, request translation, log levels,
+  batches, polling goodbyes)
+- socketio.py: the Socket.IO server (bad packets, slow consumers, namespaces, drain)
 - uvicorn.py: the WebSocket protocol with smaller per-connection objects and a frame writer
 - socketio_client.py: starting and stopping the AsyncClient's reconnection loop (server/client.py)
 - frames.py, queues.py: what those patches install: the frame writer, the smaller queues
