@@ -393,7 +393,7 @@ class Socket(async_socket.AsyncSocket):  # type: ignore[misc]
         """Read a POST's packets (up to :class:`Payload`'s count); on one it cannot take,
         close the session at once (python-engineio would log an error and keep it, or wait
         for a GET that drains its queue). Upstream's own eight lines, but for the count and
-        the decoding of deep JSON (:func:`decode`)."""
+        JSON nested too deep (a RecursionError out of python-engineio's decoder)."""
         length = int(environ.get("CONTENT_LENGTH", "0"))
         if length > self.server.max_http_buffer_size:
             raise exceptions.ContentTooLongError()
