@@ -68,33 +68,19 @@ NOT_UNIT_TESTS = frozenset(
     }
 )
 """Tests of modules that are otherwise unit tests which are not: by function name."""
-XDIST_GROUPS = {
-    # Its session fixture installs the packed contracts into tests/consumers/typescript and
-    # removes them at the end of the session: one worker at a time in that folder.
-    "test_consumers_typescript.py": "consumers-typescript",
-    # One wheel and two virtual environments for the module: built once, by one worker.
-    "test_packaging.py": "packaging",
-}
-"""Modules whose tests share something outside their worker: with ``--dist loadgroup`` each
-group runs in one xdist worker."""
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that start gateways on Redis are marked redis even where a module forgot to say
     so, for ``-m "not redis"`` to hold on a machine without Redis. A test that starts no
-    process, no server and no socket of its own is marked unit (``just check`` runs those);
-    modules in XDIST_GROUPS get their xdist_group."""
+    process, no server and no socket of its own is marked unit (``just check`` runs those)."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if REDIS_FIXTURES & fixtures:
             item.add_marker(pytest.mark.redis)
-        module = item.path.name
-        if module in XDIST_GROUPS:
-            item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS[module]))
         if not (
             PROCESS_FIXTURES & fixtures
-            or module in NOT_UNIT_MODULES
+            or item.path.name in NOT_UNIT_MODULES
             or getattr(item, "originalname", item.name) in NOT_UNIT_TESTS
             or any(item.get_closest_marker(name) for name in NOT_UNIT_MARKERS)
         ):
