@@ -6,12 +6,43 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 serve *args:
     uv run --frozen swe-realtime serve --dev {{ args }}
 
-# Install everything the tests need, check lint, types and generated files, run every test.
-# Arguments go to pytest as given: `just test -m "not browser"`, `-m "not slow and not node"`.
+# The loop while editing, in seconds: formatting, lint, strict types (mypy's cache makes a
+# second run incremental) and the unit tests, those that start no process, no server and no
+# socket (tests/conftest.py marks them).
+check: lint
+    uv run --frozen pytest -q -p no:cacheprovider -m unit
+
+# Install everything the tests need, check lint, types and generated files, run every test,
+# TEST_WORKERS (default 3) xdist workers at once: most tests wait on sockets, processes and
+# timers, so three on two cores beat two (see README). A module's tests stay in one worker
+# (--dist loadfile): test_consumers_typescript's session fixture installs into, then removes
+# from, one shared node_modules, and module fixtures (a wheel, two venvs) are made once.
+# (`--dist loadgroup` would say so per module, but pytest 9.2's node ids undo its groups:
+# pytest-xdist issue 1386.) Arguments go to pytest as given: `just test -m "not browser"`,
+# `just test tests/test_cluster.py -n 0` (no xdist).
 [positional-arguments]
 test *args: lint node
     uv run --frozen python -m codegen --check
-    uv run --frozen pytest "$@"
+    uv run --frozen pytest -n "${TEST_WORKERS:-3}" --dist loadfile "$@"
+
+# The fault, timing and cluster tests with two processes burning a core each beside them (CI
+# runs it after `just test`): under load a test may take longer, never fail. The burners
+# end with the recipe, whatever its outcome.
+[positional-arguments]
+test-under-load *args: node
+    #!/usr/bin/env bash
+    set -euo pipefail
+    burners=()
+    trap 'kill "${burners[@]}" 2>/dev/null || true' EXIT
+    for _ in 1 2; do
+        python3 -c 'while True: pass' &
+        burners+=($!)
+    done
+    uv run --frozen pytest -n "${TEST_WORKERS:-3}" --dist loadfile \
+        tests/test_cluster.py tests/test_cluster_idle.py tests/test_cluster_presence.py \
+        tests/test_cluster_promises.py tests/test_cluster_soak.py tests/test_redis_faults.py \
+        tests/test_scale_out.py tests/test_budget.py tests/test_abuse.py tests/test_soak.py \
+        tests/test_resilience.py "$@"
 
 # Three gateways on a private Redis, members coming and going, lulls (tests/test_cluster_soak.py):
 # the cluster soak for longer than the minute `just test` gives it, `just soak --minutes 30`.
@@ -92,9 +123,18 @@ sync:
 # Test tools: socket.io-client, typescript, @asyncapi/parser (npm, tests/node); the consumer
 # matrices' tools (tests/consumers/: tsc, vite, the oldest socket.io-client; @asyncapi/cli,
 # Modelina, openapi-typescript, ajv); chromium, nginx (Debian).
+# `npm ci` only where node_modules was not installed from the present lock (and package.json,
+# and node version): a stamp of their hash is kept inside node_modules, which `npm ci` deletes.
 node:
-    npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
-    npm ci --prefix tests/consumers/typescript --no-audit --no-fund --loglevel=error
-    npm ci --prefix tests/consumers/contracts --no-audit --no-fund --loglevel=error
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for project in tests/node tests/consumers/typescript tests/consumers/contracts; do
+        stamp="$project/node_modules/.installed-from"
+        wanted=$(cat "$project/package.json" "$project/package-lock.json" <(node --version) | sha256sum)
+        if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
+            npm ci --prefix "$project" --no-audit --no-fund --loglevel=error
+            echo "$wanted" > "$stamp"
+        fi
+    done
     command -v chromium >/dev/null && test -x /usr/sbin/nginx || \
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nginx)

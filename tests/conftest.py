@@ -31,14 +31,60 @@ with warnings.catch_warnings():
     importlib.import_module("sanic_testing")
 
 REDIS_FIXTURES = frozenset({"cluster", "private_redis", "redis_cluster", "replicated_redis_cluster"})
+PROCESS_FIXTURES = REDIS_FIXTURES | {"server", "shared_server", "start_server", "gateway_url", "packed"}
+"""Fixtures that start a process or a server: a test that uses one is not a unit test."""
+NOT_UNIT_MARKERS = frozenset({"redis", "node", "browser", "slow"})
+NOT_UNIT_MODULES = frozenset(
+    {
+        # Each of their tests runs a process of its own (the CLI, codegen, uv, node, nginx)
+        # or serves a gateway on a socket in the test's own code.
+        "test_codegen.py",
+        "test_consumers_contracts.py",
+        "test_consumers_typescript.py",
+        "test_contracts.py",
+        "test_deploy.py",
+        "test_docs_examples.py",
+        "test_embedding.py",
+        "test_layers.py",
+        "test_packaging.py",
+        "test_pubsub.py",
+        "test_settings.py",
+    }
+)
+NOT_UNIT_TESTS = frozenset(
+    {
+        # A gateway served on the test's loop (gateway_in_process), on a real socket.
+        "test_refresh_during_a_slow_subscribe",
+        "test_refresh_during_a_slow_resume_at_connect",
+        "test_closing_a_session_never_waits_for_its_client",
+        "test_nothing_follows_the_close_frame_uvicorn_answered",
+        "test_a_closed_session_is_let_go_at_once",
+        # A process of their own (the CLI under ulimit, an emitter).
+        "test_running_short_of_file_descriptors_refuses_sessions_and_says_so",
+        "test_write_only_emitter_validates_and_reports_redis_down",
+        # Pure, but seconds of CPU each (a hundred thousand connections, hypothesis runs).
+        "test_a_hundred_thousand_connections_are_paged_not_sent_whole",
+        "test_token_parser_refuses_cleanly",
+    }
+)
+"""Tests of modules that are otherwise unit tests which are not: by function name."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that start gateways on Redis are marked redis even where a module forgot to say
-    so, for ``-m "not redis"`` to hold on a machine without Redis."""
+    so, for ``-m "not redis"`` to hold on a machine without Redis. A test that starts no
+    process, no server and no socket of its own is marked unit (``just check`` runs those)."""
     for item in items:
-        if REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if REDIS_FIXTURES & fixtures:
             item.add_marker(pytest.mark.redis)
+        if not (
+            PROCESS_FIXTURES & fixtures
+            or item.path.name in NOT_UNIT_MODULES
+            or getattr(item, "originalname", item.name) in NOT_UNIT_TESTS
+            or any(item.get_closest_marker(name) for name in NOT_UNIT_MARKERS)
+        ):
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

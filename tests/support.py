@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import inspect
 import io
+import itertools
 import json
 import os
 import random
@@ -25,7 +26,7 @@ import sys
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -71,6 +72,8 @@ REDIS_TROUBLE = r"WARNING swe_realtime\.redis: |admin channel lost"
 CLI = Path(sys.executable).with_name("swe-realtime")
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 """The machine's Redis: tests use channels (and so keys) of their own on it, never flush it."""
+LISTENING = re.compile(r"Uvicorn running on https?://\S+:(\d+) ")
+"""uvicorn's start-up line, which names the port it bound when it was given port 0."""
 ERROR_MARKERS = (" ERROR ", " CRITICAL ", "Traceback (most recent call last)")
 
 T = TypeVar("T")
@@ -266,23 +269,64 @@ async def gateway_in_process(
     """A gateway served on this test's loop, and its URL: for tests that run their own code
     among the server's (a policy that waits on the test, a session acted on between two of
     the server's loop passes)."""
-    config = dataclasses.replace(Settings.from_env(env), port=free_port())
+    config = dataclasses.replace(Settings.from_env(env), port=0)  # the kernel's choice: no race
     app = create_app(config, policy=policy)
     server = gateway_server(app, config, log_level="warning")
     serving = asyncio.create_task(server.serve())
     try:
         await asyncio.wait_for(server.wait_listening(), 10)
-        yield app, f"http://127.0.0.1:{config.port}"
+        [listening] = server.servers
+        yield app, f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
     finally:
         server.should_exit = True
         await serving
 
 
-def free_port() -> int:
+TEST_PORTS = range(10000, 20000)
+"""Where ports a test must name itself come from (``free_port``): below the kernel's
+ephemeral range (32768 and up on Linux), which ``bind(0)`` and outgoing connections draw
+from, so a port let go and bound again (a Redis restarted) is not taken meanwhile by some
+connection; and low enough for a Redis Cluster node's bus, 10,000 above, to stay below it too.
+Each xdist worker draws from a block of its own, so two workers never hand out one port."""
+_WORKER_BLOCKS = 20
+_handed_out: Iterator[int] | None = None
+
+
+def _worker_block() -> range:
+    """This worker's share of TEST_PORTS (``gw3``: the fourth block; no xdist: the first)."""
+    number = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    size = len(TEST_PORTS) // _WORKER_BLOCKS
+    start = TEST_PORTS.start + (int(number) % _WORKER_BLOCKS if number.isdigit() else 0) * size
+    return range(start, start + size)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(*, bus: bool = False) -> int:
+    """A port of this worker's block that nothing holds now (``bus``: and ``port + 10000``, a
+    Redis Cluster node's bus, neither), for what must be told its port before it binds (a
+    Redis, nginx, a documented example) or binds it again after a restart. A gateway binds
+    port 0 instead and says which port it got (``ServerProcess``).
+
+    Ports go round the block from a random place, each handed out once per round: two tests
+    of one worker never get the same one, and two sessions side by side (a second checkout)
+    start apart, besides the check that nothing holds the port."""
+    global _handed_out
+    if _handed_out is None:
+        block = _worker_block()
+        start = random.randrange(len(block))
+        _handed_out = itertools.cycle([*block[start:], *block[:start]])
+    for _, port in zip(range(len(_worker_block())), _handed_out, strict=False):
+        if _bindable(port) and (not bus or _bindable(port + 10000)):
+            return port
+    raise AssertionError(f"no free port in {_worker_block()}")
 
 
 class ServerProcess:
@@ -297,31 +341,49 @@ class ServerProcess:
         cli: Path = CLI,
         cwd: Path | None = None,
     ) -> None:
-        """``cli``: another installation's ``swe-realtime``, run in ``cwd``."""
-        self.port = free_port()
-        self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
+        """``cli``: another installation's ``swe-realtime``, run in ``cwd``. It binds port 0
+        (the kernel picks a free one: no race with other tests or xdist workers) unless
+        ``args`` name a ``--port`` (the last one counts), and ``port`` is read from its log."""
         self.log_path = log_path
         self.crashed = False
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "CORS_", "MAX_"))}
         full_env.update(env if env is not None else {"JWT_SECRET": SECRET})
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [str(cli), "serve", "--port", str(self.port), *args],
+            [str(cli), "serve", "--port", "0", *args],
             env=full_env,
             cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         try:
+            self.port = self._wait_listening()
+            self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
             self._wait_healthy()
         except BaseException:
             self.stop()  # a gateway that never came up leaves no process and no open log behind
             raise
 
+    def _exited(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
+
+    def _wait_listening(self, timeout: float = 20.0) -> int:
+        """The port uvicorn says it bound (with ``--workers``, the parent's socket)."""
+
+        def bound() -> int | None:
+            self._exited()
+            found = LISTENING.search(self.log())
+            return int(found.group(1)) if found else None
+
+        try:
+            return eventually_sync(bound, timeout)
+        except AssertionError:
+            raise RuntimeError(f"gateway did not say where it listens:\n{self.log()}") from None
+
     def _wait_healthy(self, timeout: float = 20.0) -> None:
         def healthy() -> bool:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
+            self._exited()
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=1, context=_UNVERIFIED) as response:
                     return bool(response.status == 200)
@@ -702,7 +764,7 @@ class RedisClusterProcess:
             options += ("--cluster-node-timeout", "2000")
             # A replica syncs at once, not after the 5 s Redis waits for more replicas to join.
             options += ("--repl-diskless-sync-delay", "0")
-            self.nodes.append(RedisProcess(folder, *options, port=_cluster_port()))
+            self.nodes.append(RedisProcess(folder, *options, port=free_port(bus=True)))
         self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
 
     def start(self) -> None:
@@ -826,16 +888,3 @@ class RedisClusterProcess:
             return None
         master = self.node(owners.pop())
         return master if master.running else None
-
-
-def _cluster_port() -> int:
-    """A free port whose cluster bus port (10,000 above) is free too, below the ephemeral range."""
-    for port in random.sample(range(20000, 30000), 200):
-        try:
-            for candidate in (port, port + 10000):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", candidate))
-        except OSError:
-            continue
-        return port
-    raise AssertionError("no free port pair for a Redis Cluster node")

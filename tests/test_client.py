@@ -322,7 +322,6 @@ async def test_the_readme_example_runs_without_the_gateway_libraries(
 async def test_a_restarted_gateway_on_redis_resumes_without_gap_or_duplicate(
     cluster: Callable[..., list[ServerProcess]],
     start_server: Callable[..., ServerProcess],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The client's gateway drains (SIGTERM: its Engine.IO sessions closed, which
     python-socketio alone would not reconnect after) and comes back on the same address;
@@ -343,8 +342,8 @@ async def test_a_restarted_gateway_on_redis_resumes_without_gap_or_duplicate(
 
         assert home.stop()
         await publish_numbered(other, project, range(3, 23))
-        monkeypatch.setattr(support, "free_port", lambda: home.port)
-        start_server({"JWT_SECRET": SECRET, "REDIS_URL": SHARED_REDIS, "REDIS_CHANNEL": channel})
+        env = {"JWT_SECRET": SECRET, "REDIS_URL": SHARED_REDIS, "REDIS_CHANNEL": channel}
+        start_server(env, "--port", str(home.port))
         again = await next_event(events, ConnectionEstablished)
         assert {answer.room: answer.recovered for answer in again.data.recovery}[room] is True
         seen += [(await next_event(events, WorkflowProgress)).data.progress for _ in range(20)]

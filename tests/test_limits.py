@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 import socketio
 
-from tests.support import Client, ServerProcess, eventually, make_token, subscribed
+from tests.support import Client, ServerProcess, eventually, free_port, make_token, subscribed
 
 
 async def test_max_connections(
@@ -43,7 +43,8 @@ async def test_oversized_message_drops_only_that_connection(
 async def test_dev_mode_prints_a_working_token_and_allows_local_origins(
     start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
 ) -> None:
-    server = start_server({}, "--dev")
+    # The banner is printed before the gateway binds: it names a port only when given one.
+    server = start_server({}, "--dev", "--port", str(free_port()))
     banner = server.log()
     token = re.search(r"member of project 550e8400-e29b-41d4-a716-446655440000:\n  (\S+)", banner)
     assert token, banner
