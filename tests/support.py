@@ -839,3 +839,14 @@ def _cluster_port() -> int:
             continue
         return port
     raise AssertionError("no free port pair for a Redis Cluster node")
+
+
+async def metric(server: ServerProcess, name: str, token: str = ADMIN) -> float:
+    """One sample of the gateway's ``/metrics`` (``name`` with its labels), 0 when absent."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.url + "/metrics", headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        text = await response.text()
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
