@@ -12,9 +12,10 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import aiohttp
+import jwt
 import pytest
 import socketio
 from hypothesis import HealthCheck, given, settings
@@ -27,17 +28,32 @@ from tests.support import ADMIN, SECRET, SERVICE, Client, ServerProcess, api, ev
 
 # --- tokens over time ------------------------------------------------------------------------
 
+LEEWAY = 5
+"""The shared gateway's JWT_LEEWAY (the default): a token is honoured this long past its exp."""
+ENDS_IN = 3
+"""Seconds: the tokens below are minted expired, but honoured this much longer (within the
+leeway), so that a test sees the end without waiting out a whole lifetime and leeway. Long
+enough for a busy machine to connect with one first."""
+
+
+def ending_token(sub: UUID | None = None, **claims: Any) -> tuple[str, float]:
+    """A token the gateway honours for ENDS_IN seconds more, and when that is (epoch seconds)."""
+    token = make_token(sub, ttl=ENDS_IN - LEEWAY, **claims)
+    return token, jwt.decode(token, options={"verify_signature": False})["exp"] + LEEWAY
+
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 async def test_connection_ends_when_its_token_expires(
     server: ServerProcess, clients: Callable[[], Client], transport: str
 ) -> None:
-    client = await clients().connect(server.url, make_token(ttl=2), transport=transport)
+    """A skewed clock is tolerated (JWT_LEEWAY), and no longer: past ``exp`` and the
+    leeway, the gateway sends a notice and ends the connection."""
+    token, _ = ending_token()
+    client = await clients().connect(server.url, token, transport=transport)
     sid = client.sio.get_sid("/ws")
     await client.next("connection_established")
 
-    # The token lives 2 s, and JWT_LEEWAY (5 s by default) more: a skewed clock is tolerated.
-    notice = await client.next("connection_error", timeout=10)
+    notice = await client.next("connection_error", timeout=ENDS_IN + 10)
 
     assert notice["type"] == "connection.error"
     assert notice["data"] == {
@@ -52,7 +68,8 @@ async def test_refresh_token_extends_the_session_and_rechecks_rooms(
     server: ServerProcess, clients: Callable[[], Client]
 ) -> None:
     user, keep, drop = uuid4(), uuid4(), uuid4()
-    client = await clients().connect(server.url, make_token(user, projects=[keep, drop], ttl=2))
+    token, ends = ending_token(user, projects=[keep, drop])
+    client = await clients().connect(server.url, token)
     await client.next("connection_established")
     for project in (keep, drop):
         assert (await client.call("subscribe", {"room": f"project:{project}"}))["status"] == "success"
@@ -62,9 +79,9 @@ async def test_refresh_token_extends_the_session_and_rechecks_rooms(
     assert ack["status"] == "success"
     assert ack["left"] == [f"project:{drop}"]
     assert abs(time.time() + 3600 - _epoch(ack["expires_at"])) < 10
-    # Not a wait for something to happen: time must pass the first token's exp, and nothing may
-    # happen then (no connection_error, no disconnect).
-    await asyncio.sleep(3)
+    # Not a wait for something to happen: time must pass the first token's end (exp and the
+    # leeway), and nothing may happen then (no connection_error, no disconnect).
+    await eventually(lambda: time.time() > ends + 1, ENDS_IN + 10, message="the clock stood still")
     assert client.sio.connected
     assert client.events["connection_error"].qsize() == 0
     rooms = (await api(server, "GET", "/api/v1/websocket/stats", ADMIN))[1]["rooms"]
@@ -80,21 +97,21 @@ def _epoch(rfc3339: str) -> float:
 
 @pytest.mark.parametrize(
     ("payload", "code"),
-    [
-        ({"token": make_token()}, "AUTH_FAILED"),  # another subject
-        ({"token": make_token(ttl=-5)}, "AUTH_FAILED"),
-        ({"token": "garbage"}, "AUTH_FAILED"),
-        ({"token": 5}, "INVALID_REQUEST"),
-        ({}, "INVALID_REQUEST"),
-        ("token", "INVALID_REQUEST"),
+    [  # made as the test runs: a token minted at collection would age with the suite
+        (lambda: {"token": make_token()}, "AUTH_FAILED"),  # another subject
+        (lambda: {"token": make_token(ttl=-5)}, "AUTH_FAILED"),
+        (lambda: {"token": "garbage"}, "AUTH_FAILED"),
+        (lambda: {"token": 5}, "INVALID_REQUEST"),
+        (lambda: {}, "INVALID_REQUEST"),
+        (lambda: "token", "INVALID_REQUEST"),
     ],
 )
 async def test_bad_refresh_is_refused_and_changes_nothing(
-    server: ServerProcess, clients: Callable[[], Client], payload: Any, code: str
+    server: ServerProcess, clients: Callable[[], Client], payload: Callable[[], Any], code: str
 ) -> None:
     client = await clients().connect(server.url, make_token(ttl=3600))
     await client.next("connection_established")
-    ack = await client.call("refresh_token", payload)
+    ack = await client.call("refresh_token", payload())
     assert ack["status"] == "error"
     assert ack["error_code"] == code
     assert await client.call("ping") == {"status": "pong"}
