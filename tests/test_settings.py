@@ -20,6 +20,7 @@ import socketio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from swe_realtime import cli
 from swe_realtime.app import create_app
 from swe_realtime.errors import SettingsError
 from swe_realtime.settings import DEFAULT_TIMINGS, Settings, Timings
@@ -49,9 +50,32 @@ def forge_hs256(claims: dict[str, Any], key: bytes) -> str:
     return signing_input + "." + b64(signature)
 
 
+def clean_environ() -> dict[str, str]:
+    """This process's environment without the gateway's variables a developer may have set."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "CORS_", "MAX_", "PORT"))}
+
+
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "CORS_", "MAX_", "PORT"))}
-    return subprocess.run([str(CLI), *args], env={**clean, **env}, capture_output=True, text=True, timeout=30)
+    """The installed ``swe-realtime`` command, in a process of its own."""
+    return subprocess.run(
+        [str(CLI), *args], env={**clean_environ(), **env}, capture_output=True, text=True, timeout=30
+    )
+
+
+def cli_in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str], *args: str
+) -> tuple[int, str, str]:
+    """``cli.main`` in this process with ``env`` as its whole environment: (exit status,
+    stdout, stderr). For what the command decides (a refusal, a token); a process start costs
+    a second and a half of imports each, and a few tests with ``run_cli`` show the installed
+    command does the same."""
+    monkeypatch.setattr(os, "environ", {**clean_environ(), **env})
+    try:
+        status = cli.main(args)
+    except SystemExit as stopped:  # argparse refusing an argument
+        status = stopped.code if isinstance(stopped.code, int) else 2
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 REFUSALS = [
@@ -93,14 +117,28 @@ REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize(("env", "message"), REFUSALS, ids=[r[1][:40] for r in REFUSALS])
-def test_bad_settings_refuse_to_start(env: dict[str, str], message: str) -> None:
-    result = run_cli(env, "serve", "--port", "1")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+def assert_refused(status: int, stderr: str, message: str) -> None:
+    """Exit status 2 and one line on stderr, naming the problem."""
+    assert status == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("swe-realtime: configuration error: ")
     assert message in lines[0]
+
+
+@pytest.mark.parametrize(("env", "message"), REFUSALS, ids=[r[1][:40] for r in REFUSALS])
+def test_bad_settings_refuse_to_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str], message: str
+) -> None:
+    status, _, err = cli_in_process(monkeypatch, capsys, env, "serve", "--port", "1")
+    assert_refused(status, err, message)
+
+
+@pytest.mark.parametrize(("env", "message"), [REFUSALS[0], REFUSALS[-1]], ids=["no key", "PING_TIMEOUT"])
+def test_the_installed_command_refuses_to_start(env: dict[str, str], message: str) -> None:
+    """The process itself: its exit status and its one line, as a crash loop's log shows them."""
+    result = run_cli(env, "serve", "--port", "1")
+    assert_refused(result.returncode, result.stderr, message)
 
 
 TIMINGS = {
@@ -206,24 +244,20 @@ def test_token_command_mints_a_verifiable_token() -> None:
     assert claims["exp"] - claims["iat"] == 60
 
 
-def test_token_command_refuses_bad_input() -> None:
-    assert run_cli({"JWT_SECRET": SECRET}, "token", "--sub", "alice").returncode == 2
-    assert (
-        run_cli(
-            {"JWT_SECRET": SECRET},
-            "token",
-            "--sub",
-            "660e8400-e29b-41d4-a716-446655440001",
-            "--roles",
-            "root",
-        ).returncode
-        == 2
+def test_token_command_refuses_bad_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sub = "660e8400-e29b-41d4-a716-446655440001"
+    assert cli_in_process(monkeypatch, capsys, {"JWT_SECRET": SECRET}, "token", "--sub", "alice")[0] == 2
+    status, _, _ = cli_in_process(
+        monkeypatch, capsys, {"JWT_SECRET": SECRET}, "token", "--sub", sub, "--roles", "root"
     )
-    no_secret = run_cli(
-        {"JWT_PUBLIC_KEY": pem(RSA_KEY)}, "token", "--sub", "660e8400-e29b-41d4-a716-446655440001"
+    assert status == 2
+    status, _, err = cli_in_process(
+        monkeypatch, capsys, {"JWT_PUBLIC_KEY": pem(RSA_KEY)}, "token", "--sub", sub
     )
-    assert no_secret.returncode == 2
-    assert "minting needs JWT_SECRET" in no_secret.stderr
+    assert status == 2
+    assert "minting needs JWT_SECRET" in err
 
 
 @pytest.mark.parametrize(("key", "algorithm"), [(RSA_KEY, "RS256"), (EC_KEY, "ES256")])
