@@ -19,12 +19,13 @@ import pytest
 import socketio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sanic import Sanic
 
 from swe_realtime import cli
 from swe_realtime.app import create_app
 from swe_realtime.errors import SettingsError
 from swe_realtime.settings import DEFAULT_TIMINGS, Settings, Timings
-from tests.support import CLI, SECRET, Client, ServerProcess, make_token
+from tests.support import ADMIN, CLI, SECRET, Client, InProcessAPI, ServerProcess, make_token
 
 
 def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
@@ -149,6 +150,7 @@ TIMINGS = {
     "PRESENCE_GRACE": "presence_grace",
     "PING_INTERVAL": "ping_interval",
     "PING_TIMEOUT": "ping_timeout",
+    "TIMELINE_STEP": "timeline_step",
 }
 """Each interval's variable, and its field in ``Settings.timings``."""
 
@@ -166,6 +168,7 @@ def test_intervals_default_to_the_documented_values() -> None:
         presence_grace=6.0,
         ping_interval=25.0,
         ping_timeout=20.0,
+        timeline_step=2.0,
     )
 
 
@@ -220,6 +223,15 @@ def test_the_presence_grace_outlasts_a_heartbeat(env: dict[str, str], message: s
 def test_the_ping_settings_reach_engineio() -> None:
     app = create_app(Settings.from_env({"JWT_SECRET": SECRET, "PING_INTERVAL": "0.5", "PING_TIMEOUT": "1.5"}))
     assert (app.sio.eio.ping_interval, app.sio.eio.ping_timeout) == (0.5, 1.5)
+
+
+async def test_the_timeline_step_reaches_the_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step the instances API reports is the one the console spaces its charts by."""
+    monkeypatch.setattr(Sanic, "__call__", Sanic.__call__)  # sanic-testing replaces it for good
+    app = create_app(Settings.from_env({"JWT_SECRET": SECRET, "TIMELINE_STEP": "0.5"}))
+    status, body = await InProcessAPI(app.sanic)("GET", "/api/v1/instances", ADMIN)
+    assert status == 200, body
+    assert body["step"] == 0.5
 
 
 def test_token_command_mints_a_verifiable_token() -> None:
