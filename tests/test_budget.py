@@ -8,9 +8,13 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from swe_realtime.protocol.socketio import ROOM_CHECK_SECONDS, AsyncServer
 from tests.rawws import RawWebSocket
 from tests.support import (
     SECRET,
@@ -206,6 +210,62 @@ async def replay_stalled(server: ServerProcess) -> None:
         return stalled
 
     await eventually(stopped, 20, interval=0.5, message="the replay did not stall")
+
+
+class FullOutbox:
+    """An Engine.IO socket whose client never reads: its outbox never has room."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.asked = False
+        """Whether a send has asked for room (and so waits for it)."""
+        self.sent: list[Any] = []
+        self.outbox = self
+        self._never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def room(self, max_bytes: int, max_frames: int) -> asyncio.Future[None]:
+        self.asked = True
+        return self._never
+
+    async def send(self, frame: Any) -> None:
+        self.sent.append(frame)
+
+
+def paced_replay(
+    monkeypatch: pytest.MonkeyPatch, ping_timeout: float
+) -> tuple[asyncio.Task[None], FullOutbox, list[str]]:
+    """A replay of one frame to a session whose client never reads, on a server alone (no
+    socket): the replay's task, the session's socket, and the reasons of the drops."""
+    server = AsyncServer(async_mode="asgi", ping_timeout=ping_timeout)
+    socket = FullOutbox()
+    server.eio.sockets["e1"] = socket
+    monkeypatch.setattr(server.manager, "eio_sid_from_sid", lambda sid, namespace: "e1")
+    dropped: list[str] = []
+    monkeypatch.setattr(server, "drop_slow", lambda eio_sid, why: dropped.append(why))
+    return asyncio.create_task(server.send_now("s1", "/ws", ["frame"])), socket, dropped
+
+
+async def test_a_paced_replay_without_room_drops_its_client_after_the_ping_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started = time.monotonic()
+    replay, socket, dropped = paced_replay(monkeypatch, ping_timeout=1)
+    await asyncio.wait_for(replay, 1 + ROOM_CHECK_SECONDS + 5)
+    assert (socket.sent, dropped) == ([], ["nothing read for 1 s"])
+    assert time.monotonic() - started >= 1  # not before the ping timeout
+
+
+async def test_a_paced_replay_ends_at_its_next_check_once_its_session_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The decision behind the test below, with a fake socket: the wait for room ends at the
+    next check (each ROOM_CHECK_SECONDS), long before the ping timeout, sending nothing and
+    dropping no one."""
+    replay, socket, dropped = paced_replay(monkeypatch, ping_timeout=60)
+    await eventually(lambda: socket.asked, message="the replay did not wait for room")
+    socket.closed = True
+    await asyncio.wait_for(replay, ROOM_CHECK_SECONDS + 5)
+    assert (socket.sent, dropped) == ([], [])
 
 
 async def test_a_replay_to_a_client_that_hung_up_ends_without_a_false_drop(
