@@ -12,10 +12,9 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import aiohttp
-import jwt
 import pytest
 import socketio
 from hypothesis import HealthCheck, given, settings
@@ -24,22 +23,20 @@ from hypothesis import strategies as st
 from swe_realtime.errors import AuthFailed, AuthMissing
 from swe_realtime.sessions.auth import TokenVerifier
 from swe_realtime.settings import JwtSettings
-from tests.support import ADMIN, SECRET, SERVICE, Client, ServerProcess, api, eventually, make_token
+from tests.support import (
+    ADMIN,
+    ENDS_IN,
+    SECRET,
+    SERVICE,
+    Client,
+    ServerProcess,
+    api,
+    ending_token,
+    eventually,
+    make_token,
+)
 
 # --- tokens over time ------------------------------------------------------------------------
-
-LEEWAY = 5
-"""The shared gateway's JWT_LEEWAY (the default): a token is honoured this long past its exp."""
-ENDS_IN = 3
-"""Seconds: the tokens below are minted expired, but honoured this much longer (within the
-leeway), so that a test sees the end without waiting out a whole lifetime and leeway. Long
-enough for a busy machine to connect with one first."""
-
-
-def ending_token(sub: UUID | None = None, **claims: Any) -> tuple[str, float]:
-    """A token the gateway honours for ENDS_IN seconds more, and when that is (epoch seconds)."""
-    token = make_token(sub, ttl=ENDS_IN - LEEWAY, **claims)
-    return token, jwt.decode(token, options={"verify_signature": False})["exp"] + LEEWAY
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
