@@ -91,16 +91,16 @@ async def test_error_ack_raises_with_its_code(server: ServerProcess) -> None:
 
 @pytest.mark.parametrize(
     ("token", "code"),
-    [
-        (make_token(secret="another-secret-that-is-long-enough-!!"), ErrorCode.AUTH_FAILED),
-        ("", ErrorCode.AUTH_MISSING),
+    [  # made as the test runs: a token minted at collection would age with the suite
+        (lambda: make_token(secret="another-secret-that-is-long-enough-!!"), ErrorCode.AUTH_FAILED),
+        (lambda: "", ErrorCode.AUTH_MISSING),
     ],
 )
 async def test_refused_connect_raises_with_the_code(
-    server: ServerProcess, token: str, code: ErrorCode
+    server: ServerProcess, token: Callable[[], str], code: ErrorCode
 ) -> None:
     with pytest.raises(ConnectionRefused) as refused:
-        async with connect(server.url, token):
+        async with connect(server.url, token()):
             pass
     assert refused.value.code is code
     assert refused.value.refusal.data.error_code is code

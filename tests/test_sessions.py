@@ -82,10 +82,9 @@ async def test_connect_to_another_namespace_is_refused_and_the_session_closed(
 
 
 async def test_a_ws_client_may_not_also_join_the_default_namespace(
-    start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
+    server: ServerProcess, clients: Callable[[], Client]
 ) -> None:
     """A session in /ws that asks for / is refused that namespace and keeps /ws."""
-    server = start_server({"JWT_SECRET": SECRET})
     client = await clients().connect(server.url, make_token())
     await client.next("connection_established")
     await client.sio.eio.send("0")  # Socket.IO CONNECT to /, through the client's Engine.IO session
