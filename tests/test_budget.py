@@ -30,6 +30,9 @@ from tests.support import (
 
 HUNG_UP_PING_TIMEOUT = 5
 """Seconds: long enough for a busy machine to hang up inside it, short enough to wait out."""
+REFUSED_ROOM = {"room": "x" * 128}
+"""A subscribe the gateway refuses at once with its largest ack (the room echoed, up to 128
+characters): seven times a pong's bytes, for as little work."""
 DROP = re.compile(r"swe_realtime\.audit: drop connection=\S+ reason=\"slow consumer: [^\"]*\"")
 
 
@@ -67,17 +70,17 @@ async def test_unread_acks_drop_the_client(start_server: Callable[..., ServerPro
     sent = 0
 
     async def flooded() -> bool:
-        """5,000 more pings, unless the client was dropped. How many it takes is not fixed:
-        the kernel buffers some of the acks first, and a busy server reads the pings slower,
-        so the flood goes on until the drop (or the timeout), not for a set count."""
+        """5,000 more commands, unless the client was dropped. How many it takes is not fixed
+        (the kernel buffers megabytes of acks first, and a busy server reads the commands
+        slower), so the flood goes on until the drop or the timeout, not for a set count."""
         nonlocal sent
         if not drops(server, 0):
-            await stalled.command("ping", None, 5000, first_id=sent + 1)
+            await stalled.command("subscribe", REFUSED_ROOM, 5000, first_id=sent + 1)
             sent += 5000
         return drops(server, 0) > 0
 
     try:
-        await eventually(flooded, 60, interval=0.2, message=f"{sent} acked pings unread, no drop")
+        await eventually(flooded, 60, interval=0.2, message="acked commands unread, no drop")
         assert drops(server, 0) == 1
         assert "bytes unread" in server.log()
     finally:
