@@ -888,3 +888,30 @@ class RedisClusterProcess:
             return None
         master = self.node(owners.pop())
         return master if master.running else None
+
+
+async def metric(server: ServerProcess, name: str, token: str = ADMIN) -> float:
+    """One sample of the gateway's ``/metrics`` (``name`` with its labels), 0 when absent."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.url + "/metrics", headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        text = await response.text()
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+LEEWAY = 5
+"""The JWT_LEEWAY of the test gateways (the default): a token is honoured this long past its exp."""
+ENDS_IN = 3
+"""Seconds: an ``ending_token`` is minted expired, but honoured this much longer (within the
+leeway), so that a test sees its end without waiting out a lifetime and the leeway. Long
+enough for a busy machine to connect with it first."""
+
+
+def ending_token(sub: UUID | None = None, **claims: Any) -> tuple[str, float]:
+    """A token a gateway with the default leeway honours for ENDS_IN seconds more, and when
+    it stops (epoch seconds); minted as the test runs, never at collection."""
+    token = make_token(sub, ttl=ENDS_IN - LEEWAY, **claims)
+    ends: float = jwt.decode(token, options={"verify_signature": False})["exp"] + LEEWAY
+    return token, ends
