@@ -66,8 +66,10 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     Its log is its own, written during this test only."""
     started: list[ServerProcess] = []
 
-    def start(env: dict[str, str] | None = None, *args: str, https: bool = False) -> ServerProcess:
-        process = ServerProcess(tmp_path / f"server-{len(started)}.log", env, *args, https=https)
+    def start(
+        env: dict[str, str] | None = None, *args: str, https: bool = False, wait: bool = True
+    ) -> ServerProcess:
+        process = ServerProcess(tmp_path / f"server-{len(started)}.log", env, *args, https=https, wait=wait)
         started.append(process)
         return process
 
@@ -141,13 +143,14 @@ def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 @pytest.fixture
 def cluster(start_server: Callable[..., ServerProcess]) -> Callable[..., list[ServerProcess]]:
-    """Start N gateways on one Redis channel of their own; ``env``: more variables for each."""
+    """Start N gateways on one Redis channel of their own; ``env``: more variables for each.
+    They start side by side, and are returned once all are healthy."""
 
     def start(
         count: int, redis_url: str = SHARED_REDIS, channel: str | None = None, env: Mapping[str, str] = {}
     ) -> list[ServerProcess]:
         channel = channel or f"test-{uuid4().hex[:12]}"
-        return [
+        gateways = [
             start_server(
                 {
                     "JWT_SECRET": SECRET,
@@ -155,9 +158,13 @@ def cluster(start_server: Callable[..., ServerProcess]) -> Callable[..., list[Se
                     "REDIS_CHANNEL": channel,
                     "INSTANCE_ID": f"gw{index}",
                     **env,
-                }
+                },
+                wait=False,
             )
             for index in range(count)
         ]
+        for gateway in gateways:
+            gateway.wait_healthy()
+        return gateways
 
     return start

@@ -296,8 +296,11 @@ class ServerProcess:
         https: bool = False,
         cli: Path = CLI,
         cwd: Path | None = None,
+        wait: bool = True,
     ) -> None:
-        """``cli``: another installation's ``swe-realtime``, run in ``cwd``."""
+        """``cli``: another installation's ``swe-realtime``, run in ``cwd``. ``wait``: False
+        to return at once and call ``wait_healthy`` later, so that several gateways start side
+        by side (each takes seconds on a busy machine, most of it importing)."""
         self.port = free_port()
         self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -312,13 +315,14 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.stop()  # a gateway that never came up leaves no process and no open log behind
-            raise
+        if wait:
+            self.wait_healthy()
 
-    def _wait_healthy(self, timeout: float = 20.0) -> None:
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        """Until ``/health`` answers 200. The deadline only bounds a gateway that never comes
+        up: one that does is seen at once, however busy the machine (two workers, each
+        importing everything, took over 20 s beside CPU-burning processes)."""
+
         def healthy() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
@@ -330,8 +334,11 @@ class ServerProcess:
 
         try:
             eventually_sync(healthy, timeout)
-        except AssertionError:
-            raise RuntimeError(f"gateway did not become healthy:\n{self.log()}") from None
+        except BaseException as exc:
+            self.stop()  # a gateway that never came up leaves no process and no open log behind
+            if isinstance(exc, AssertionError):
+                raise RuntimeError(f"gateway did not become healthy:\n{self.log()}") from None
+            raise
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -223,10 +223,9 @@ async def test_cluster_master_killed_refuses_publishes_until_it_is_back(
 
 
 async def test_history_off_with_redis_delivers_across_instances(
-    start_server: Callable[..., ServerProcess], clients: Callable[[], Client], private_redis: RedisProcess
+    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client], private_redis: RedisProcess
 ) -> None:
-    env = {"JWT_SECRET": SECRET, "REDIS_URL": private_redis.url, "HISTORY_SIZE": "0"}
-    first, second = start_server(env), start_server(env)
+    first, second = cluster(2, redis_url=private_redis.url, env={"HISTORY_SIZE": "0"})
     project = str(uuid4())
     watcher = await member(second.url, clients, project)
     await publish(first, numbered(project, 7))
@@ -236,10 +235,9 @@ async def test_history_off_with_redis_delivers_across_instances(
 
 
 async def test_a_connect_storm_on_a_fresh_instance_subscribes_every_room(
-    start_server: Callable[..., ServerProcess], private_redis: RedisProcess
+    cluster: Callable[..., list[ServerProcess]], private_redis: RedisProcess
 ) -> None:
-    env = {"JWT_SECRET": SECRET, **LOAD_TEST_LIMITS, "REDIS_URL": private_redis.url}
-    first, second = start_server(env), start_server(env)
+    first, second = cluster(2, redis_url=private_redis.url, env=LOAD_TEST_LIMITS)
     users = [uuid4() for _ in range(40)]
     storm = [Client() for _ in users]
     try:
