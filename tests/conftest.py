@@ -30,7 +30,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "websockets.legacy is deprecated", DeprecationWarning)
     importlib.import_module("sanic_testing")
 
-REDIS_FIXTURES = frozenset({"cluster", "private_redis", "redis_cluster", "replicated_redis_cluster"})
+REDIS_FIXTURES = frozenset(
+    {"cluster", "private_redis", "redis_cluster", "module_redis_cluster", "replicated_redis_cluster"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -118,6 +120,17 @@ async def clients() -> AsyncIterator[Callable[[], Client]]:
 def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterProcess]:
     """A private three-master Redis Cluster."""
     cluster = RedisClusterProcess(tmp_path)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def module_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcess]:
+    """A private three-master Redis Cluster shared by the tests of one module: forming one
+    takes seconds. Only for tests that leave it whole (a slot moved with its keys is whole;
+    a node stopped is not) and keep to key prefixes (REDIS_CHANNEL) of their own."""
+    cluster = RedisClusterProcess(tmp_path_factory.mktemp("redis-cluster"))
     cluster.start()
     yield cluster
     cluster.stop()
