@@ -207,9 +207,13 @@ async def test_instances_report_their_state_and_a_moving_timeline(
 
 async def test_admin_requests_are_rate_limited(start_server: Callable[..., ServerProcess]) -> None:
     gateway = start_server({"JWT_SECRET": SECRET, "ADMIN_REQUESTS_PER_SECOND": "2"})
-    answers = [await api(gateway, "GET", "/api/v1/connections", ADMIN) for _ in range(8)]
-    assert [status for status, _ in answers[:4]] == [200] * 4  # a burst of twice the rate
-    assert (429, "RATE_LIMITED") in {(status, body["error_code"]) for status, body in answers[4:] if body}
+    # All at once: one after the other, a busy machine could space them enough for the
+    # bucket to refill between them, and none would be refused.
+    answers = await asyncio.gather(*(api(gateway, "GET", "/api/v1/connections", ADMIN) for _ in range(8)))
+    statuses = [status for status, _ in answers]
+    assert statuses.count(200) >= 4  # a burst of twice the rate
+    assert set(statuses) == {200, 429}, statuses
+    assert {body["error_code"] for status, body in answers if status == 429} == {"RATE_LIMITED"}
     other_admin = make_token(roles=["admin"])
     assert (await api(gateway, "GET", "/api/v1/connections", other_admin))[0] == 200
 

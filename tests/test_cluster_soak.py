@@ -152,7 +152,8 @@ class Soak:
         while self.running():
             self.lull.clear()
             self.busy.set()
-            await asyncio.sleep(rng.uniform(*BUSY))  # a busy spell
+            # A busy spell, cut short by the end of the run: nothing waits for it then.
+            await asyncio.sleep(min(rng.uniform(*BUSY), self.until - time.monotonic()))
             if not self.running():
                 break
             self.busy.clear()

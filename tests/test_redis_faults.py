@@ -110,7 +110,10 @@ async def test_a_paused_redis_refuses_publishes_and_delivers_none_of_them(
 ) -> None:
     first, _, project, watcher = await watched(cluster(2, redis_url=private_redis.url), clients)
     async with admin_client(private_redis.url) as admin:
-        await admin.client_pause(3000, all=True)
+        # Paused well past the appends' deadline (PUBLISH_TIMEOUT, 2 s, counted from when the
+        # gateway sends them): an append that a busy machine delays by a second or two still
+        # meets Redis paused, and still expires before Redis runs it.
+        await admin.client_pause(5000, all=True)
     refused = await asyncio.gather(*(attempt(first, project, number) for number in (1, 2, 3)))
     for status, body in refused:
         assert status == 503, body
