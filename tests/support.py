@@ -319,14 +319,14 @@ def free_port(*, bus: bool = False) -> int:
     of one worker never get the same one, and two sessions side by side (a second checkout)
     start apart, besides the check that nothing holds the port."""
     global _handed_out
+    block = _worker_block()
     if _handed_out is None:
-        block = _worker_block()
         start = random.randrange(len(block))
         _handed_out = itertools.cycle([*block[start:], *block[:start]])
-    for _, port in zip(range(len(_worker_block())), _handed_out, strict=False):
+    for port in itertools.islice(_handed_out, len(block)):  # one round at most
         if _bindable(port) and (not bus or _bindable(port + 10000)):
             return port
-    raise AssertionError(f"no free port in {_worker_block()}")
+    raise AssertionError(f"no free port in {block}")
 
 
 class ServerProcess:
@@ -364,7 +364,7 @@ class ServerProcess:
             self.stop()  # a gateway that never came up leaves no process and no open log behind
             raise
 
-    def _exited(self) -> None:
+    def _fail_if_exited(self) -> None:
         if self.process.poll() is not None:
             raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
 
@@ -372,7 +372,7 @@ class ServerProcess:
         """The port uvicorn says it bound (with ``--workers``, the parent's socket)."""
 
         def bound() -> int | None:
-            self._exited()
+            self._fail_if_exited()
             found = LISTENING.search(self.log())
             return int(found.group(1)) if found else None
 
@@ -383,7 +383,7 @@ class ServerProcess:
 
     def _wait_healthy(self, timeout: float = 20.0) -> None:
         def healthy() -> bool:
-            self._exited()
+            self._fail_if_exited()
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=1, context=_UNVERIFIED) as response:
                     return bool(response.status == 200)
