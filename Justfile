@@ -44,24 +44,32 @@ test-under-load *args: node
         tests/test_scale_out.py tests/test_budget.py tests/test_abuse.py tests/test_soak.py \
         tests/test_resilience.py "$@"
 
-# Three gateways on a private Redis, members coming and going, lulls (tests/test_cluster_soak.py):
-# the cluster soak for longer than the minute `just test` gives it, `just soak --minutes 30`.
+# The soaks for longer than `just test` gives them: `just soak --minutes 30` the cluster soak
+# (tests/test_cluster_soak.py: three gateways on a private Redis, members coming and going,
+# lulls; a minute in `just test`); `just soak hostile --minutes 30` every hostile client at once
+# against one gateway (tests/test_soak.py: 8 s in `just test`; a warm-up half as long first).
 [positional-arguments]
 soak *args: sync
     #!/usr/bin/env bash
     set -euo pipefail
     minutes=1
+    which=cluster
     while (( $# )); do
         case "$1" in
             --minutes) minutes="${2:-}"; shift $(( $# < 2 ? 1 : 2 )) ;;
-            *) echo "usage: just soak [--minutes N]" >&2; exit 2 ;;
+            cluster|hostile) which="$1"; shift ;;
+            *) echo "usage: just soak [cluster|hostile] [--minutes N]" >&2; exit 2 ;;
         esac
     done
     if ! [[ "$minutes" =~ ^[1-9][0-9]*$ ]]; then
         echo "just soak: --minutes takes a whole number of minutes, at least 1 (got '$minutes')" >&2
         exit 2
     fi
-    CLUSTER_SOAK_SECONDS=$(( minutes * 60 )) uv run --frozen pytest tests/test_cluster_soak.py
+    if [[ "$which" == hostile ]]; then
+        SOAK_SECONDS=$(( minutes * 60 )) uv run --frozen pytest tests/test_soak.py
+    else
+        CLUSTER_SOAK_SECONDS=$(( minutes * 60 )) uv run --frozen pytest tests/test_cluster_soak.py
+    fi
 
 # The tests that touch patched library internals (server/protocol/) and Redis, against the
 # oldest versions pyproject.toml allows, in .venv-lowest (CI runs it after `just test`). The

@@ -123,7 +123,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     )
     sio.register_namespace(gateway)
     stats = backend.stats(registry.snapshot)
-    timeline = Timeline(lambda: len(registry))
+    timeline = Timeline(lambda: len(registry), settings.timings.timeline_step)
     operator = Operator(settings.instance_id, sio, gateway, registry, timeline, backend.health)
     bus = backend.bus(operator.answer)
 
@@ -156,7 +156,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         redis_up=(lambda: float(health.reachable)) if health else None,
     )
     sanic.blueprint(publish_blueprint(verifier, broadcaster))
-    sanic.blueprint(admin_blueprint(verifier, bus, history, limits.admin_requests_per_second))
+    sanic.blueprint(admin_blueprint(verifier, bus, history, limits.admin_requests_per_second, timeline.step))
     sanic.blueprint(docs_blueprint(settings.contracts_dir))
 
     @sanic.after_server_start

@@ -3,7 +3,7 @@
 Everything that differs between the two is built here, and only here: the client manager
 (fan-out, and with Redis the rooms' channels), the history, the per-user counts and agent
 presence, the stats, the admin bus, and what readiness waits for. ``create_app`` asks
-:func:`backend_for` once and wires the answer; nothing else branches on REDIS_URL.
+:func:`backend_for` once and wires the answer.
 
 Parts are built in the order the gateway needs them: the manager before the Socket.IO
 server, the history before the broadcaster that publishes into it, the counts after it
@@ -115,15 +115,18 @@ class RedisBackend:
         self.manager: ChannelManager = ChannelManager(
             self._streams, self.health, sweep=timings.room_sweep, health_check=timings.redis_health_check
         )
-        self._shares: list[ClusterShares] = []
-        """The counts' share in Redis, made with them; the stats' heartbeat carries it."""
+        self._shares: ClusterShares | None = None
+        """The counts' share in Redis, made with them (it publishes agent presence, so after
+        the broadcaster); the stats' heartbeat starts and stops it."""
 
     def history(self, server: Any) -> History:
         return RedisHistory(self._streams, self.health, kept=self._settings.history.size > 0)
 
     def counts(self, broadcaster: Broadcaster) -> tuple[Registry, Presence]:
+        if self._shares is not None:
+            raise RuntimeError("one instance has one share of the counts: counts() is called once")
         timings = self._settings.timings
-        shares = ClusterShares(
+        self._shares = ClusterShares(
             self._redis,
             self._settings.instance_id,
             broadcaster,
@@ -131,18 +134,19 @@ class RedisBackend:
             grace=timings.presence_grace,
             health_check=timings.redis_health_check,
         )
-        self._shares.append(shares)
         per_user = self._settings.limits.connections_per_user
-        return ClusterRegistry(per_user, shares), ClusterPresence(broadcaster, shares)
+        return ClusterRegistry(per_user, self._shares), ClusterPresence(broadcaster, self._shares)
 
     def stats(self, local: Callable[[], Snapshot]) -> Stats:
+        if self._shares is None:
+            raise RuntimeError("the stats carry the counts' share: counts() comes first")
         timings = self._settings.timings
         return ClusterStats(
             self._redis,
             self._settings.instance_id,
             self.health,
             local,
-            self._shares,
+            [self._shares],
             heartbeat=timings.heartbeat,
             health_check=timings.redis_health_check,
         )

@@ -137,6 +137,9 @@ class Timings:
     ping_timeout: float = 20.0
     """Engine.IO: how long a ping may go unanswered before the client is dropped, and how
     long a client may read nothing before it is dropped as a slow consumer (PING_TIMEOUT)."""
+    timeline_step: float = 2.0
+    """How often an instance notes its connections and event rates for the operator
+    console's charts, which show the last 15 minutes of notes (TIMELINE_STEP)."""
 
 
 DEFAULT_TIMINGS = Timings()
@@ -226,7 +229,7 @@ def history_settings(environ: Mapping[str, str]) -> HistorySettings:
 
 
 def timing_settings(environ: Mapping[str, str]) -> Timings:
-    """The advanced intervals (REDIS_HEALTH_CHECK_INTERVAL, ..., PING_TIMEOUT)."""
+    """The advanced intervals (REDIS_HEALTH_CHECK_INTERVAL, ..., TIMELINE_STEP)."""
     heartbeat = _seconds(environ, "HEARTBEAT_INTERVAL", DEFAULT_TIMINGS.heartbeat)
     grace = _seconds(environ, "PRESENCE_GRACE", DEFAULT_TIMINGS.presence_grace)
     if grace <= heartbeat:
@@ -244,6 +247,7 @@ def timing_settings(environ: Mapping[str, str]) -> Timings:
         presence_grace=grace,
         ping_interval=_seconds(environ, "PING_INTERVAL", DEFAULT_TIMINGS.ping_interval),
         ping_timeout=_seconds(environ, "PING_TIMEOUT", DEFAULT_TIMINGS.ping_timeout),
+        timeline_step=_seconds(environ, "TIMELINE_STEP", DEFAULT_TIMINGS.timeline_step),
     )
 
 

@@ -30,7 +30,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "websockets.legacy is deprecated", DeprecationWarning)
     importlib.import_module("sanic_testing")
 
-REDIS_FIXTURES = frozenset({"cluster", "private_redis", "redis_cluster", "replicated_redis_cluster"})
+REDIS_FIXTURES = frozenset(
+    {"cluster", "private_redis", "redis_cluster", "module_redis_cluster", "replicated_redis_cluster"}
+)
 PROCESS_FIXTURES = REDIS_FIXTURES | {"server", "shared_server", "start_server", "gateway_url", "packed"}
 """Fixtures that start a process or a server: a test that uses one is not a unit test."""
 NOT_UNIT_MARKERS = frozenset({"redis", "node", "browser", "slow"})
@@ -112,8 +114,10 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     Its log is its own, written during this test only."""
     started: list[ServerProcess] = []
 
-    def start(env: dict[str, str] | None = None, *args: str, https: bool = False) -> ServerProcess:
-        process = ServerProcess(tmp_path / f"server-{len(started)}.log", env, *args, https=https)
+    def start(
+        env: dict[str, str] | None = None, *args: str, https: bool = False, wait: bool = True
+    ) -> ServerProcess:
+        process = ServerProcess(tmp_path / f"server-{len(started)}.log", env, *args, https=https, wait=wait)
         started.append(process)
         return process
 
@@ -167,6 +171,17 @@ def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterProcess]:
     cluster.stop()
 
 
+@pytest.fixture(scope="module")
+def module_redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcess]:
+    """A private three-master Redis Cluster shared by the tests of one module: forming one
+    takes seconds. Only for tests that leave it whole (a slot moved with its keys is whole;
+    a node stopped is not) and keep to key prefixes (REDIS_CHANNEL) of their own."""
+    cluster = RedisClusterProcess(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def replicated_redis_cluster(tmp_path: Path) -> Iterator[RedisClusterProcess]:
     """A private Redis Cluster of three masters with one replica each (six nodes), for
@@ -187,13 +202,14 @@ def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 @pytest.fixture
 def cluster(start_server: Callable[..., ServerProcess]) -> Callable[..., list[ServerProcess]]:
-    """Start N gateways on one Redis channel of their own; ``env``: more variables for each."""
+    """Start N gateways on one Redis channel of their own; ``env``: more variables for each.
+    They start side by side, and are returned once all are healthy."""
 
     def start(
         count: int, redis_url: str = SHARED_REDIS, channel: str | None = None, env: Mapping[str, str] = {}
     ) -> list[ServerProcess]:
         channel = channel or f"test-{uuid4().hex[:12]}"
-        return [
+        gateways = [
             start_server(
                 {
                     "JWT_SECRET": SECRET,
@@ -201,9 +217,13 @@ def cluster(start_server: Callable[..., ServerProcess]) -> Callable[..., list[Se
                     "REDIS_CHANNEL": channel,
                     "INSTANCE_ID": f"gw{index}",
                     **env,
-                }
+                },
+                wait=False,
             )
             for index in range(count)
         ]
+        for gateway in gateways:
+            gateway.wait_healthy()
+        return gateways
 
     return start

@@ -25,10 +25,18 @@ within a loop pass by the gateway's writer) kept this process busy enough that t
 polling quarter's GET requests starved, and never got their first answers."""
 
 
+CONNECT_SECONDS = 20
+"""How long a client waits for ``/ws`` to accept it. python-socketio's default is one second,
+which fifty connects at once to a gateway sharing two busy cores can take: the crowd died
+before it was ready."""
+
+
 async def connect(url: str, token: str, index: int) -> socketio.AsyncClient:
     client = socketio.AsyncClient(reconnection=False)
     transport = "polling" if index % 4 == 0 else "websocket"
-    await client.connect(url, namespaces=["/ws"], transports=[transport], auth={"token": token})
+    await client.connect(
+        url, namespaces=["/ws"], transports=[transport], auth={"token": token}, wait_timeout=CONNECT_SECONDS
+    )
     return client
 
 

@@ -233,7 +233,8 @@ async def _replay_hog(target: Target, http: aiohttp.ClientSession, user: Any) ->
         epoch = welcome["positions"]["global"]["epoch"]
         recover = {"room": "global", "position": {"epoch": epoch, "offset": 0}}
         await ws.send_str('42/ws,1["recover",' + json.dumps(recover) + "]")
-        await asyncio.sleep(8)  # never read: the gateway must bound what waits for us
+        # Never read, for 8 s or until the attack ends: the gateway must bound what waits for us.
+        await asyncio.sleep(min(8.0, target.deadline - time.monotonic()))
 
 
 async def ack_floods(target: Target) -> None:
@@ -301,6 +302,8 @@ async def room_churn(target: Target) -> None:
             with contextlib.suppress(Exception):
                 await joined(ws, make_token(target.user))
                 for number in range(1, 1000):
+                    if not target.running:
+                        break
                     room = f"agent:{uuid4()}"
                     for command in ("subscribe", "unsubscribe"):
                         await ws.send_str(f'42/ws,{number}["{command}",{{"room":"{room}"}}]')

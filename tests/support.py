@@ -58,13 +58,16 @@ LOAD_TEST_LIMITS = {
 }
 """Every test client comes from 127.0.0.1, many as one user: the shared server must allow it."""
 SHORT_INTERVALS = {
-    "REDIS_HEALTH_CHECK_INTERVAL": "0.3",
+    "REDIS_HEALTH_CHECK_INTERVAL": "0.5",
     "ROOM_SWEEP_INTERVAL": "0.3",
-    "HEARTBEAT_INTERVAL": "0.4",
-    "PRESENCE_TICK": "0.4",
-    "PRESENCE_GRACE": "1.2",
+    "HEARTBEAT_INTERVAL": "0.5",
+    "PRESENCE_TICK": "0.5",
+    "PRESENCE_GRACE": "1.5",
 }
-"""The gateway's background intervals cut to tenths of a second, for tests that idle past them."""
+"""The gateway's background intervals cut to tenths of a second, for tests that idle past them.
+Not shorter: a pub/sub PING unanswered for a health check interval counts as a dead
+connection (a logged Redis warning, which these tests take for a bug), and a Redis process
+kept off a busy CPU for a few tenths of a second must not look like one."""
 PAST_SHORT_INTERVALS = 2.0
 """Seconds: longer than each of SHORT_INTERVALS, and than a heartbeat's life (three beats)."""
 REDIS_TROUBLE = r"WARNING swe_realtime\.redis: |admin channel lost"
@@ -340,10 +343,15 @@ class ServerProcess:
         https: bool = False,
         cli: Path = CLI,
         cwd: Path | None = None,
+        wait: bool = True,
     ) -> None:
         """``cli``: another installation's ``swe-realtime``, run in ``cwd``. It binds port 0
         (the kernel picks a free one: no race with other tests or xdist workers) unless
-        ``args`` name a ``--port`` (the last one counts), and ``port`` is read from its log."""
+        ``args`` name a ``--port`` (the last one counts), and ``port`` is read from its log.
+        ``wait``: False to return at once and call ``wait_healthy`` later (``port`` and
+        ``url`` are known then), so that several gateways start side by side (each takes
+        seconds on a busy machine, most of it importing)."""
+        self._scheme = "https" if https else "http"
         self.log_path = log_path
         self.crashed = False
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "CORS_", "MAX_"))}
@@ -356,19 +364,14 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        try:
-            self.port = self._wait_listening()
-            self.url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
-            self._wait_healthy()
-        except BaseException:
-            self.stop()  # a gateway that never came up leaves no process and no open log behind
-            raise
+        if wait:
+            self.wait_healthy()
 
     def _fail_if_exited(self) -> None:
         if self.process.poll() is not None:
             raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
 
-    def _wait_listening(self, timeout: float = 20.0) -> int:
+    def _wait_listening(self, timeout: float) -> int:
         """The port uvicorn says it bound (with ``--workers``, the parent's socket)."""
 
         def bound() -> int | None:
@@ -381,7 +384,12 @@ class ServerProcess:
         except AssertionError:
             raise RuntimeError(f"gateway did not say where it listens:\n{self.log()}") from None
 
-    def _wait_healthy(self, timeout: float = 20.0) -> None:
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        """Until it says where it listens and ``/health`` answers 200. The deadline only
+        bounds a gateway that never comes up: one that does is seen at once, however busy the
+        machine (two workers, each importing everything, took over 20 s beside CPU-burning
+        processes)."""
+
         def healthy() -> bool:
             self._fail_if_exited()
             try:
@@ -391,9 +399,14 @@ class ServerProcess:
                 return False
 
         try:
+            self.port = self._wait_listening(timeout)
+            self.url = f"{self._scheme}://127.0.0.1:{self.port}"
             eventually_sync(healthy, timeout)
-        except AssertionError:
-            raise RuntimeError(f"gateway did not become healthy:\n{self.log()}") from None
+        except BaseException as exc:
+            self.stop()  # a gateway that never came up leaves no process and no open log behind
+            if isinstance(exc, AssertionError):
+                raise RuntimeError(f"gateway did not become healthy:\n{self.log()}") from None
+            raise
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -888,3 +901,30 @@ class RedisClusterProcess:
             return None
         master = self.node(owners.pop())
         return master if master.running else None
+
+
+async def metric(server: ServerProcess, name: str, token: str = ADMIN) -> float:
+    """One sample of the gateway's ``/metrics`` (``name`` with its labels), 0 when absent."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(server.url + "/metrics", headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        text = await response.text()
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+LEEWAY = 5
+"""The JWT_LEEWAY of the test gateways (the default): a token is honoured this long past its exp."""
+ENDS_IN = 3
+"""Seconds: an ``ending_token`` is minted expired, but honoured this much longer (within the
+leeway), so that a test sees its end without waiting out a lifetime and the leeway. Long
+enough for a busy machine to connect with it first."""
+
+
+def ending_token(sub: UUID | None = None, **claims: Any) -> tuple[str, float]:
+    """A token a gateway with the default leeway honours for ENDS_IN seconds more, and when
+    it stops (epoch seconds); minted as the test runs, never at collection."""
+    token = make_token(sub, ttl=ENDS_IN - LEEWAY, **claims)
+    ends: float = jwt.decode(token, options={"verify_signature": False})["exp"] + LEEWAY
+    return token, ends

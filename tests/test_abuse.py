@@ -23,7 +23,18 @@ from hypothesis import strategies as st
 from swe_realtime.errors import AuthFailed, AuthMissing
 from swe_realtime.sessions.auth import TokenVerifier
 from swe_realtime.settings import JwtSettings
-from tests.support import ADMIN, SECRET, SERVICE, Client, ServerProcess, api, eventually, make_token
+from tests.support import (
+    ADMIN,
+    ENDS_IN,
+    SECRET,
+    SERVICE,
+    Client,
+    ServerProcess,
+    api,
+    ending_token,
+    eventually,
+    make_token,
+)
 
 # --- tokens over time ------------------------------------------------------------------------
 
@@ -32,12 +43,14 @@ from tests.support import ADMIN, SECRET, SERVICE, Client, ServerProcess, api, ev
 async def test_connection_ends_when_its_token_expires(
     server: ServerProcess, clients: Callable[[], Client], transport: str
 ) -> None:
-    client = await clients().connect(server.url, make_token(ttl=2), transport=transport)
+    """A skewed clock is tolerated (JWT_LEEWAY), and no longer: past ``exp`` and the
+    leeway, the gateway sends a notice and ends the connection."""
+    token, _ = ending_token()
+    client = await clients().connect(server.url, token, transport=transport)
     sid = client.sio.get_sid("/ws")
     await client.next("connection_established")
 
-    # The token lives 2 s, and JWT_LEEWAY (5 s by default) more: a skewed clock is tolerated.
-    notice = await client.next("connection_error", timeout=10)
+    notice = await client.next("connection_error", timeout=ENDS_IN + 10)
 
     assert notice["type"] == "connection.error"
     assert notice["data"] == {
@@ -52,7 +65,8 @@ async def test_refresh_token_extends_the_session_and_rechecks_rooms(
     server: ServerProcess, clients: Callable[[], Client]
 ) -> None:
     user, keep, drop = uuid4(), uuid4(), uuid4()
-    client = await clients().connect(server.url, make_token(user, projects=[keep, drop], ttl=2))
+    token, ends = ending_token(user, projects=[keep, drop])
+    client = await clients().connect(server.url, token)
     await client.next("connection_established")
     for project in (keep, drop):
         assert (await client.call("subscribe", {"room": f"project:{project}"}))["status"] == "success"
@@ -62,9 +76,9 @@ async def test_refresh_token_extends_the_session_and_rechecks_rooms(
     assert ack["status"] == "success"
     assert ack["left"] == [f"project:{drop}"]
     assert abs(time.time() + 3600 - _epoch(ack["expires_at"])) < 10
-    # Not a wait for something to happen: time must pass the first token's exp, and nothing may
-    # happen then (no connection_error, no disconnect).
-    await asyncio.sleep(3)
+    # Not a wait for something to happen: time must pass the first token's end (exp and the
+    # leeway), and nothing may happen then (no connection_error, no disconnect).
+    await eventually(lambda: time.time() > ends + 1, ENDS_IN + 10, message="the clock stood still")
     assert client.sio.connected
     assert client.events["connection_error"].qsize() == 0
     rooms = (await api(server, "GET", "/api/v1/websocket/stats", ADMIN))[1]["rooms"]
@@ -80,21 +94,21 @@ def _epoch(rfc3339: str) -> float:
 
 @pytest.mark.parametrize(
     ("payload", "code"),
-    [
-        ({"token": make_token()}, "AUTH_FAILED"),  # another subject
-        ({"token": make_token(ttl=-5)}, "AUTH_FAILED"),
-        ({"token": "garbage"}, "AUTH_FAILED"),
-        ({"token": 5}, "INVALID_REQUEST"),
-        ({}, "INVALID_REQUEST"),
-        ("token", "INVALID_REQUEST"),
+    [  # made as the test runs: a token minted at collection would age with the suite
+        (lambda: {"token": make_token()}, "AUTH_FAILED"),  # another subject
+        (lambda: {"token": make_token(ttl=-5)}, "AUTH_FAILED"),
+        (lambda: {"token": "garbage"}, "AUTH_FAILED"),
+        (lambda: {"token": 5}, "INVALID_REQUEST"),
+        (lambda: {}, "INVALID_REQUEST"),
+        (lambda: "token", "INVALID_REQUEST"),
     ],
 )
 async def test_bad_refresh_is_refused_and_changes_nothing(
-    server: ServerProcess, clients: Callable[[], Client], payload: Any, code: str
+    server: ServerProcess, clients: Callable[[], Client], payload: Callable[[], Any], code: str
 ) -> None:
     client = await clients().connect(server.url, make_token(ttl=3600))
     await client.next("connection_established")
-    ack = await client.call("refresh_token", payload)
+    ack = await client.call("refresh_token", payload())
     assert ack["status"] == "error"
     assert ack["error_code"] == code
     assert await client.call("ping") == {"status": "pong"}

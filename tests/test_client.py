@@ -25,11 +25,13 @@ from swe_realtime.events.project import ProjectUpdated
 from swe_realtime.events.workflow import WorkflowProgress
 from tests import support
 from tests.support import (
+    ENDS_IN,
     SECRET,
     SERVICE,
     SHARED_REDIS,
     ServerProcess,
     api,
+    ending_token,
     eventually,
     make_token,
     progress_event,
@@ -89,16 +91,16 @@ async def test_error_ack_raises_with_its_code(server: ServerProcess) -> None:
 
 @pytest.mark.parametrize(
     ("token", "code"),
-    [
-        (make_token(secret="another-secret-that-is-long-enough-!!"), ErrorCode.AUTH_FAILED),
-        ("", ErrorCode.AUTH_MISSING),
+    [  # made as the test runs: a token minted at collection would age with the suite
+        (lambda: make_token(secret="another-secret-that-is-long-enough-!!"), ErrorCode.AUTH_FAILED),
+        (lambda: "", ErrorCode.AUTH_MISSING),
     ],
 )
 async def test_refused_connect_raises_with_the_code(
-    server: ServerProcess, token: str, code: ErrorCode
+    server: ServerProcess, token: Callable[[], str], code: ErrorCode
 ) -> None:
     with pytest.raises(ConnectionRefused) as refused:
-        async with connect(server.url, token):
+        async with connect(server.url, token()):
             pass
     assert refused.value.code is code
     assert refused.value.refusal.data.error_code is code
@@ -220,7 +222,7 @@ async def test_an_event_failing_validation_is_logged_and_skipped(
 async def test_token_expiry_ends_the_events_after_its_notice(server: ServerProcess) -> None:
     """At exp (plus the gateway's 5 s leeway) the gateway sends connection_error and closes:
     the client yields the notice, then its events end (no reconnection with that token)."""
-    async with connect(server.url, make_token(ttl=-3.5)) as client:
+    async with connect(server.url, ending_token()[0]) as client:
         seen = [event async for event in client.events()]
     assert isinstance(seen[0], ConnectionEstablished)
     assert isinstance(seen[-1], ConnectionErrorEvent)
@@ -229,9 +231,10 @@ async def test_token_expiry_ends_the_events_after_its_notice(server: ServerProce
 
 async def test_a_reconnection_refused_for_its_token_raises(server: ServerProcess) -> None:
     """The transport drops and the token expires before the reconnection: retrying cannot
-    help, so events() raises the refusal instead of reconnecting for ever."""
+    help, so events() raises the refusal instead of reconnecting for ever. (The token ends
+    within ENDS_IN seconds of minting, the reconnection comes later than that after the drop.)"""
     async with connect(
-        server.url, make_token(ttl=-3), reconnection_delay=2.5, randomization_factor=0
+        server.url, ending_token()[0], reconnection_delay=ENDS_IN + 0.5, randomization_factor=0
     ) as client:
         events = client.events()
         await next_event(events, ConnectionEstablished)

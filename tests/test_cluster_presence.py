@@ -45,6 +45,13 @@ from tests.support import (
 
 pytestmark = pytest.mark.redis
 
+CROSSING = 20.0
+"""Seconds: the deadline of a wait for what crosses instances, where the machine may be busy."""
+QUICK_PRESENCE = {"HEARTBEAT_INTERVAL": "0.5", "PRESENCE_TICK": "0.5", "PRESENCE_GRACE": "2"}
+"""For the tests that wait for a dead instance's share to be swept: within about four seconds
+(its heartbeat lives three beats, then the grace, then the next tick), not the defaults'
+fifteen; a live instance would be swept only if kept off the CPU for three and a half."""
+
 
 # --- the parts, in this process ------------------------------------------------------------
 
@@ -210,15 +217,6 @@ async def test_a_dead_instances_share_is_swept_once(
 # --- real gateways ---------------------------------------------------------------------------
 
 
-def gateways(
-    start_server: Callable[..., ServerProcess], count: int, redis_url: str = SHARED_REDIS, **env: str
-) -> list[ServerProcess]:
-    """``count`` gateways on one Redis channel of their own, named gw0, gw1, ..."""
-    channel = f"test-{uuid4().hex[:12]}"
-    base = {"JWT_SECRET": SECRET, "REDIS_URL": redis_url, "REDIS_CHANNEL": channel}
-    return [start_server(base | {"INSTANCE_ID": f"gw{index}"} | env) for index in range(count)]
-
-
 async def connected(gateway: ServerProcess, clients: Callable[[], Client], token: str) -> Client:
     client = await clients().connect(gateway.url, token)
     await client.next("connection_established")
@@ -245,9 +243,9 @@ def holding(gateway: ServerProcess, instance: str, count: int) -> Callable[[], A
 
 
 async def test_an_agent_connected_through_two_instances_is_announced_once(
-    start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
+    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
 ) -> None:
-    first, second = gateways(start_server, 2)
+    first, second = cluster(2)
     robot = uuid4()
     watchers = [await connected(gateway, clients, make_token()) for gateway in (first, second)]
     token = make_token(robot, roles=["agent"])
@@ -275,11 +273,11 @@ async def test_an_agent_connected_through_two_instances_is_announced_once(
 
 
 async def test_presence_over_the_cluster_follows_refresh_token(
-    start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
+    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
 ) -> None:
     """A refresh out of the agent role is the agent's last connection closing, cluster-wide;
     its next connection, on any instance, is announced; and the same into the role."""
-    first, second = gateways(start_server, 2)
+    first, second = cluster(2)
     watcher = await connected(second, clients, make_token())
     robot = uuid4()
     as_agent, as_user = make_token(robot, roles=["agent"]), make_token(robot)
@@ -302,9 +300,9 @@ async def test_presence_over_the_cluster_follows_refresh_token(
 
 
 async def test_max_connections_per_user_counts_every_instance(
-    start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
+    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
 ) -> None:
-    first, second = gateways(start_server, 2, MAX_CONNECTIONS_PER_USER="2")
+    first, second = cluster(2, env={"MAX_CONNECTIONS_PER_USER": "2"})
     token = make_token(uuid4())
     held = [await connected(gateway, clients, token) for gateway in (first, second)]
     for gateway in (first, second):
@@ -341,9 +339,9 @@ async def test_max_connections_per_user_counts_every_instance(
 
 @pytest.mark.slow
 async def test_a_killed_instances_agents_and_places_expire(
-    start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
+    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
 ) -> None:
-    doomed, survivor = gateways(start_server, 2, MAX_CONNECTIONS_PER_USER="2")
+    doomed, survivor = cluster(2, env={"MAX_CONNECTIONS_PER_USER": "2", **QUICK_PRESENCE})
     watcher = await connected(survivor, clients, make_token())
     robot = uuid4()
     await connected(doomed, clients, make_token(robot, roles=["agent"]))
@@ -370,6 +368,11 @@ async def test_a_killed_instances_agents_and_places_expire(
 async def test_redis_down_at_connect_fails_open_and_is_written_back(
     start_server: Callable[..., ServerProcess], clients: Callable[[], Client], private_redis: RedisProcess
 ) -> None:
+    # The default presence tick on purpose. With one shorter than the outage (0.5 s) this
+    # failed every time: the presence said "Redis answers again" while Redis was still down
+    # (ClusterShares._recover asks Redis nothing when this instance holds no share yet), and
+    # the agent.connected written back once Redis was up never reached the watcher, whose
+    # rooms were joined during the outage. Reported, not fixed here.
     env = {"JWT_SECRET": SECRET, "REDIS_URL": private_redis.url, "MAX_CONNECTIONS_PER_USER": "1"}
     gateway = start_server(env | {"INSTANCE_ID": "gw0"})
     await wait_ready(gateway, 200)
@@ -400,21 +403,22 @@ async def test_redis_down_at_connect_fails_open_and_is_written_back(
 
 @pytest.mark.slow
 async def test_presence_and_limits_on_a_redis_cluster(
-    start_server: Callable[..., ServerProcess],
-    clients: Callable[[], Client],
     redis_cluster: RedisClusterProcess,
+    cluster: Callable[..., list[ServerProcess]],
+    clients: Callable[[], Client],
 ) -> None:
     """Each script touches one user's (agent's) hash slot, so it all runs on Redis Cluster,
     and the hashes spread over the masters."""
-    doomed, survivor = gateways(
-        start_server, 2, redis_cluster.url, MAX_CONNECTIONS_PER_USER="2", CONNECTS_PER_IP_PER_MINUTE="1000"
-    )
+    limits = {"MAX_CONNECTIONS_PER_USER": "2", "CONNECTS_PER_IP_PER_MINUTE": "1000"}
+    doomed, survivor = cluster(2, redis_cluster.url, env=limits | QUICK_PRESENCE)
     watcher = await connected(survivor, clients, make_token())
     robot = uuid4()
     token = make_token(robot, roles=["agent"])
     await connected(doomed, clients, token)
     on_survivor = await connected(survivor, clients, token)
-    assert (await watcher.next("agent.connected"))["data"]["agent_id"] == str(robot)
+    # Deadlines for what crosses instances through the cluster are generous (CROSSING): on a
+    # busy machine it takes seconds; a test that passes never waits them out.
+    assert (await watcher.next("agent.connected", CROSSING))["data"]["agent_id"] == str(robot)
     marker = await publish_marker(survivor, "agent.connected")
     assert await drained(watcher, marker, "agent.connected") == 0
 
@@ -428,7 +432,7 @@ async def test_presence_and_limits_on_a_redis_cluster(
     assert all(count > 0 for count in redis_cluster.keys_per_node("*:presence:connections:{*"))
 
     await on_survivor.close()
-    await eventually(holding(survivor, "gw1", 17), message="gw1 kept the agent")
+    await eventually(holding(survivor, "gw1", 17), CROSSING, message="gw1 kept the agent")
     doomed.kill()
     disconnected = await watcher.next("agent.disconnected", timeout=30)
     assert disconnected["data"] == disconnected["data"] | {"agent_id": str(robot), "reason": LOST}

@@ -2,11 +2,12 @@
 to its replica, the live reshard of an active room's slot, and events of several rooms while
 members join and leave them.
 
-Each test runs three gateways on a Redis Cluster of its own (its fixture comes first, so that
-it is torn down last, after the gateways), real python-socketio clients on all three, and one
-publisher that posts events over HTTP one after another, round robin over the gateways, while
-the cluster changes; what each client got is then checked against what the publisher was
-answered. The promise is docs/recovery.md's: every accepted event reaches
+Each test runs three gateways on a private Redis Cluster (its fixture comes first, so that it
+is torn down last, after the gateways; the failover's cluster is its own, the reshard and the
+several-rooms test share one, each on a channel of its own), real python-socketio clients on
+all three, and one publisher that posts events over HTTP one after another, round robin over
+the gateways, while the cluster changes; what each client got is then checked against what
+the publisher was answered. The promise is docs/recovery.md's: every accepted event reaches
 every member of its rooms once, in the room's order, and the positions a member sees count on
 from the one it joined at, in one epoch, with no gap and no repeat.
 """
@@ -264,7 +265,7 @@ async def test_a_master_failing_over_to_its_replica_loses_and_doubles_no_accepte
 
 
 async def test_a_live_reshard_of_an_active_room_loses_and_doubles_no_accepted_event(
-    redis_cluster: RedisClusterProcess,
+    module_redis_cluster: RedisClusterProcess,
     cluster: Callable[..., list[ServerProcess]],
     clients: Callable[[], Client],
 ) -> None:
@@ -273,18 +274,18 @@ async def test_a_live_reshard_of_an_active_room_loses_and_doubles_no_accepted_ev
     meets the slot half-moved is tried again), every event reaches every member once, in
     order, in one epoch, and publishing into the room works on the new master."""
     channel = f"test-{uuid4().hex[:12]}"
-    gateways = cluster(3, redis_url=redis_cluster.url, channel=channel)
-    projects = await projects_on_two_masters(redis_cluster, channel)
+    gateways = cluster(3, redis_url=module_redis_cluster.url, channel=channel)
+    projects = await projects_on_two_masters(module_redis_cluster, channel)
     members = [await joined(gateway, clients, projects) for gateway in gateways]
     moving = f"project:{projects[0]}"
     slot = room_slot(channel, moving)
-    target = await redis_cluster.slot_master(room_slot(channel, f"project:{projects[1]}"))
+    target = await module_redis_cluster.slot_master(room_slot(channel, f"project:{projects[1]}"))
     publisher = Publisher(gateways, in_turn(projects))
     async with publisher.running():
         await publisher.until(20, moving)
-        await redis_cluster.migrate(slot, target)
+        await module_redis_cluster.migrate(slot, target)
         await publisher.until(20, moving, after=publisher.sent)  # publishing into the room works again
-    assert await redis_cluster.slot_master(slot) is target
+    assert await module_redis_cluster.slot_master(slot) is target
     assert publisher.refused == {}
     for gateway in gateways:
         await wait_ready(gateway, 200, timeout=30)
@@ -503,7 +504,7 @@ def position_conflicts(members: Sequence[Member]) -> list[str]:
 
 
 async def test_an_event_of_several_rooms_reaches_each_member_once_while_members_join_and_leave(
-    redis_cluster: RedisClusterProcess,
+    module_redis_cluster: RedisClusterProcess,
     cluster: Callable[..., list[ServerProcess]],
     clients: Callable[[], Client],
 ) -> None:
@@ -516,7 +517,7 @@ async def test_an_event_of_several_rooms_reaches_each_member_once_while_members_
     rooms it stays in, and per stay in a room the room's offsets with no gap and no repeat
     (several_rooms_problems)."""
     channel = f"test-{uuid4().hex[:12]}"
-    gateways = cluster(3, redis_url=redis_cluster.url, channel=channel)
+    gateways = cluster(3, redis_url=module_redis_cluster.url, channel=channel)
     project, agent = str(uuid4()), str(uuid4())
     project_room, agent_room = f"project:{project}", f"agent:{agent}"
     members: list[Member] = []

@@ -1,8 +1,9 @@
 """The library internals the gateway patches (swe_realtime/protocol/) are those it was read against.
 
-Each module that patches a library lists, in UPSTREAM, the upstream objects it overrides or relies on with a
-digest of their source per version read. When the installed source differs, the patch must
-be re-read: the test names the file to re-check and the digest to add once that is done.
+Each module that patches a library lists, in UPSTREAM, the upstream objects it overrides or
+relies on, with a digest of their source per version read and why the library's public API
+could not do it. When the installed source differs, the patch must be re-read: the test names
+the file to re-check and the digest to add once that is done.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ def test_every_patch_module_names_what_it_depends_on() -> None:
         f"swe_realtime.protocol.{name}"
         for name in ("engineio", "socketio", "manager", "uvicorn", "socketio_client")
     }
+
+
+def test_every_entry_says_why_the_public_api_could_not_do_it() -> None:
+    unexplained = [f"{module}:{entry.target}" for module, entry in CHECKED if not entry.why.strip()]
+    assert not unexplained
+
+
+def test_each_upstream_object_is_listed_once() -> None:
+    targets = [entry.target for _, entry in CHECKED]
+    assert sorted(targets) == sorted(set(targets))
 
 
 @pytest.mark.parametrize(("module", "entry"), CHECKED, ids=[f"{m}:{e.target}" for m, e in CHECKED])

@@ -61,8 +61,10 @@ async def test_console_charts_rise_while_events_are_published(
     cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
 ) -> None:
     """Two instances on one Redis: a member of a project on the second, events published to
-    the first; the published/s and delivered/s charts leave 0, per instance and summed."""
-    gateways = cluster(2)
+    the first; the published/s and delivered/s charts leave 0, per instance and summed. The
+    instances note their timelines every half second (TIMELINE_STEP), not every 2 s: the
+    scenario waits for several notes."""
+    gateways = cluster(2, env={"TIMELINE_STEP": "0.5"})
     project = str(uuid4())
     await member(gateways[1].url, clients, project)
 

@@ -35,18 +35,18 @@ async def test_health_and_ready(server: ServerProcess) -> None:
 
 @pytest.mark.parametrize(
     ("headers", "code"),
-    [
-        ({}, "AUTH_MISSING"),
-        ({"Authorization": "Basic dXNlcjpwYXNz"}, "AUTH_MISSING"),
-        ({"Authorization": "Bearer "}, "AUTH_MISSING"),
-        ({"Authorization": "Bearer not-a-jwt"}, "AUTH_FAILED"),
-        ({"Authorization": f"Bearer {make_token(roles=['admin'], ttl=-10)}"}, "AUTH_FAILED"),
+    [  # made as the test runs: a token minted at collection would age with the suite
+        (lambda: {}, "AUTH_MISSING"),
+        (lambda: {"Authorization": "Basic dXNlcjpwYXNz"}, "AUTH_MISSING"),
+        (lambda: {"Authorization": "Bearer "}, "AUTH_MISSING"),
+        (lambda: {"Authorization": "Bearer not-a-jwt"}, "AUTH_FAILED"),
+        (lambda: {"Authorization": f"Bearer {make_token(roles=['admin'], ttl=-10)}"}, "AUTH_FAILED"),
     ],
 )
 async def test_stats_needs_a_valid_token(
-    in_process: InProcessAPI, headers: dict[str, str], code: str
+    in_process: InProcessAPI, headers: Callable[[], dict[str, str]], code: str
 ) -> None:
-    status, body = await in_process("GET", STATS, headers=headers)
+    status, body = await in_process("GET", STATS, headers=headers())
     assert status == 401
     assert body["error_code"] == code
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support import CLI, SECRET, Client, ServerProcess, api, eventually, make_token
+from tests.support import CLI, SECRET, Client, ServerProcess, api, eventually, make_token, metric
 
 HANDSHAKE = "/socket.io/?EIO=4&transport="
 METRICS_TOKEN = "m" * 32
@@ -60,18 +60,6 @@ async def until_closed(ws: aiohttp.ClientWebSocketResponse, timeout: float) -> l
     return frames
 
 
-async def metric(server: ServerProcess, name: str) -> float:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(
-            server.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
-        ) as response,
-    ):
-        text = await response.text()
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
-
-
 def open_fds(server: ServerProcess) -> int:
     return len(os.listdir(f"/proc/{server.process.pid}/fd"))
 
@@ -94,10 +82,9 @@ async def test_connect_to_another_namespace_is_refused_and_the_session_closed(
 
 
 async def test_a_ws_client_may_not_also_join_the_default_namespace(
-    start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
+    server: ServerProcess, clients: Callable[[], Client]
 ) -> None:
     """A session in /ws that asks for / is refused that namespace and keeps /ws."""
-    server = start_server({"JWT_SECRET": SECRET})
     client = await clients().connect(server.url, make_token())
     await client.next("connection_established")
     await client.sio.eio.send("0")  # Socket.IO CONNECT to /, through the client's Engine.IO session
@@ -122,7 +109,12 @@ async def test_a_session_that_joins_nothing_is_closed_after_the_connect_timeout(
         await until_closed(refused, 10)
     line = await server.logged(r".*swe_realtime\.audit: drop .*connect timeout.*", 0)
     assert " INFO " in line or " WARNING " in line, line
-    assert await metric(server, 'swe_realtime_connections_dropped_total{reason="connect_timeout"}') == 2
+    assert (
+        await metric(
+            server, 'swe_realtime_connections_dropped_total{reason="connect_timeout"}', METRICS_TOKEN
+        )
+        == 2
+    )
     assert await member.call("ping") == {"status": "pong"}  # a /ws member is not timed out
 
 

@@ -19,11 +19,13 @@ import pytest
 import socketio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from sanic import Sanic
 
+from swe_realtime import cli
 from swe_realtime.app import create_app
 from swe_realtime.errors import SettingsError
 from swe_realtime.settings import DEFAULT_TIMINGS, Settings, Timings
-from tests.support import CLI, SECRET, Client, ServerProcess, make_token
+from tests.support import ADMIN, CLI, SECRET, Client, InProcessAPI, ServerProcess, make_token
 
 
 def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
@@ -49,9 +51,32 @@ def forge_hs256(claims: dict[str, Any], key: bytes) -> str:
     return signing_input + "." + b64(signature)
 
 
+def clean_environ() -> dict[str, str]:
+    """This process's environment without the gateway's variables a developer may have set."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "CORS_", "MAX_", "PORT"))}
+
+
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "CORS_", "MAX_", "PORT"))}
-    return subprocess.run([str(CLI), *args], env={**clean, **env}, capture_output=True, text=True, timeout=30)
+    """The installed ``swe-realtime`` command, in a process of its own."""
+    return subprocess.run(
+        [str(CLI), *args], env={**clean_environ(), **env}, capture_output=True, text=True, timeout=30
+    )
+
+
+def cli_in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str], *args: str
+) -> tuple[int, str, str]:
+    """``cli.main`` in this process with ``env`` as its whole environment: (exit status,
+    stdout, stderr). For what the command decides (a refusal, a token); a process start costs
+    a second and a half of imports each, and a few tests with ``run_cli`` show the installed
+    command does the same."""
+    monkeypatch.setattr(os, "environ", {**clean_environ(), **env})
+    try:
+        status = cli.main(args)
+    except SystemExit as stopped:  # argparse refusing an argument
+        status = stopped.code if isinstance(stopped.code, int) else 2
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 REFUSALS = [
@@ -93,14 +118,28 @@ REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize(("env", "message"), REFUSALS, ids=[r[1][:40] for r in REFUSALS])
-def test_bad_settings_refuse_to_start(env: dict[str, str], message: str) -> None:
-    result = run_cli(env, "serve", "--port", "1")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+def assert_refused(status: int, stderr: str, message: str) -> None:
+    """Exit status 2 and one line on stderr, naming the problem."""
+    assert status == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("swe-realtime: configuration error: ")
     assert message in lines[0]
+
+
+@pytest.mark.parametrize(("env", "message"), REFUSALS, ids=[r[1][:40] for r in REFUSALS])
+def test_bad_settings_refuse_to_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str], message: str
+) -> None:
+    status, _, err = cli_in_process(monkeypatch, capsys, env, "serve", "--port", "1")
+    assert_refused(status, err, message)
+
+
+@pytest.mark.parametrize(("env", "message"), [REFUSALS[0], REFUSALS[-1]], ids=["no key", "PING_TIMEOUT"])
+def test_the_installed_command_refuses_to_start(env: dict[str, str], message: str) -> None:
+    """The process itself: its exit status and its one line, as a crash loop's log shows them."""
+    result = run_cli(env, "serve", "--port", "1")
+    assert_refused(result.returncode, result.stderr, message)
 
 
 TIMINGS = {
@@ -111,6 +150,7 @@ TIMINGS = {
     "PRESENCE_GRACE": "presence_grace",
     "PING_INTERVAL": "ping_interval",
     "PING_TIMEOUT": "ping_timeout",
+    "TIMELINE_STEP": "timeline_step",
 }
 """Each interval's variable, and its field in ``Settings.timings``."""
 
@@ -128,6 +168,7 @@ def test_intervals_default_to_the_documented_values() -> None:
         presence_grace=6.0,
         ping_interval=25.0,
         ping_timeout=20.0,
+        timeline_step=2.0,
     )
 
 
@@ -184,6 +225,15 @@ def test_the_ping_settings_reach_engineio() -> None:
     assert (app.sio.eio.ping_interval, app.sio.eio.ping_timeout) == (0.5, 1.5)
 
 
+async def test_the_timeline_step_reaches_the_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step the instances API reports is the one the console spaces its charts by."""
+    monkeypatch.setattr(Sanic, "__call__", Sanic.__call__)  # sanic-testing replaces it for good
+    app = create_app(Settings.from_env({"JWT_SECRET": SECRET, "TIMELINE_STEP": "0.5"}))
+    status, body = await InProcessAPI(app.sanic)("GET", "/api/v1/instances", ADMIN)
+    assert status == 200, body
+    assert body["step"] == 0.5
+
+
 def test_token_command_mints_a_verifiable_token() -> None:
     sub, project = "660e8400-e29b-41d4-a716-446655440001", "550e8400-e29b-41d4-a716-446655440000"
     result = run_cli(
@@ -206,24 +256,20 @@ def test_token_command_mints_a_verifiable_token() -> None:
     assert claims["exp"] - claims["iat"] == 60
 
 
-def test_token_command_refuses_bad_input() -> None:
-    assert run_cli({"JWT_SECRET": SECRET}, "token", "--sub", "alice").returncode == 2
-    assert (
-        run_cli(
-            {"JWT_SECRET": SECRET},
-            "token",
-            "--sub",
-            "660e8400-e29b-41d4-a716-446655440001",
-            "--roles",
-            "root",
-        ).returncode
-        == 2
+def test_token_command_refuses_bad_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sub = "660e8400-e29b-41d4-a716-446655440001"
+    assert cli_in_process(monkeypatch, capsys, {"JWT_SECRET": SECRET}, "token", "--sub", "alice")[0] == 2
+    status, _, _ = cli_in_process(
+        monkeypatch, capsys, {"JWT_SECRET": SECRET}, "token", "--sub", sub, "--roles", "root"
     )
-    no_secret = run_cli(
-        {"JWT_PUBLIC_KEY": pem(RSA_KEY)}, "token", "--sub", "660e8400-e29b-41d4-a716-446655440001"
+    assert status == 2
+    status, _, err = cli_in_process(
+        monkeypatch, capsys, {"JWT_PUBLIC_KEY": pem(RSA_KEY)}, "token", "--sub", sub
     )
-    assert no_secret.returncode == 2
-    assert "minting needs JWT_SECRET" in no_secret.stderr
+    assert status == 2
+    assert "minting needs JWT_SECRET" in err
 
 
 @pytest.mark.parametrize(("key", "algorithm"), [(RSA_KEY, "RS256"), (EC_KEY, "ES256")])

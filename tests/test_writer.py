@@ -163,8 +163,7 @@ async def test_drain_closes_each_stream_after_its_last_whole_frame(
             await publish_batch(server, [bulky(project, number + n) for n in range(20)])
             number += 20
 
-    async def read_to_the_end(client: RawWebSocket) -> list[int]:
-        steps: list[int] = []
+    async def read_to_the_end(client: RawWebSocket, steps: list[int]) -> list[int]:
         while True:
             frame = await client.read_frame()
             if frame.opcode == CLOSE:
@@ -180,8 +179,11 @@ async def test_drain_closes_each_stream_after_its_last_whole_frame(
 
     flooding = asyncio.create_task(flood())
     try:
-        readers = [asyncio.create_task(read_to_the_end(client)) for client in clients]
-        await asyncio.sleep(0.5)
+        received: list[list[int]] = [[] for _ in clients]
+        readers = [
+            asyncio.create_task(read_to_the_end(*pair)) for pair in zip(clients, received, strict=True)
+        ]
+        await eventually(lambda: all(received), message="no event before the drain")  # mid-flood
         assert await asyncio.to_thread(server.stop)
     finally:
         flooding.cancel()

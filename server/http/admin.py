@@ -32,7 +32,6 @@ from swe_realtime.http.models import (
     RoomBody,
 )
 from swe_realtime.ops.operator import DEFAULT_PAGE, MAX_PAGE, ConnectionQuery, merged
-from swe_realtime.ops.timeline import STEP
 from swe_realtime.sessions.auth import Principal, Role, TokenVerifier
 from swe_realtime.sessions.limits import Buckets
 from swe_realtime.telemetry import metrics
@@ -44,7 +43,9 @@ MAX_ID_CHARS = 64
 """Longer than any Socket.IO id: a longer one is not looked for."""
 
 
-def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, per_second: int) -> Blueprint:
+def admin_blueprint(
+    verifier: TokenVerifier, bus: AdminBus, history: History, per_second: int, step: float
+) -> Blueprint:
     bp = Blueprint("admin", url_prefix="/api/v1")
     buckets = Buckets(per_second, 2 * per_second)
 
@@ -155,7 +156,7 @@ def admin_blueprint(verifier: TokenVerifier, bus: AdminBus, history: History, pe
         return _json(
             InstancesBody,
             instances=sorted(gathered.answers, key=lambda answer: str(answer["id"])),
-            step=STEP,
+            step=step,
             partial=gathered.partial,
         )
 

@@ -1,11 +1,12 @@
 """The last 15 minutes of this instance, for the console's charts.
 
-Every STEP seconds the instance notes its open connections and how many events it accepted,
-handed to connections, refused (events, connections, rate-limited commands) and connections
-it dropped itself, per second since the note before, from the same counters ``/metrics``
-serves. Notes are taken at wall-clock multiples of STEP, the same instants on every instance
-(their clocks kept in time), so the console adds instances up by equal times without
-resampling. KEPT notes are kept: the console opens on a quarter of an hour, not an empty chart.
+Every step (TIMELINE_STEP, 2 s by default) the instance notes its open connections and how
+many events it accepted, handed to connections, refused (events, connections, rate-limited
+commands) and connections it dropped itself, per second since the note before, from the same
+counters ``/metrics`` serves. Notes are taken at wall-clock multiples of the step, the same
+instants on every instance (their clocks kept in time, their steps the same), so the console
+adds instances up by equal times without resampling. WINDOW seconds of notes are kept: the
+console opens on a quarter of an hour, not an empty chart.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from collections import deque
 from collections.abc import Callable
 
 from swe_realtime import background
+from swe_realtime.settings import DEFAULT_TIMINGS
 from swe_realtime.telemetry import metrics
 
-STEP = 2.0
-KEPT = 450
-"""15 minutes of STEP-second notes."""
+WINDOW = 900.0
+"""Seconds of notes kept: 15 minutes."""
 
 Sample = tuple[float, int, float, float, float, float]
 """``(t, connections, published/s, delivered/s, refused/s, dropped/s)``: t in Unix seconds."""
@@ -38,9 +39,11 @@ def _counts() -> tuple[float, float, float, float]:
 class Timeline:
     """This instance's notes, taken by a task that lives as long as the gateway serves."""
 
-    def __init__(self, connections: Callable[[], int]) -> None:
+    def __init__(self, connections: Callable[[], int], step: float = DEFAULT_TIMINGS.timeline_step) -> None:
         self._connections = connections
-        self._samples: deque[Sample] = deque(maxlen=KEPT)
+        self.step = step
+        """Seconds between two notes."""
+        self._samples: deque[Sample] = deque(maxlen=max(1, round(WINDOW / step)))
         self._read = (time.time(), _counts())
         """When the counters were last read, and what they said."""
         self._task: asyncio.Task[None] | None = None
@@ -70,15 +73,15 @@ class Timeline:
         self._read = (now, counts)
 
     async def _run(self) -> None:
-        """Note at each multiple of STEP, each once: the loop's clock and the wall clock may
+        """Note at each multiple of the step, each once: the loop's clock and the wall clock may
         drift apart (NTP slewing), so a wake-up just short of the instant sleeps again rather
         than noting the instant before a second time; a wake-up late by more than a step (a
         blocked loop) notes the latest instant passed, over the whole gap."""
         while True:
-            due = (time.time() // STEP + 1) * STEP
+            due = (time.time() // self.step + 1) * self.step
             if self._samples:
-                due = max(due, self._samples[-1][0] + STEP)
+                due = max(due, self._samples[-1][0] + self.step)
             await asyncio.sleep(due - time.time())
-            reached = time.time() // STEP * STEP
+            reached = time.time() // self.step * self.step
             if reached >= due:  # else woken early: the next turn sleeps the rest
                 self.note(reached)

@@ -1,10 +1,16 @@
 """python-engineio's AsyncServer: an owned WebSocket write path, smaller sessions, client
 mistakes logged as such, bigger batches.
 
-Read against python-engineio 4.12.2 to 4.15.1 (the UPSTREAM table below).
+Read against python-engineio 4.12.2 to 4.15.1 (the UPSTREAM table below, each entry saying
+why the public API could not do it).
 
-0. The WebSocket write path. Each session is a :class:`Socket` (swapped in by
-   ``_trigger_event``), which replaces ``AsyncSocket._websocket_handler``: no writer task;
+Nothing here is set for the whole process: every change is on classes of ours given to one
+server (its session table, its copy of the ASGI driver's table, its sessions' class), so
+another Engine.IO server or client in the process keeps python-engineio's behaviour.
+
+0. The WebSocket write path. Each session is a :class:`Socket` (made one as the server
+   stores it: :class:`Sessions` says why that is a ``__class__`` swap), which replaces
+   ``AsyncSocket._websocket_handler``: no writer task;
    once the WebSocket is the session's transport every packet is framed and corked on the
    connection's :class:`~swe_realtime.protocol.frames.FrameWriter`, in the order sent.
    The upgrade from long-polling follows python-engineio's sequence (probe, NOOP to the
@@ -26,8 +32,8 @@ Read against python-engineio 4.12.2 to 4.15.1 (the UPSTREAM table below).
 4. Polling batches. socket.io-client sends everything it has queued in one POST, bounded by
    bytes (the ``maxPayload`` of the handshake), not by count; python-engineio drops a whole
    POST of more than 16 packets. The count is raised to MAX_PACKETS_PER_POST; the byte bound
-   (MAX_PAYLOAD_BYTES) still holds. python-engineio keeps this count on its ``Payload``
-   class, so it is set for the whole process (every Engine.IO server in it, ours or not).
+   (MAX_PAYLOAD_BYTES) still holds. python-engineio reads this count from its ``Payload``
+   class; sessions decode their POSTs with :class:`Payload`, a subclass of ours.
 5. Admission. python-engineio opens a session for every handshake (a polling GET or a
    WebSocket without ``sid``): ``_handle_connect`` stores the socket and queues its OPEN
    packet. ``admission`` (server/sessions/limits.py) is asked first; a refused handshake gets its
@@ -42,9 +48,15 @@ Read against python-engineio 4.12.2 to 4.15.1 (the UPSTREAM table below).
    limit raised RecursionError out of the decoders. Like the Node engine.io server on a
    parse error, we log a warning and close the session: the driver's WebSocket
    (:class:`CheckedWebSocket`) ends the session on a frame that cannot be a packet, each
-   session is a :class:`Socket` that refuses unknown packet types and undecodable POSTs,
-   and :data:`JSON` (given to python-socketio, which hands it to python-engineio: both keep
-   it on their packet classes, for the whole process) turns RecursionError into ValueError.
+   session is a :class:`Socket` that refuses unknown packet types, undecodable POSTs and
+   JSON nested too deep (:func:`decode`; python-socketio's side is in socketio.py).
+7. Polling goodbyes. When a long-polling client closes its session (an Engine.IO CLOSE
+   packet), python-engineio closes it without answering the GET request the client still has
+   open; that request then hangs for ping interval + ping timeout (45 s by default), holding
+   a connection on the server and making the python client's ``disconnect()`` wait as long.
+   The Node engine.io server answers the pending poll at once (engine.io PR #291); so do we,
+   by waking the session's send queue with the end-of-stream marker its ``poll()`` knows
+   (``Socket.close``).
 """
 
 from __future__ import annotations
@@ -56,13 +68,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from types import SimpleNamespace
 from typing import Any
 
 import engineio
-import engineio.json
-import engineio.payload
-from engineio import async_socket, exceptions, packet
+from engineio import async_socket, exceptions, packet, payload
 from engineio.async_drivers import asgi as engineio_asgi
 
 from swe_realtime.errors import ErrorCode
@@ -78,76 +87,72 @@ UPSTREAM = (
         "python-engineio",
         "engineio.async_socket:AsyncSocket",
         {"4.12.2": "e9eb7d104125fe0c", "4.15.1": "af72dafc541d46e6"},
-    ),
-    Upstream(
-        "python-engineio",
-        "engineio.async_server:AsyncServer.create_queue",
-        {"4.12.2": "5ff5673a0c017681", "4.15.1": "5ff5673a0c017681"},
-    ),
-    Upstream(
-        "python-engineio",
-        "engineio.async_server:AsyncServer.handle_request",
-        {"4.12.2": "ae342cdb191890a1", "4.15.1": "1a8c878e35166cfe"},
+        why="Subclassed (Socket): the WebSocket write path, pings, packet checks, POST decoding"
+        " and closing are the session's own methods, and python-engineio offers no argument"
+        " for any of them. It also reads its send queue through server.create_queue(),"
+        " replaced whole (SendQueue), with only the calls queues.py lists.",
     ),
     Upstream(
         "python-engineio",
         "engineio.async_server:AsyncServer._handle_connect",
         {"4.12.2": "c0894f342d31938e", "4.15.1": "5bd7edc1d1ae115a"},
+        why="Overridden for admission: the connect handler (the public way to refuse) runs"
+        " after the session exists and can only answer 401. Read for the session class too:"
+        " it builds async_socket.AsyncSocket by name (no socket class attribute or factory"
+        " in 4.12.2 to 4.15.1) and stores it in self.sockets before using it, where"
+        " Sessions makes it a Socket.",
     ),
     Upstream(
         "python-engineio",
-        "engineio.base_server:BaseServer._bad_request",
-        {"4.12.2": "af66afac6f6c67db", "4.15.1": "af66afac6f6c67db"},
+        "engineio.async_server:AsyncServer.handle_request",
+        {"4.12.2": "ae342cdb191890a1", "4.15.1": "1a8c878e35166cfe"},
+        why="Relied on: a dict from _handle_connect (as _bad_request builds it) becomes the"
+        " HTTP response, a refused WebSocket upgrade on a WebSocket; POST errors it logs.",
     ),
     Upstream(
         "python-engineio",
         "engineio.base_server:BaseServer.__init__",
         {"4.12.2": "a06b17502fbd9646", "4.15.1": "a06b17502fbd9646"},
+        why="Relied on: the driver table (_async, shared by the module: copied per server),"
+        " the session table (sockets, replaced by Sessions) and log_message_keys are made"
+        " here; no argument chooses the driver's request translation or WebSocket class.",
     ),
     Upstream(
         "python-engineio",
         "engineio.base_server:BaseServer._log_error_once",
         {"4.12.2": "dccbb5602dc46a09", "4.15.1": "dccbb5602dc46a09"},
+        why="Overridden: it logs a client's mistakes at ERROR; no argument sets that level,"
+        " and a logger (the public logger= argument) sees only the text, not the message key.",
     ),
     Upstream(
         "python-engineio",
         "engineio.payload:Payload.decode",
         {"4.12.2": "9c7975664d815d3d", "4.15.1": "9c7975664d815d3d"},
+        why="Relied on: it reads max_decode_packets from the instance's class (our Payload"
+        " sets it); no server argument sets the count of packets per POST.",
     ),
     Upstream(
         "python-engineio",
         "engineio.async_drivers.asgi:translate_request",
         {"4.12.2": "656f6ed71fbefdbc", "4.15.1": "39e74733f1fe46aa"},
+        why="Wrapped (through the driver table): it gives every WebSocket's environ a body"
+        " reader class of its own; the ASGI driver has no option for it.",
     ),
     Upstream(
         "python-engineio",
         "engineio.async_drivers.asgi:WebSocket",
         {"4.12.2": "ce9c81653992cd62", "4.15.1": "ce9c81653992cd62"},
+        why="Subclassed (CheckedWebSocket, through the driver table): frames that cannot be"
+        " packets, and the frame writer from the ASGI scope; the driver has no option for it.",
     ),
     Upstream(
         "python-engineio",
-        "engineio.async_server:AsyncServer._trigger_event",
-        {"4.12.2": "3b262dee71589e08", "4.15.1": "4a09b6e47eb66532"},
-    ),
-    Upstream(
-        "python-engineio",
-        "engineio.packet:Packet.decode",
-        {"4.12.2": "18e27ff7fd56addd", "4.15.1": "18e27ff7fd56addd"},
-    ),
-    Upstream(
-        "python-engineio",
-        "engineio.packet:Packet.__init__",  # SharedPacket.framed: a text message, its frame given
-        {"4.12.2": "26559aaf4a6f4ddd", "4.15.1": "26559aaf4a6f4ddd"},
-    ),
-    Upstream(
-        "python-engineio",
-        "engineio.packet:Packet.encode",  # caches its text; SharedPacket caches the frame beside it
-        {"4.12.2": "8f3d5d869711cbb8", "4.15.1": "8f3d5d869711cbb8"},
-    ),
-    Upstream(
-        "python-engineio",
-        "engineio.json:loads",
-        {"4.12.2": "8a4490ed912f80c2", "4.15.1": "8a4490ed912f80c2"},
+        "engineio.packet:Packet",
+        {"4.12.2": "a0d70ee4777b3af6", "4.15.1": "a0d70ee4777b3af6"},
+        why="Subclassed (SharedPacket: a frame cached beside encode()'s text cache, built"
+        " from a publisher's frame) and decoded from the wire by Socket, which relies on"
+        " decode() raising ValueError, IndexError or RecursionError on bad input. Sessions"
+        " are made with this class by name: no packet class argument.",
     ),
 )
 
@@ -155,16 +160,23 @@ PACKET_TYPES = frozenset("0123456")
 """The first character of every Engine.IO text packet (OPEN to NOOP)."""
 
 
-def _loads(*args: Any, **kwargs: Any) -> Any:
+def decode(encoded: str | bytes) -> Any:
+    """An Engine.IO packet from the wire. JSON nested deeper than the interpreter's recursion
+    limit is a ValueError, as other bad input is: python-engineio's decoder lets its
+    RecursionError through (and python-engineio's one way to change its JSON module,
+    ``json=``, sets it for every Engine.IO server and client of the process)."""
     try:
-        return engineio.json.loads(*args, **kwargs)
+        return packet.Packet(encoded_packet=encoded)
     except RecursionError:
         raise ValueError("JSON nested too deep") from None
 
 
-JSON = SimpleNamespace(dumps=engineio.json.dumps, loads=_loads)
-"""python-engineio's JSON module (which bounds integers), with JSON nested too deep for the
-parser refused as a ValueError, which the packet decoders treat as bad input."""
+class Payload(payload.Payload):  # type: ignore[misc]
+    """A polling POST's packets, up to MAX_PACKETS_PER_POST of them (python-engineio's
+    ``Payload`` takes 16; its count is a class attribute, set here on a class of ours rather
+    than on python-engineio's, which every Engine.IO server of the process shares)."""
+
+    max_decode_packets = MAX_PACKETS_PER_POST
 
 
 def _malformed(socket: async_socket.AsyncSocket, reason: object) -> None:
@@ -269,7 +281,9 @@ class Socket(async_socket.AsyncSocket):  # type: ignore[misc]
             del self.server.sockets[self.sid]
         if self.writer is not None:
             await self._end_websocket()
-        elif self.upgraded:  # python-engineio's writer task: the end marker makes it close the WebSocket
+        elif self.upgraded or reason == self.server.reason.CLIENT_DISCONNECT:
+            # The end marker makes python-engineio's writer task close the WebSocket, or
+            # answers the poll a long-polling client's CLOSE left pending (7. above).
             self.queue.put_nowait(None)
         if wait:
             await self.queue.join()
@@ -332,7 +346,13 @@ class Socket(async_socket.AsyncSocket):  # type: ignore[misc]
                 await self.close(wait=False, reason=self.server.reason.SERVER_DISCONNECT)
                 return
             try:
-                await self.receive(packet.Packet(encoded_packet=data))
+                pkt = decode(data)
+            except ValueError as exc:
+                _malformed(self, exc)
+                await self.close(wait=False, reason=self.server.reason.SERVER_DISCONNECT)
+                return
+            try:
+                await self.receive(pkt)
             except exceptions.UnknownPacketError:
                 continue  # OPEN or NOOP from a client: ignored, as python-engineio does
             except exceptions.SocketIsClosedError:
@@ -345,13 +365,13 @@ class Socket(async_socket.AsyncSocket):  # type: ignore[misc]
         with a NOOP, the client confirms with UPGRADE (python-engineio's sequence)."""
         self.upgrading = True
         try:
-            probe = packet.Packet(encoded_packet=await ws.wait())
+            probe = decode(await ws.wait())
             if probe.packet_type != packet.PING or probe.data != "probe":
                 self.server.logger.info("%s: Failed websocket upgrade, no PING packet", self.sid)
                 return False
             frames.write(frame_of(packet.Packet(packet.PONG, data="probe")))
             self.queue.put_nowait(packet.Packet(packet.NOOP))  # ends the pending poll
-            confirm = packet.Packet(encoded_packet=await ws.wait())
+            confirm = decode(await ws.wait())
             if confirm.packet_type != packet.UPGRADE:
                 self.server.logger.info("%s: Failed websocket upgrade, expected UPGRADE", self.sid)
                 return False
@@ -370,10 +390,20 @@ class Socket(async_socket.AsyncSocket):  # type: ignore[misc]
         await super().receive(pkt)
 
     async def handle_post_request(self, environ: dict[str, Any]) -> None:
-        """Read a POST's packets; on one it cannot take, close the session at once (python-
-        engineio would log an error and keep it, or wait for a GET that drains its queue)."""
+        """Read a POST's packets (up to :class:`Payload`'s count); on one it cannot take,
+        close the session at once (python-engineio would log an error and keep it, or wait
+        for a GET that drains its queue). Upstream's own eight lines, but for the count and
+        JSON nested too deep (a RecursionError out of python-engineio's decoder)."""
+        length = int(environ.get("CONTENT_LENGTH", "0"))
+        if length > self.server.max_http_buffer_size:
+            raise exceptions.ContentTooLongError()
         try:
-            await super().handle_post_request(environ)
+            body = (await environ["wsgi.input"].read(length)).decode("utf-8")
+            for pkt in Payload(encoded_payload=body).packets:
+                await self.receive(pkt)
+        except RecursionError:
+            _malformed(self, "JSON nested too deep")
+            await self.close(wait=False, reason=self.server.reason.SERVER_DISCONNECT)
         except exceptions.SocketIsClosedError:
             return  # an earlier packet of the POST closed the session: the rest is moot
         except (ValueError, LookupError, exceptions.UnknownPacketError) as exc:
@@ -405,13 +435,15 @@ class CheckedWebSocket(engineio_asgi.WebSocket):  # type: ignore[misc]
 
 
 class EngineLogger(logging.LoggerAdapter[logging.Logger]):
-    """python-engineio's logger, with undecodable client input demoted from ERROR to WARNING."""
+    """python-engineio's logger, with undecodable client input demoted from ERROR to WARNING
+    (JSON nested too deep is a RecursionError where python-engineio decodes it itself: its
+    own WebSocket loop, on a connection without the frame writer)."""
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if not self.isEnabledFor(level):  # engineio logs every packet at INFO: stay cheap
             return
         failure = sys.exception()
-        if level >= logging.ERROR and isinstance(failure, ValueError):
+        if level >= logging.ERROR and isinstance(failure, ValueError | RecursionError):
             level, msg, args = logging.WARNING, "%s: %.120s", (msg, failure)
             kwargs["exc_info"] = False
         super().log(level, msg, *args, **kwargs)
@@ -430,38 +462,42 @@ Admission = Callable[[Mapping[str, Any], int], Refusal | None]
 """A handshake's environ and the number of open sessions -> its refusal, or None."""
 
 
+class Sessions(dict[str, Any]):
+    """The server's session table, which makes each new session a :class:`Socket` as
+    python-engineio stores it.
+
+    Why a ``__class__`` swap: python-engineio has no factory for sessions. From 4.12.2 to
+    4.15.1 ``AsyncServer._handle_connect`` builds ``async_socket.AsyncSocket(self, sid)`` by
+    name (no socket class attribute, argument or creating method), stores it in
+    ``self.sockets`` and only then uses it (its OPEN packet, its first ping, its transport).
+    Its store here is the one point every version passes before that first use; ``Socket``
+    is a subclass without state of its own, so the swap only changes which methods run.
+    python-engineio 4.12 starts a session with ``last_ping`` None (4.13 on, the time it was
+    made), and the first ping is armed only after an answered one: given the time here.
+    """
+
+    __slots__ = ()
+
+    def __setitem__(self, sid: str, session: Any) -> None:
+        if type(session) is async_socket.AsyncSocket:
+            session.__class__ = Socket
+            session.last_ping = session.last_ping or time.time()
+        super().__setitem__(sid, session)
+
+
 class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
     """python-engineio's server with the patches listed above."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.admission: Admission = lambda environ, sessions: None
-        engineio.payload.Payload.max_decode_packets = MAX_PACKETS_PER_POST
+        self.sockets: Sessions = Sessions()
         # The driver's table is shared by the module: replace the entries in a copy.
         self._async: dict[str, Any] = {
             **self._async,
             "translate_request": translate_request,
             "websocket": CheckedWebSocket,
         }
-
-    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        if event == "connect":
-            # python-engineio creates each session as a plain AsyncSocket (_handle_connect),
-            # then reports it here before reading any of its packets: make it our Socket,
-            # a subclass without state of its own.
-            self.sockets[args[0]].__class__ = Socket
-        return await super()._trigger_event(event, *args, **kwargs)
-
-    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
-        """python-engineio before 4.13 schedules a new session's first ping (a task asleep for
-        the ping interval, holding the session) before it reports the session, so before it
-        is made our Socket: the session is made one here, and pings on its timer."""
-        if getattr(target, "__func__", None) is async_socket.AsyncSocket._send_ping:
-            session = target.__self__
-            session.__class__ = Socket
-            session.schedule_ping()
-            return None
-        return super().start_background_task(target, *args, **kwargs)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> SendQueue:
         """Each session's send queue, read by its writer task alone, counting what the client

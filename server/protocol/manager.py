@@ -11,7 +11,8 @@ then starts one asyncio task per recipient, whose only work is a put on the conn
 unbounded queue, which never waits: the tasks were most of a fan-out's cost. Its rooms are
 ``bidict``s, and its disconnect scans every room. Each needs the override below.
 
-Read against python-socketio 5.16.1 to 5.18.1 (the UPSTREAM table below):
+Read against python-socketio 5.16.1 to 5.18.1 (the UPSTREAM table below; the packet class
+:func:`encode` builds is the server's, in socketio.py's table):
 
 - **Emit.** ``AsyncManager.emit`` is replaced for emits without a callback (those with one
   keep the library's path): ``fan_out`` gets the event, and :func:`encode` builds its packet
@@ -55,38 +56,19 @@ from swe_realtime.protocol.engineio import SharedPacket
 UPSTREAM = (
     Upstream(
         "python-socketio",
-        "socketio.async_manager:AsyncManager.emit",
-        {"5.16.1": "01ccd5b82b4f955e", "5.18.1": "01ccd5b82b4f955e"},
-    ),
-    Upstream(
-        "python-socketio",
-        "socketio.async_manager:AsyncManager.leave_room",
-        {"5.16.1": "2af1184b4bec1ffa", "5.18.1": "2af1184b4bec1ffa"},
-    ),
-    Upstream(
-        "python-socketio",
-        "socketio.async_manager:AsyncManager.enter_room",
-        {"5.16.1": "fc2bbb63043d4da9", "5.18.1": "fc2bbb63043d4da9"},
+        "socketio.async_manager:AsyncManager",
+        {"5.16.1": "ce8d6cee81062df6", "5.18.1": "93e3af0127f9a042"},
+        why="Subclassed (RoomTable, given as client_manager=, the public way): emit,"
+        " enter_room and leave_room are overridden, for the hooks and the fan-out; the"
+        " manager interface has no hook inside them.",
     ),
     Upstream(
         "python-socketio",
         "socketio.base_manager:BaseManager",
         {"5.16.1": "2eb78e0c5b73beb6", "5.18.1": "b393b4c05dbd88e2"},
-    ),
-    Upstream(
-        "python-socketio",
-        "socketio.base_manager:BaseManager.get_participants",
-        {"5.16.1": "7d78ad681c95de5b", "5.18.1": "7d78ad681c95de5b"},
-    ),
-    Upstream(
-        "python-socketio",
-        "socketio.packet:Packet.__init__",
-        {"5.16.1": "5fe2fa797e082c1d", "5.18.1": "5fe2fa797e082c1d"},
-    ),
-    Upstream(
-        "python-socketio",
-        "socketio.packet:Packet.encode",
-        {"5.16.1": "513c45be75181da2", "5.18.1": "513c45be75181da2"},
+        why="Subclassed: the room table's layout (rooms, bidicts, the None room) and the"
+        " methods that change it (basic_enter_room, basic_leave_room, basic_disconnect,"
+        " get_participants, pre_connect) are read or overridden; none is a hook.",
     ),
 )
 
@@ -180,6 +162,7 @@ class RoomTable(socketio.AsyncManager):  # type: ignore[misc]
 
     def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
         if namespace not in self.rooms:
+            self.disconnected(sid)
             return
         for room in self.rooms_of.pop(sid, ()):
             super().basic_leave_room(sid, namespace, room)

@@ -9,14 +9,9 @@ UPSTREAM table below); the Engine.IO server's own patches are in engineio.py.
    lifecycle handlers with the client's arguments, so a client could forge its own
    disconnect. Packets whose name is not a plain string, or is a lifecycle name, are dropped
    here, before any handler runs.
-2. Polling goodbyes. When a long-polling client closes its session (an Engine.IO CLOSE
-   packet), python-engineio closes it without answering the GET request the client still has
-   open; that request then hangs for ping interval + ping timeout (45 s by default), holding
-   a connection on the server and making the python client's ``disconnect()`` wait as long.
-   The Node engine.io server answers the pending poll at once (engine.io PR #291); so do we,
-   by waking the session's send queue with the end-of-stream marker its ``poll()`` knows.
+2. Polling goodbyes: answered by the Engine.IO session itself (engineio.py, 7.).
 3. Malformed packets. A packet python-socketio cannot parse (bad JSON, a bad id, an
-   unexpected type, JSON nested too deep: see ``JSON`` in engineio.py) raised out of its
+   unexpected type, JSON nested too deep: see :class:`Packet`) raised out of its
    dispatcher and was logged at ERROR with a traceback.
    Like the Node server on a parse error, we log a warning and close that connection. Binary
    packets are refused the same way: the API is JSON, and python-socketio would otherwise
@@ -48,13 +43,15 @@ UPSTREAM table below); the Engine.IO server's own patches are in engineio.py.
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
+import engineio.json
 import socketio
 from socketio import packet
 
 from swe_realtime.protocol import Upstream
-from swe_realtime.protocol.engineio import JSON, EngineServer, frame_of
+from swe_realtime.protocol.engineio import EngineServer, frame_of
 from swe_realtime.protocol.frames import Outbox
 from swe_realtime.telemetry import audit, metrics
 
@@ -66,60 +63,93 @@ BINARY_PACKET_TYPES = ("5", "6")
 UPSTREAM = (
     Upstream(
         "python-socketio",
+        "socketio.base_server:BaseServer._engineio_server_class",
+        {"5.16.1": "8cc5cd097b72f79e", "5.18.1": "8cc5cd097b72f79e"},
+        why="Overridden: python-socketio builds its Engine.IO server itself from its keyword"
+        " arguments; no argument takes a server or its class, this method is the one hook.",
+    ),
+    Upstream(
+        "python-socketio",
+        "socketio.packet:Packet",
+        {"5.16.1": "e1660ba64e4e31fc", "5.18.1": "e1660ba64e4e31fc"},
+        why="Subclassed (Packet, given as serializer=, the public way): its json attribute"
+        " decodes; json= would set it on python-socketio's class, for the process."
+        " manager.encode builds and encodes it as the server does (one event, many sessions).",
+    ),
+    Upstream(
+        "python-socketio",
         "socketio.async_server:AsyncServer._send_eio_packet",
         {"5.16.1": "64cf72a2ab7d75b1", "5.18.1": "64cf72a2ab7d75b1"},
+        why="Overridden (the slow-consumer bound): every packet of an emit to a room passes"
+        " here; python-socketio has no queue bound and no hook before a send.",
     ),
     Upstream(
         "python-socketio",
         "socketio.async_server:AsyncServer._send_packet",
         {"5.16.1": "a00022b42c1c29e9", "5.18.1": "a00022b42c1c29e9"},
+        why="Overridden (the slow-consumer bound): acks, CONNECT answers and emits to one"
+        " session pass here, not through _send_eio_packet.",
     ),
     Upstream(
         "python-socketio",
         "socketio.async_server:AsyncServer._handle_eio_message",
         {"5.16.1": "f90b9d8986a9e678", "5.18.1": "bef50fc0e1635921"},
+        why="Overridden: a packet it cannot parse raises out of it (logged at ERROR), and it"
+        " takes binary packets; no option refuses either or closes the session.",
     ),
     Upstream(
         "python-socketio",
         "socketio.async_server:AsyncServer._handle_connect",
         {"5.16.1": "bbed679f5bf2389e", "5.18.1": "c97c480cf777de36"},
+        why="Overridden: namespaces= always accepts '/' and refuses others with 'Unable to"
+        " connect' but keeps the session; a second CONNECT to a namespace leaks a sid.",
     ),
     Upstream(
         "python-socketio",
         "socketio.async_server:AsyncServer._handle_eio_connect",
         {"5.16.1": "76704886d944a7e6", "5.18.1": "76704886d944a7e6"},
-    ),
-    Upstream(
-        "python-socketio",
-        "socketio.async_server:AsyncServer._send_packet",
-        {"5.16.1": "a00022b42c1c29e9", "5.18.1": "a00022b42c1c29e9"},
+        why="Overridden to arm the connect timeout: the one call per new Engine.IO session;"
+        " the public connect event comes per namespace CONNECT, and the Engine.IO connect"
+        " handler is python-socketio's own.",
     ),
     Upstream(
         "python-socketio",
         "socketio.async_server:AsyncServer.disconnect",
         {"5.16.1": "d41c0c7595121594", "5.18.1": "7d2f76686c12cc23"},
+        why="Overridden to re-arm the connect timeout after the gateway ends a session's"
+        " namespace (token expiry): no event tells the server a session is in none.",
     ),
     Upstream(
         "python-socketio",
         "socketio.async_server:AsyncServer._handle_disconnect",
         {"5.16.1": "7d742f83353ccd57", "5.18.1": "c0b32ada5b371230"},
+        why="Overridden to re-arm the connect timeout after a client leaves a namespace, as"
+        " disconnect() does for the gateway's side.",
     ),
     Upstream(
         "python-socketio",
         "socketio.async_server:AsyncServer._handle_event",
         {"5.16.1": "65178105ef8b593d", "5.18.1": "65178105ef8b593d"},
-    ),
-    Upstream(
-        "python-socketio",
-        "socketio.async_server:AsyncServer._handle_eio_disconnect",
-        {"5.16.1": "9344593148b66fd9", "5.18.1": "9344593148b66fd9"},
-    ),
-    Upstream(
-        "python-socketio",
-        "socketio.base_server:BaseServer._engineio_server_class",
-        {"5.16.1": "8cc5cd097b72f79e", "5.18.1": "8cc5cd097b72f79e"},
+        why="Overridden: it dispatches any first element as the event's name, lifecycle"
+        " names included; a handler (even a namespace's trigger_event) cannot tell a forged"
+        " disconnect from the real one.",
     ),
 )
+
+
+def _loads(*args: Any, **kwargs: Any) -> Any:
+    try:
+        return engineio.json.loads(*args, **kwargs)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+
+
+class Packet(packet.Packet):  # type: ignore[misc]
+    """python-socketio's packet, decoding with python-engineio's JSON module (which bounds
+    integers) but refusing JSON nested too deep for the parser as a ValueError, which the
+    decoder treats as bad input. Given as ``serializer=``, it is this server's alone."""
+
+    json = SimpleNamespace(dumps=engineio.json.dumps, loads=_loads)
 
 
 class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
@@ -133,7 +163,7 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         connect_timeout: float = 5.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(*args, json=JSON, **kwargs)
+        super().__init__(*args, serializer=Packet, **kwargs)
         self.max_queued_packets = max_queued_packets
         self.max_queued_bytes = max_queued_bytes
         self.connect_timeout = connect_timeout
@@ -280,6 +310,9 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
             timer.cancel()
 
     def _connect_timed_out(self, eio_sid: str) -> None:
+        """Close the session if it is still open and in no namespace. A session that closed
+        meanwhile left its timer armed (nothing tells this server of a closed Engine.IO
+        session but python-socketio's own handler): it ends here."""
         if self._unjoined.pop(eio_sid, None) is None or eio_sid not in self.eio.sockets:
             return
         if self._joined(eio_sid):  # a CONNECT still being handled: wait for its outcome
@@ -347,12 +380,3 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         if not isinstance(name, str) or name in LIFECYCLE_EVENTS:
             return
         await super()._handle_event(eio_sid, namespace, id, data)
-
-    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
-        self._disarm_connect_timeout(eio_sid)
-        await super()._handle_eio_disconnect(eio_sid, reason)
-        if reason != self.reason.CLIENT_DISCONNECT:
-            return  # a server-side close queues a CLOSE packet, which answers the poll itself
-        engine_socket = self.eio.sockets.get(eio_sid)
-        if engine_socket is not None and not engine_socket.upgraded:
-            engine_socket.queue.put_nowait(None)

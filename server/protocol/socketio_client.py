@@ -20,16 +20,17 @@ UPSTREAM = (
         "python-socketio",
         "socketio.async_client:AsyncClient._handle_reconnect",
         {"5.16.1": "ee1adfd59d92364f", "5.18.1": "ee1adfd59d92364f"},
-    ),
-    Upstream(
-        "python-socketio",
-        "socketio.async_client:AsyncClient.shutdown",
-        {"5.16.1": "b2d9912be3cd4b02", "5.18.1": "b2d9912be3cd4b02"},
+        why="Called: the reconnection loop, which the client starts only after a transport"
+        " failure, never after a session the server closed; no method starts it. It waits"
+        " between attempts on _reconnect_abort, which shutdown() sets (then awaits the loop,"
+        " which deadlocks when called from a handler the loop runs).",
     ),
     Upstream(
         "python-socketio",
         "socketio.base_client:BaseClient.__init__",
         {"5.16.1": "bc68af2916d19d3b", "5.18.1": "bc68af2916d19d3b"},
+        why="Relied on: it makes _reconnect_task and _reconnect_abort, read and set here;"
+        " no public attribute says whether the loop runs.",
     ),
 )
 

@@ -37,6 +37,9 @@ UPSTREAM = (
         "uvicorn",
         "uvicorn.protocols.websockets.websockets_sansio_impl:WebSocketsSansIOProtocol",
         {"0.52.1": "fb74fea74c0370db", "0.54.0": "0bbcec98938432f7"},
+        why="Subclassed (given as ws=, uvicorn's public way to choose the WebSocket protocol):"
+        " its receive queue, write flag and handshake objects are attributes no option"
+        " shrinks, and ASGI has no way to hand an application the transport to write frames.",
     ),
 )
 

@@ -16,7 +16,7 @@ from swe_realtime.errors import ErrorCode
 from swe_realtime.protocol.engineio import Refusal
 from swe_realtime.telemetry import audit, metrics
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("swe_realtime.limits")
 
 
 class TokenBucket:

@@ -1,10 +1,19 @@
 """Prometheus metrics of one gateway process, served at ``GET /metrics``.
 
 Each instance exposes its own figures (Prometheus labels them by scrape target; the
-``swe_realtime_info`` gauge also names the instance). Counters are module-level, as the
-audit trail is: the code that sees a thing happen counts it, with no object to thread
-through every layer. What is a state rather than a count (open connections, rooms, Redis
-reachability) is read when scraped, from the callbacks ``create_app`` installs.
+``swe_realtime_info`` gauge also names the instance). What is a state rather than a count
+(open connections, rooms, Redis reachability) is read when scraped, from the callbacks
+``create_app`` installs.
+
+Per process, not per gateway. The metrics are module-level, as the audit trail is: the code
+that sees a thing happen counts it (the protocol seams, the fan-out, the sessions, the
+publish path, the Redis channels), with no object to thread through every layer and no
+attribute lookup added per delivery. A deployment runs one gateway per process (each
+``WORKERS`` process keeps its own figures), so per process is per gateway there. Several
+gateways built in one process (the tests do) share the counters and the ``info`` gauge, and
+the state gauges add theirs up (:func:`install`); ``GET /metrics`` of any of them shows the
+process's figures. Making them per gateway would mean a registry per gateway passed to
+every layer that counts, for a case production does not have.
 
 Label values are bounded: event types and commands come from the catalogue, error codes
 and reasons from enumerations; nothing a client sends becomes a label as it is.
