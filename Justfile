@@ -74,8 +74,10 @@ soak *args: sync
 # The tests that touch patched library internals (server/protocol/) and Redis, against the
 # oldest versions pyproject.toml allows, in .venv-lowest (CI runs it after `just test`). The
 # test tools keep their locked versions; an old python-engineio client's deprecated aiohttp
-# call is not the gateway's concern. Three timing-sensitive fault tests run only in `just
-# test` (at the floors they failed under load, see the issue 14 note: to be looked into).
+# call is not the gateway's concern. The three fault tests once left out here (a crowd
+# killed mid-stream, a cluster master killed, presence on a Redis Cluster) had fixed
+# deadlines a busy machine overran; since those were lengthened they pass at the floors,
+# in parallel and beside two CPU-burning processes too.
 test-lowest: node
     uv venv -q --allow-existing .venv-lowest
     uv export -q --frozen --only-group dev --no-emit-project --no-hashes -o .venv-lowest/dev.txt
@@ -83,14 +85,13 @@ test-lowest: node
     uv pip install -q --python .venv-lowest -r .venv-lowest/dev.txt
     uv pip install -q --python .venv-lowest -r .venv-lowest/lowest.txt
     uv pip install -q --python .venv-lowest --no-deps -e .
-    .venv-lowest/bin/python -m pytest -p no:cacheprovider \
+    .venv-lowest/bin/python -m pytest -p no:cacheprovider -n "${TEST_WORKERS:-3}" --dist loadfile \
         -W "ignore:parameter 'timeout' of type 'float' is deprecated:DeprecationWarning" \
         tests/test_compat.py tests/test_memory.py tests/test_slim.py tests/test_resilience.py \
         tests/test_abuse.py tests/test_connect.py tests/test_recovery.py tests/test_cluster.py \
         tests/test_scale_out.py tests/test_cluster_presence.py tests/test_sessions.py \
         tests/test_frames.py tests/test_budget.py tests/test_tokens.py tests/test_writer.py tests/test_admin.py \
-        tests/test_pubsub.py tests/test_redis_faults.py tests/test_room_message.py \
-        -k "not killed_mid_stream and not master_killed and not presence_and_limits_on_a_redis_cluster"
+        tests/test_pubsub.py tests/test_redis_faults.py tests/test_room_message.py
 
 # Formatting, lint and strict typing.
 lint: sync

@@ -64,12 +64,25 @@ NOT_UNIT_TESTS = frozenset(
         # A process of their own (the CLI under ulimit, an emitter).
         "test_running_short_of_file_descriptors_refuses_sessions_and_says_so",
         "test_write_only_emitter_validates_and_reports_redis_down",
-        # Pure, but seconds of CPU each (a hundred thousand connections, hypothesis runs).
+        # Pure, but a second or more each (a hundred thousand connections, hypothesis runs,
+        # a ping timeout waited out).
         "test_a_hundred_thousand_connections_are_paged_not_sent_whole",
         "test_token_parser_refuses_cleanly",
+        "test_an_event_read_from_its_bytes_is_the_event_parsing_gives",
+        "test_a_batch_read_from_its_bytes_is_the_batch_parsing_gives",
+        "test_a_paced_replay_without_room_drops_its_client_after_the_ping_timeout",
+        "test_a_paced_replay_ends_at_its_next_check_once_its_session_closes",
     }
 )
 """Tests of modules that are otherwise unit tests which are not: by function name."""
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With ``-m unit`` alone (``just check``), the modules of no unit test are not even
+    imported: seconds of the loop's CPU went to schemathesis, grimp and the like."""
+    if config.option.markexpr == "unit" and collection_path.name in NOT_UNIT_MODULES:
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -322,14 +322,14 @@ def free_port(*, bus: bool = False) -> int:
     of one worker never get the same one, and two sessions side by side (a second checkout)
     start apart, besides the check that nothing holds the port."""
     global _handed_out
+    block = _worker_block()
     if _handed_out is None:
-        block = _worker_block()
         start = random.randrange(len(block))
         _handed_out = itertools.cycle([*block[start:], *block[:start]])
-    for _, port in zip(range(len(_worker_block())), _handed_out, strict=False):
+    for port in itertools.islice(_handed_out, len(block)):  # one round at most
         if _bindable(port) and (not bus or _bindable(port + 10000)):
             return port
-    raise AssertionError(f"no free port in {_worker_block()}")
+    raise AssertionError(f"no free port in {block}")
 
 
 class ServerProcess:
@@ -367,7 +367,7 @@ class ServerProcess:
         if wait:
             self.wait_healthy()
 
-    def _exited(self) -> None:
+    def _fail_if_exited(self) -> None:
         if self.process.poll() is not None:
             raise RuntimeError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
 
@@ -375,7 +375,7 @@ class ServerProcess:
         """The port uvicorn says it bound (with ``--workers``, the parent's socket)."""
 
         def bound() -> int | None:
-            self._exited()
+            self._fail_if_exited()
             found = LISTENING.search(self.log())
             return int(found.group(1)) if found else None
 
@@ -391,7 +391,7 @@ class ServerProcess:
         processes)."""
 
         def healthy() -> bool:
-            self._exited()
+            self._fail_if_exited()
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=1, context=_UNVERIFIED) as response:
                     return bool(response.status == 200)
