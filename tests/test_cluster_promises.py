@@ -391,8 +391,11 @@ def several_rooms_problems(
       while in the room; an event may come through the copy of a later room of it after the
       stay ended, so what came after the stay fills it too. The one gap allowed: an event
       that reached the member through an earlier room's copy, without a position in this
-      room, while it was joining this one (docs/recovery.md); ``offsets`` says where such an
-      event stands in its rooms, from every member's copies.
+      room, while it was joining this one (docs/recovery.md), or just before: a Redis Cluster
+      appends an event's copies in rounds, so the earlier room's copy can be out before the
+      member asks to join and the joined room's be appended after the join read its
+      position; the member has the event, and its later copy is not sent again. ``offsets``
+      says where such an event stands in its rooms, from every member's copies.
     - Per stay, room order: in offset order, except for events that also went to a later room
       the member was ever in (those come through the later room's copy, "may come after
       later events of an earlier one")."""
@@ -443,7 +446,7 @@ def stay_problems(
     joining = {
         offsets[(event["id"], room)]
         for index, event in events
-        if stay.start < index < end
+        if index < end
         and room in receipts[event["id"]]["rooms"]
         and room not in event["positions"]
         and (event["id"], room) in offsets
