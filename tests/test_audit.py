@@ -75,9 +75,9 @@ FORGED = "2030-01-01 00:00:00,000 INFO FAKE.injected: forged line user=admin"
 
 async def test_a_client_cannot_forge_a_log_line(start_server: Callable[..., ServerProcess]) -> None:
     """python-engineio logs an unknown ``sid`` as the client sent it: a newline in it used to
-    start a line of the client's choosing. A gateway of its own: python-engineio logs that
-    mistake at WARNING the first time only (then at INFO, below the log level), and on the
-    shared gateway another test may have made it first."""
+    start a line of the client's choosing. On a gateway of its own: python-engineio logs the
+    first unknown ``sid`` of a process only (later ones at INFO, which the gateway drops), and
+    on the shared one another test may have sent one first (xdist runs them in any order)."""
     server = start_server()
     offset = server.log_size()
     forged_sid = quote(f"nope\n{FORGED}\r\n\x1b[2J\u2028{FORGED}")
