@@ -47,7 +47,7 @@ test-under-load *args: node
 
 # The soaks for longer than `just test` gives them: `just soak --minutes 30` the cluster soak
 # (tests/test_cluster_soak.py: three gateways on a private Redis, members coming and going,
-# lulls; a minute in `just test`); `just soak hostile --minutes 30` every hostile client at once
+# lulls; 20 s in `just test`); `just soak hostile --minutes 30` every hostile client at once
 # against one gateway (tests/test_soak.py: 8 s in `just test`; a warm-up half as long first).
 [positional-arguments]
 soak *args: sync
@@ -92,7 +92,8 @@ test-lowest: node
         tests/test_abuse.py tests/test_connect.py tests/test_recovery.py tests/test_cluster.py \
         tests/test_scale_out.py tests/test_cluster_presence.py tests/test_sessions.py \
         tests/test_frames.py tests/test_budget.py tests/test_tokens.py tests/test_writer.py tests/test_admin.py \
-        tests/test_pubsub.py tests/test_redis_faults.py tests/test_room_message.py
+        tests/test_pubsub.py tests/test_redis_faults.py tests/test_room_message.py \
+        tests/test_seams.py tests/test_delivery.py
 
 # Formatting, lint and strict typing.
 lint: sync
