@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import socketio
 from sanic import Sanic
@@ -43,10 +41,10 @@ from swe_realtime.sessions.access import AccessPolicy, ClaimsAccessPolicy
 from swe_realtime.sessions.auth import TokenVerifier
 from swe_realtime.sessions.limits import FileDescriptors, SessionAdmission
 from swe_realtime.sessions.namespace import Gateway
+from swe_realtime.sessions.origins import Origins
 from swe_realtime.settings import Settings
 from swe_realtime.telemetry import metrics
 
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _APP_NUMBERS = itertools.count(1)
 """Sanic keeps a process-wide registry of app names: each gateway gets its own."""
 
@@ -96,7 +94,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         # Worker processes share one listening socket: a polling session's requests could
         # land on different workers, so with several workers only WebSocket is offered.
         transports=["websocket"] if settings.workers > 1 else None,
-        cors_allowed_origins=_cors_policy(settings),
+        cors_allowed_origins=Origins(settings.cors_origins, local=settings.dev),
         max_http_buffer_size=settings.max_payload_bytes,
         max_queued_packets=settings.limits.queued_packets,
         connect_timeout=settings.limits.connect_timeout,
@@ -178,23 +176,3 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         await backend.stop()
 
     return app
-
-
-def _cors_policy(settings: Settings) -> list[str] | str | Callable[[str | None], bool] | None:
-    """Origins allowed to open a connection from a browser.
-
-    ``CORS_ORIGINS`` when set; otherwise same-origin only, except in ``--dev`` where any
-    page served from this machine (any port on localhost) may connect.
-    """
-    if settings.cors_origins:
-        return list(settings.cors_origins)
-    if settings.dev:
-        return _is_local_origin
-    return None
-
-
-def _is_local_origin(origin: str | None) -> bool:
-    if origin is None:
-        return True
-    parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.hostname is not None and parts.hostname in LOCAL_HOSTS

@@ -547,7 +547,9 @@ class Client:
         url = f"{base_url}?token={token}" if via == "query" and token is not None else base_url
         if via == "auth" and token is not None:
             auth = {"token": token}
-        await self.sio.connect(url, namespaces=["/ws"], transports=[transport], auth=auth, wait_timeout=10)
+        await self.sio.connect(
+            url, namespaces=["/ws"], transports=[transport], auth=auth, headers=headers or {}, wait_timeout=10
+        )
         return self
 
     async def next(self, event: str, timeout: float = 5.0) -> Any:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import aiohttp
 import pytest
 import socketio
 import yaml
@@ -157,6 +158,36 @@ async def test_clients_through_nginx(
     assert await received(via_nginx, 1) == [9]
     assert await received(direct, 1) == [9]
     assert await via_nginx.call("ping") == {"status": "pong"}
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_pages_of_the_gateways_own_origin_connect_through_nginx_beside_an_allow_list(
+    tmp_path: Path, start_server: Callable[..., ServerProcess], transport: str
+) -> None:
+    """Compose sets CORS_ORIGINS (a frontend on localhost:3000). A page the gateway serves
+    itself, reached through the shipped nginx (the console, a same-origin app), is let in too:
+    nginx forwards the port it was reached on, and the gateway's own origin is accepted
+    whatever the list says. A page of another site is still refused."""
+    gateways = compose_gateways(start_server, CORS_ORIGINS="http://localhost:3000")
+    with run_nginx(tmp_path, gateways) as url:
+        handshake = f"{url}/socket.io/?EIO=4&transport={transport}"
+        async with aiohttp.ClientSession() as session:
+            for origin, allowed in (
+                (url, True),
+                ("http://localhost:3000", True),
+                ("http://evil.example", False),
+            ):
+                if transport == "websocket":
+                    try:
+                        async with session.ws_connect(handshake, origin=origin) as socket:
+                            opened = (await socket.receive_str()).startswith("0")
+                    except aiohttp.WSServerHandshakeError as refused:
+                        opened = refused.status != 403
+                else:
+                    async with session.get(handshake, headers={"Origin": origin}) as response:
+                        opened = response.status == 200
+                assert opened is allowed, origin
 
 
 @pytest.mark.redis
