@@ -27,7 +27,7 @@ import time
 import urllib.request
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from uuid import UUID, uuid4
@@ -37,6 +37,7 @@ import jwt
 import redis.asyncio
 import redis.exceptions
 import socketio
+import yaml
 from redis.crc import key_slot
 
 from swe_realtime.app import GatewayApp, create_app
@@ -930,3 +931,85 @@ def ending_token(sub: UUID | None = None, **claims: Any) -> tuple[str, float]:
     token = make_token(sub, ttl=ENDS_IN - LEEWAY, **claims)
     ends: float = jwt.decode(token, options={"verify_signature": False})["exp"] + LEEWAY
     return token, ends
+
+
+# --- the shipped compose nginx, in front of local gateways ---------------------------------
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+NGINX_ALIAS = "127.0.0.2"
+"""nginx's compose address, here: the local nginx connects to the gateways from it."""
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPOSITORY / "docker-compose.yml").read_text())
+    return loaded
+
+
+def nginx_compose_address() -> str:
+    address: str = compose()["services"]["nginx"]["networks"]["default"]["ipv4_address"]
+    return address
+
+
+def gateway_environment(instance: str) -> dict[str, str]:
+    """What compose sets on a gateway that a local one can use too: addresses mapped to here."""
+    env = compose()["services"][instance]["environment"]
+    trusted = str(env.get("FORWARDED_ALLOW_IPS", ""))
+    return {"FORWARDED_ALLOW_IPS": trusted.replace(nginx_compose_address(), NGINX_ALIAS)} if trusted else {}
+
+
+@contextmanager
+def run_nginx(tmp_path: Path, gateways: list[ServerProcess]) -> Iterator[str]:
+    """The shipped nginx.conf, with the compose hostnames pointed at two local gateways and
+    nginx's address at NGINX_ALIAS; yields its URL."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(nginx).exists(), "nginx is required: `just test` installs it (Debian package nginx)"
+    port = free_port()
+    config = (REPOSITORY / "deploy" / "nginx.conf").read_text()
+    config = config.replace("gateway1:8000", f"127.0.0.1:{gateways[0].port}")
+    config = config.replace("gateway2:8000", f"127.0.0.1:{gateways[1].port}")
+    config = config.replace("listen 8000;", f"listen 127.0.0.1:{port};")
+    config = config.replace("http {", f"http {{\n    proxy_bind {NGINX_ALIAS};", 1)
+    (tmp_path / "nginx.conf").write_text(config)
+    (tmp_path / "logs").mkdir()
+    common = [
+        "-p",
+        str(tmp_path),
+        "-c",
+        str(tmp_path / "nginx.conf"),
+        "-e",
+        str(tmp_path / "logs" / "error.log"),
+    ]
+    globals_ = f"pid {tmp_path}/nginx.pid; daemon off;"
+    checked = subprocess.run([nginx, "-t", *common, "-g", globals_], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen([nginx, *common, "-g", globals_])
+
+    def up() -> bool:
+        health = subprocess.run(["curl", "-sf", f"http://127.0.0.1:{port}/health"], capture_output=True)
+        return health.returncode == 0
+
+    eventually_sync(up, interval=0.1, message="nginx did not come up")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def compose_gateways(start_server: Callable[..., ServerProcess], **env: str) -> list[ServerProcess]:
+    """Two local gateways configured like compose's gateway1 and gateway2, on one Redis channel."""
+    channel = f"test-{uuid4().hex[:12]}"
+    return [
+        start_server(
+            {
+                "JWT_SECRET": SECRET,
+                "REDIS_URL": SHARED_REDIS,
+                "REDIS_CHANNEL": channel,
+                "INSTANCE_ID": instance,
+                **gateway_environment(instance),
+                **env,
+            }
+        )
+        for instance in ("gateway1", "gateway2")
+    ]

@@ -14,7 +14,7 @@ import itertools
 import json
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -27,11 +27,13 @@ from tests.support import (
     SECRET,
     Client,
     ServerProcess,
+    compose_gateways,
     make_token,
     member,
     node_script,
     progress_event,
     publish,
+    run_nginx,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +55,41 @@ def clean(shown: dict[str, Any]) -> None:
 async def console(scenario: str, gateway: ServerProcess, *args: str) -> Any:
     ARTIFACTS.mkdir(exist_ok=True)
     return await node_script("console.mjs", scenario, gateway.url, ADMIN, str(ARTIFACTS), *args, cwd=NODE)
+
+
+async def room_view(
+    url: str, room: str, event_id: str, publish_live: Callable[[], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """The console's room scenario at ``url``: the room view, with ``event_id`` among its
+    events; once it is ready, ``publish_live`` publishes an event it must show live. What the
+    page showed, with the live event's receipt as ``published_live``."""
+    browser = await asyncio.create_subprocess_exec(
+        shutil.which("node") or "node",
+        "console.mjs",
+        "room",
+        url,
+        ADMIN,
+        str(ARTIFACTS),
+        room,
+        event_id,
+        XSS,
+        cwd=NODE,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert browser.stdin is not None
+    assert browser.stdout is not None
+    ready = await asyncio.wait_for(browser.stdout.readline(), 60)
+    assert ready == b"ready\n", ready + await browser.stdout.read()
+    live = await publish_live()
+    browser.stdin.write(f"{live['id']}\n".encode())
+    browser.stdin.close()
+    out, err = await asyncio.wait_for(browser.communicate(), 60)
+    assert browser.returncode == 0, err.decode()
+    shown: dict[str, Any] = json.loads(out)
+    shown["published_live"] = live
+    return shown
 
 
 @pytest.mark.node
@@ -144,31 +181,10 @@ async def test_console_room_view_shows_payloads_and_user_strings_as_text(
     event["data"]["current_step"] = XSS
     event["data"]["logs"] = [XSS, "seen by the console"]
     receipt = await publish(gateway, event)
-    browser = await asyncio.create_subprocess_exec(
-        shutil.which("node") or "node",
-        "console.mjs",
-        "room",
-        gateway.url,
-        ADMIN,
-        str(ARTIFACTS),
-        room,
-        receipt["id"],
-        XSS,
-        cwd=NODE,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    shown = await room_view(
+        gateway.url, room, receipt["id"], lambda: publish(gateway, progress_event(project, 90))
     )
-    assert browser.stdin is not None
-    assert browser.stdout is not None
-    ready = await asyncio.wait_for(browser.stdout.readline(), 60)
-    assert ready == b"ready\n", ready + await browser.stdout.read()
-    live = await publish(gateway, progress_event(project, 90))
-    browser.stdin.write(f"{live['id']}\n".encode())
-    browser.stdin.close()
-    out, err = await asyncio.wait_for(browser.communicate(), 60)
-    assert browser.returncode == 0, err.decode()
-    shown = json.loads(out)
+    live = shown["published_live"]
     clean(shown)
     payload = json.loads(shown["payload"])
     assert payload["id"] == receipt["id"]
@@ -186,6 +202,29 @@ async def test_console_room_view_shows_payloads_and_user_strings_as_text(
     assert set(shown["refused_loads"]) == {422}  # the three refusals, and nothing else failed
     assert shown["publisher"] is True  # dev mode offers the publish form
     assert (ARTIFACTS / "console-room.png").stat().st_size > 10_000
+
+
+@pytest.mark.node
+@pytest.mark.browser
+@pytest.mark.redis
+async def test_console_live_view_works_behind_the_shipped_nginx_with_an_allow_list(
+    tmp_path: Path, start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
+) -> None:
+    """The compose deployment: two gateways behind the shipped nginx, CORS_ORIGINS set to a
+    frontend elsewhere. The console, reached through nginx, is the gateway's own page: its
+    live view connects and shows an event as it is published (it was refused 403)."""
+    gateways = compose_gateways(start_server, CORS_ORIGINS="http://localhost:3000")
+    project = str(uuid4())
+    room = f"project:{project}"
+    await member(gateways[0].url, clients, project)
+    receipt = await publish(gateways[0], progress_event(project, 30))
+    with run_nginx(tmp_path, gateways) as url:
+        shown = await room_view(
+            url, room, receipt["id"], lambda: publish(gateways[1], progress_event(project, 90))
+        )
+    clean(shown)
+    assert receipt["id"] in shown["events"]
+    assert [event["id"] for event in shown["live"]] == [shown["published_live"]["id"]]
 
 
 @pytest.mark.node
