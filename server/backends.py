@@ -148,6 +148,7 @@ class RedisBackend:
             local,
             [self._shares],
             heartbeat=timings.heartbeat,
+            silent=timings.silent_instance,
             health_check=timings.redis_health_check,
         )
 
@@ -157,6 +158,7 @@ class RedisBackend:
             self._settings.instance_id,
             answer,
             health_check=self._settings.timings.redis_health_check,
+            silent=self._settings.timings.silent_instance,
         )
 
     def ready(self) -> bool:

@@ -141,6 +141,14 @@ class Timings:
     """How often an instance notes its connections and event rates for the operator
     console's charts, which show the last 15 minutes of notes (TIMELINE_STEP)."""
 
+    @property
+    def silent_instance(self) -> float:
+        """How long an instance that stopped beating (stalled, partitioned) may still hold
+        live connections: its clients give up on it a ping interval plus a ping timeout after
+        its last word, and a heartbeat more covers the beat it missed. Until then an admin
+        answer without it is ``partial``, never complete."""
+        return self.ping_interval + self.ping_timeout + self.heartbeat
+
 
 DEFAULT_TIMINGS = Timings()
 """The defaults, for components built without ``Settings`` (tests build some alone)."""

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -291,6 +292,52 @@ async def test_an_instance_alive_but_silent_makes_the_answer_partial(
     finally:
         await Roster(redis, channel).withdraw("gw-silent")
         await redis.aclose()
+
+
+async def test_a_stalled_instance_keeps_the_answer_partial_while_its_connections_may_live(
+    cluster: Callable[..., list[ServerProcess]], clients: Callable[[], Client]
+) -> None:
+    """One of three instances frozen (SIGSTOP): once its heartbeat has lapsed (the stats no
+    longer count it) the admin API still knows it may hold connections, for a ping interval,
+    a ping timeout and a heartbeat after its last beat: the listing is partial, and closing
+    one of its connections is a 503, never a 404 that may be false, and the close stands as an
+    order the instance carries out when it wakes. (Before, the listing said complete with two
+    of three connections, the close said 404, and the connection lived on.)"""
+    timings = {"HEARTBEAT_INTERVAL": "0.5", "PING_INTERVAL": "10", "PING_TIMEOUT": "10"}
+    gateways = cluster(3, env=timings)
+    user = uuid4()
+    members = [await connected(clients, gateway, user) for gateway in gateways]
+    frozen = sid(members[2])
+    gone = asyncio.Event()
+    members[2].sio.on("disconnect", gone.set, namespace="/ws")
+
+    async def counted() -> int:
+        status, body = await api(gateways[0], "GET", "/api/v1/websocket/stats", ADMIN)
+        assert status == 200
+        return int(body["connections"])
+
+    assert await eventually(lambda: _at_least(counted, 3), timeout=20)
+    gateways[2].process.send_signal(signal.SIGSTOP)
+    try:
+        await eventually(lambda: _below(counted, 3), timeout=20, interval=0.2)  # its beat lapsed
+        status, body = await api(gateways[0], "GET", f"/api/v1/connections?user={user}", ADMIN)
+        assert (status, body["partial"], body["total"]) == (200, True, 2)
+        status, body = await api(gateways[0], "DELETE", f"/api/v1/connections/{frozen}", ADMIN)
+        assert (status, body["error_code"]) == (503, "SERVICE_UNAVAILABLE")
+    finally:
+        gateways[2].process.send_signal(signal.SIGCONT)
+    # The order stood: the instance carries it out as it wakes, and the connection is gone.
+    await asyncio.wait_for(gone.wait(), 20)
+    status, body = await api(gateways[1], "GET", f"/api/v1/connections?user={user}", ADMIN)
+    assert (status, body["partial"], body["total"]) == (200, False, 2)
+
+
+async def _below(count: Callable[[], Awaitable[int]], limit: int) -> bool:
+    return await count() < limit
+
+
+async def _at_least(count: Callable[[], Awaitable[int]], least: int) -> bool:
+    return await count() >= least
 
 
 async def test_after_a_redis_restart_every_instance_answers_again(

@@ -5,7 +5,9 @@ Without Redis there is one instance: :class:`LocalBus` answers alone. With Redis
 (``<REDIS_CHANNEL>:admin``, SPUBLISH: one Redis, or the one master of a Redis Cluster that
 serves its slot) and each instance pushes its answer onto a list named after the question
 (``<REDIS_CHANNEL>:admin:answers:<id>``, expiring), which the asker pops from. Who must
-answer is who is alive: the instances whose stats heartbeat is in Redis (server/cluster/stats.py).
+answer is who may hold connections: the instances whose stats heartbeat is in Redis, and those
+silent for less than a ping interval, a ping timeout and a heartbeat (a stalled instance's
+clients may still be connected to it: server/cluster/stats.py, ``Roster.lately``).
 Whatever happens, an answer comes within ANSWER_SECONDS of the question: an instance that
 has not answered by then (stalled, its subscription being renewed, gone since its last
 heartbeat) is named missing and the answer marked ``partial``, as it is when Redis cannot
@@ -34,7 +36,7 @@ from swe_realtime import background
 from swe_realtime.cluster.connection import AnyRedis, connect
 from swe_realtime.cluster.pubsub import Address, PubSubLink, address_of
 from swe_realtime.cluster.stats import Roster
-from swe_realtime.settings import RedisSettings
+from swe_realtime.settings import DEFAULT_TIMINGS, RedisSettings
 
 ANSWER_SECONDS = 2.0
 """Longest wait for the other instances' answers."""
@@ -94,8 +96,16 @@ class RedisBus:
     without a word) would otherwise leave this instance deaf for good."""
 
     def __init__(
-        self, settings: RedisSettings, instance_id: str, handler: Handler, *, health_check: float
+        self,
+        settings: RedisSettings,
+        instance_id: str,
+        handler: Handler,
+        *,
+        health_check: float,
+        silent: float = DEFAULT_TIMINGS.silent_instance,
     ) -> None:
+        """``silent``: how long an instance that stopped beating is still asked
+        (Timings.silent_instance)."""
         self._instance_id = instance_id
         self._handler = handler
         # A command that hangs (a connection gone half-open) fails instead, and its connection
@@ -104,7 +114,7 @@ class RedisBus:
             settings.url, default_service=settings.channel, socket_timeout=ANSWER_SECONDS + 1
         )
         self._push = self._redis.register_script(_PUSH)
-        self._roster = Roster(self._redis, settings.channel)
+        self._roster = Roster(self._redis, settings.channel, silent=silent)
         self._channel = f"{settings.channel}:admin"
         self._answers = f"{settings.channel}:admin:answers:"
         self._process = uuid4().hex
@@ -129,7 +139,7 @@ class RedisBus:
         question: Answer = {"id": uuid4().hex, "from": self._process, "kind": kind, "args": args}
         try:
             async with asyncio.timeout(ANSWER_SECONDS):
-                expected = await self._roster.live() - {self._instance_id}
+                expected = await self._roster.lately() - {self._instance_id}
                 await self._redis.spublish(self._channel, json.dumps(question))
         except Exception as exc:  # Redis away: this instance's answer, marked partial
             _log.info("admin question not sent: %s", exc or "timed out")

@@ -51,21 +51,25 @@ class Companion(Protocol):
 
 
 # KEYS: the instance's heartbeat, the roster. ARGV: its counts, the TTL in milliseconds, its
-# id. Roster scores stay in seconds (with a fraction), as instances of earlier versions read them.
+# id, how long past its TTL an entry lingers (milliseconds). Roster scores stay in seconds
+# (with a fraction) and say when an entry stops being alive, as instances of earlier versions
+# read them.
 _BEAT = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]) / 1000, ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[4]) / 1000)
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[4]))
 """
 
-# KEYS: the roster. Returns the ids whose entry has not expired.
+# KEYS: the roster. ARGV: how long past its expiry an entry counts (milliseconds; 0: alive
+# now). Returns the ids whose entry counts.
 _LIVE = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-return redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%.6f', now), '+inf')
+local since = now - tonumber(ARGV[1]) / 1000
+return redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%.6f', since), '+inf')
 """
 
 
@@ -74,13 +78,20 @@ class Roster:
     anyone reads who is alive in one command."""
 
     def __init__(
-        self, redis: AnyRedis, channel: str, *, heartbeat: float = DEFAULT_TIMINGS.heartbeat
+        self,
+        redis: AnyRedis,
+        channel: str,
+        *,
+        heartbeat: float = DEFAULT_TIMINGS.heartbeat,
+        silent: float = DEFAULT_TIMINGS.silent_instance,
     ) -> None:
         """``heartbeat``: how often ``beat`` is called; an entry lives BEATS_TO_LIVE of them.
-        Who only reads the roster (the admin bus) may leave it out."""
+        ``silent``: how long an entry is kept after that, for ``lately`` (Timings.silent_instance).
+        Who only reads the roster (the admin bus) may leave ``heartbeat`` out."""
         self._redis = redis
         self._channel = channel
         self._ttl_ms = max(1, round(BEATS_TO_LIVE * heartbeat * 1000))
+        self._silent_ms = max(0, round(silent * 1000))
         self._key = f"{{{channel}:instances}}"
         self._beat = redis.register_script(_BEAT)
         self._live = redis.register_script(_LIVE)
@@ -88,7 +99,7 @@ class Roster:
     async def beat(self, instance_id: str, counts: str) -> None:
         await self._beat(
             keys=[heartbeat_key(self._channel, instance_id), self._key],
-            args=[counts, self._ttl_ms, instance_id],
+            args=[counts, self._ttl_ms, instance_id, self._silent_ms],
         )
 
     async def withdraw(self, instance_id: str) -> None:
@@ -96,7 +107,13 @@ class Roster:
         await self._redis.zrem(self._key, instance_id)
 
     async def live(self) -> set[str]:
-        return {name.decode() for name in await self._live(keys=[self._key])}
+        """The instances beating now."""
+        return {name.decode() for name in await self._live(keys=[self._key], args=[0])}
+
+    async def lately(self) -> set[str]:
+        """The instances beating now, and those silent for less than ``silent``: stalled or
+        cut off, their connections may still be alive."""
+        return {name.decode() for name in await self._live(keys=[self._key], args=[self._silent_ms])}
 
 
 def heartbeat_key(channel: str, instance_id: str) -> str:
@@ -135,8 +152,10 @@ class ClusterStats:
         *,
         heartbeat: float,
         health_check: float,
+        silent: float = DEFAULT_TIMINGS.silent_instance,
     ) -> None:
-        """``heartbeat`` (HEARTBEAT_INTERVAL) and ``health_check`` (REDIS_HEALTH_CHECK_INTERVAL)
+        """``heartbeat`` (HEARTBEAT_INTERVAL), ``health_check`` (REDIS_HEALTH_CHECK_INTERVAL)
+        and ``silent`` (how long the roster keeps a silent instance: Timings.silent_instance)
         in seconds."""
         self.instance_id = instance_id
         self._health = health
@@ -150,7 +169,7 @@ class ClusterStats:
         )
         self._prefix = heartbeat_key(settings.channel, "")
         self._heartbeat = heartbeat
-        self._roster = Roster(self._redis, settings.channel, heartbeat=heartbeat)
+        self._roster = Roster(self._redis, settings.channel, heartbeat=heartbeat, silent=silent)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
