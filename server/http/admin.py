@@ -10,7 +10,7 @@ instance did not give in time is marked ``partial`` rather than withheld.
 from __future__ import annotations
 
 import asyncio
-import math
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -23,7 +23,7 @@ from swe_realtime.cluster.admin_bus import AdminBus
 from swe_realtime.delivery.history import History, Window
 from swe_realtime.errors import ClientError, ErrorCode, InvalidRequest, RateLimited
 from swe_realtime.events.commands import RecoveryFailure
-from swe_realtime.events.rooms import parse_room
+from swe_realtime.events.rooms import CANONICAL_UUID, parse_room
 from swe_realtime.http._auth import authorize, error_response
 from swe_realtime.http.models import (
     ConnectionPageBody,
@@ -41,6 +41,11 @@ DEFAULT_EVENTS = 20
 ROOM_MEMBERS_SHOWN = 100
 MAX_ID_CHARS = 64
 """Longer than any Socket.IO id: a longer one is not looked for."""
+_COUNT = re.compile(r"[0-9]{1,9}")
+"""A count as the API document writes it: ``int()`` alone also takes spaces, signs,
+underscores and any script's digits (``events=-0``, an Arabic-Indic five)."""
+_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,17})?")
+"""Unix seconds, a fraction allowed, in ASCII digits (``float()`` also takes ``1_000``, ``inf``)."""
 
 
 def admin_blueprint(
@@ -146,13 +151,10 @@ def admin_blueprint(
         if isinstance(caller, JSONResponse):
             return caller
         _, args = caller
-        try:
-            since = float(args.get("since", "0"))
-        except ValueError:
-            since = math.nan
-        if not math.isfinite(since):
+        since = args.get("since", "0")
+        if not _SECONDS.fullmatch(since):
             return error_response(422, ErrorCode.INVALID_REQUEST, "since must be a number (Unix seconds)")
-        gathered = await bus.ask("instance", {"since": since})
+        gathered = await bus.ask("instance", {"since": float(since)})
         return _json(
             InstancesBody,
             instances=sorted(gathered.answers, key=lambda answer: str(answer["id"])),
@@ -185,10 +187,9 @@ def _args(request: Request) -> dict[str, str]:
 def _user(raw: str | None) -> UUID | None:
     if raw is None:
         return None
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise InvalidRequest("user must be a UUID") from None
+    if not CANONICAL_UUID.fullmatch(raw):
+        raise InvalidRequest("user must be a UUID (8-4-4-4-12 hex digits)")
+    return UUID(raw)
 
 
 def _room(raw: str | None) -> str | None:
@@ -198,10 +199,7 @@ def _room(raw: str | None) -> str | None:
 def _bounded(raw: str | None, name: str, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
+    value = int(raw) if _COUNT.fullmatch(raw) else low - 1
     if not low <= value <= high:
         raise InvalidRequest(f"{name} must be an integer from {low} to {high}")
     return value
