@@ -21,10 +21,10 @@ from sanic.response import JSONResponse, json
 
 from swe_realtime.cluster.admin_bus import AdminBus
 from swe_realtime.delivery.history import History, Window
-from swe_realtime.errors import ClientError, ErrorCode, InvalidRequest, RateLimited
+from swe_realtime.errors import ClientError, ErrorCode, InvalidRequest
 from swe_realtime.events.commands import RecoveryFailure
 from swe_realtime.events.rooms import CANONICAL_UUID, parse_room
-from swe_realtime.http._auth import authorize, error_response
+from swe_realtime.http._auth import Authenticator, error_response, rate_limited
 from swe_realtime.http.models import (
     ConnectionPageBody,
     DisconnectedBody,
@@ -32,7 +32,7 @@ from swe_realtime.http.models import (
     RoomBody,
 )
 from swe_realtime.ops.operator import DEFAULT_PAGE, MAX_PAGE, ConnectionQuery, merged
-from swe_realtime.sessions.auth import Principal, Role, TokenVerifier
+from swe_realtime.sessions.auth import Principal, Role
 from swe_realtime.sessions.limits import Buckets
 from swe_realtime.telemetry import metrics
 
@@ -49,7 +49,7 @@ _SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,17})?")
 
 
 def admin_blueprint(
-    verifier: TokenVerifier, bus: AdminBus, history: History, per_second: int, step: float
+    auth: Authenticator, bus: AdminBus, history: History, per_second: int, step: float
 ) -> Blueprint:
     bp = Blueprint("admin", url_prefix="/api/v1")
     buckets = Buckets(per_second, 2 * per_second)
@@ -57,15 +57,12 @@ def admin_blueprint(
     def admitted(request: Request, *parameters: str) -> tuple[Principal, dict[str, str]] | JSONResponse:
         """The admin calling and the query's parameters, or the answer: 401, 403, 429, or 422
         for a query parameter the route does not know (a typo must not read as "no filter")."""
-        allowed = authorize(request, verifier, (Role.ADMIN,))
+        allowed = auth.authorize(request, (Role.ADMIN,))
         if not isinstance(allowed, Principal):
             return allowed
         if not buckets.take(str(allowed.user_id)):
             metrics.RATE_LIMITED.labels("admin").inc()
-            limited = RateLimited(f"More than {per_second} admin requests a second")
-            response = error_response(429, limited.code, limited.message)
-            response.headers["Retry-After"] = "1"
-            return response
+            return rate_limited(f"More than {per_second} admin requests a second", 1)
         args = _args(request)
         unknown = sorted(set(args) - set(parameters))
         if unknown:
