@@ -10,6 +10,7 @@ instance did not give in time is marked ``partial`` rather than withheld.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -44,8 +45,9 @@ MAX_ID_CHARS = 64
 _COUNT = re.compile(r"[0-9]{1,9}")
 """A count as the API document writes it: ``int()`` alone also takes spaces, signs,
 underscores and any script's digits (``events=-0``, an Arabic-Indic five)."""
-_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,17})?")
-"""Unix seconds, a fraction allowed, in ASCII digits (``float()`` also takes ``1_000``, ``inf``)."""
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,30})?([eE][+-]?[0-9]{1,3})?")
+"""A number as JSON (and so OpenAPI) writes it: ``float()`` alone also takes spaces,
+underscores, other scripts' digits, ``inf`` and ``nan``."""
 
 
 def admin_blueprint(
@@ -148,10 +150,11 @@ def admin_blueprint(
         if isinstance(caller, JSONResponse):
             return caller
         _, args = caller
-        since = args.get("since", "0")
-        if not _SECONDS.fullmatch(since):
+        raw = args.get("since", "0")
+        since = float(raw) if _NUMBER.fullmatch(raw) else math.inf
+        if not math.isfinite(since):  # 1e999 is a JSON number too
             return error_response(422, ErrorCode.INVALID_REQUEST, "since must be a number (Unix seconds)")
-        gathered = await bus.ask("instance", {"since": float(since)})
+        gathered = await bus.ask("instance", {"since": since})
         return _json(
             InstancesBody,
             instances=sorted(gathered.answers, key=lambda answer: str(answer["id"])),
