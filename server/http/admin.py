@@ -1,8 +1,8 @@
 """The admin API: list connections, close one, look into a room, the instances' state.
 
 Admin tokens only, each admin at most ADMIN_REQUESTS_PER_SECOND requests a second on an
-instance (bursts of twice as many): every request makes every instance look through its
-connections. Every route asks every instance through the
+instance (bursts of twice as many), so N instances behind a balancer allow N times that: every
+request makes every instance look through its connections. Every route asks every instance through the
 admin bus (server/cluster/admin_bus.py) and merges their parts (server/ops/operator.py); an answer some
 instance did not give in time is marked ``partial`` rather than withheld.
 """
