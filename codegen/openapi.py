@@ -200,6 +200,11 @@ def build_openapi() -> dict[str, Any]:
     auth_errors = {
         "401": _response("No token, or not a valid one.", error),
         "403": _response("The token lacks the required role.", error),
+        "429": _response(
+            "Too many failed authentications from this address (AUTH_FAILURES_PER_MINUTE), answered"
+            " before the token is checked; see Retry-After.",
+            error,
+        ),
     }
     publish_errors = {
         "400": {
@@ -219,7 +224,11 @@ def build_openapi() -> dict[str, Any]:
     }
     admin_errors = {
         **auth_errors,
-        "429": _response("More than ADMIN_REQUESTS_PER_SECOND requests a second (see Retry-After).", error),
+        "429": _response(
+            "More than ADMIN_REQUESTS_PER_SECOND requests a second on this instance, or too many failed"
+            " authentications from this address (AUTH_FAILURES_PER_MINUTE); see Retry-After.",
+            error,
+        ),
     }
     invalid = _response("A parameter is out of its range or grammar (INVALID_REQUEST, INVALID_ROOM).", error)
     status = schemas.ref(StatusBody, "serialization")

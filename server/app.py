@@ -24,6 +24,7 @@ from swe_realtime.broadcaster import install_broadcaster
 from swe_realtime.delivery.history import CountedSink
 from swe_realtime.delivery.recovery import Recovery
 from swe_realtime.events import NAMESPACE
+from swe_realtime.http._auth import Authenticator
 from swe_realtime.http.admin import admin_blueprint
 from swe_realtime.http.body_limit import BodyLimit
 from swe_realtime.http.docs import docs_blueprint
@@ -141,9 +142,10 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         broadcaster=broadcaster,
         backend=backend,
     )
+    auth = Authenticator(verifier, limits.auth_failures_per_minute)
     sanic.blueprint(health_blueprint(app.ready))
-    sanic.blueprint(stats_blueprint(verifier, stats))
-    sanic.blueprint(metrics_blueprint(verifier, settings.metrics_token))
+    sanic.blueprint(stats_blueprint(auth, stats))
+    sanic.blueprint(metrics_blueprint(auth, settings.metrics_token))
     sanic.blueprint(inspector_blueprint(settings.dev))
     health = backend.health
     metrics.install(
@@ -153,8 +155,8 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
         rooms=lambda: manager.named_rooms(NAMESPACE),
         redis_up=(lambda: float(health.reachable)) if health else None,
     )
-    sanic.blueprint(publish_blueprint(verifier, broadcaster))
-    sanic.blueprint(admin_blueprint(verifier, bus, history, limits.admin_requests_per_second, timeline.step))
+    sanic.blueprint(publish_blueprint(auth, broadcaster))
+    sanic.blueprint(admin_blueprint(auth, bus, history, limits.admin_requests_per_second, timeline.step))
     sanic.blueprint(docs_blueprint(settings.contracts_dir))
 
     @sanic.after_server_start

@@ -105,6 +105,10 @@ class Limits:
     admin_requests_per_second: int = 5
     """Admin API requests per admin per instance; bursts of twice as many. Each asks every
     instance, which scans its connections: kept well below a connection's command rate."""
+    auth_failures_per_minute: int = 20
+    """HTTP API requests per client address per instance whose token is missing, invalid or
+    expired, bursts of as many (AUTH_FAILURES_PER_MINUTE); past it the address is answered
+    429 before any signature is checked, until a failure's worth has refilled."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,7 @@ class Settings:
                 queued_bytes=_int(environ, "MAX_QUEUED_BYTES", 4 * 1024 * 1024, minimum=64 * 1024),
                 connect_timeout=_int(environ, "CONNECT_TIMEOUT", 5, minimum=1, maximum=300),
                 admin_requests_per_second=_int(environ, "ADMIN_REQUESTS_PER_SECOND", 5, minimum=1),
+                auth_failures_per_minute=_int(environ, "AUTH_FAILURES_PER_MINUTE", 20, minimum=1),
             ),
             redis=redis_settings(environ),
             history=history_settings(environ),

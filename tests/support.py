@@ -56,6 +56,7 @@ LOAD_TEST_LIMITS = {
     "MAX_CONNECTIONS_PER_USER": "1000",
     "COMMANDS_PER_SECOND": "1000000",
     "ADMIN_REQUESTS_PER_SECOND": "1000000",
+    "AUTH_FAILURES_PER_MINUTE": "1000000",
 }
 """Every test client comes from 127.0.0.1, many as one user: the shared server must allow it."""
 SHORT_INTERVALS = {

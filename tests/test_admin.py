@@ -35,6 +35,7 @@ from tests.support import (
     SERVICE,
     SHARED_REDIS,
     Client,
+    InProcessAPI,
     RedisClusterProcess,
     RedisProcess,
     ServerProcess,
@@ -91,6 +92,45 @@ async def test_admin_routes_refuse_bad_input(server: ServerProcess) -> None:
     for unknown in ("abc", "x" * 500, "%3Cscript%3E"):
         status, body = await api(server, "DELETE", f"/api/v1/connections/{unknown}", ADMIN)
         assert (status, body["error_code"]) == (404, "NOT_FOUND"), unknown
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/api/v1/connections?limit=%205",  # a space
+        "/api/v1/connections?limit=5%20",
+        "/api/v1/connections?limit=%D9%A5",  # an Arabic-Indic five
+        "/api/v1/connections?limit=1_000",
+        "/api/v1/connections?limit=%2B5",  # a sign
+        "/api/v1/connections?user=urn:uuid:{user}",
+        "/api/v1/connections?user=%7B{user}%7D",  # in braces
+        "/api/v1/connections?user={user.hex}",  # no hyphens
+        "/api/v1/rooms/user:{user}?events=-0",
+        "/api/v1/rooms/user:{user}?events=%2B1",
+        "/api/v1/rooms/user:{user}?events=1_0",
+        "/api/v1/instances?since=1_000",
+        "/api/v1/instances?since=%201",
+        "/api/v1/instances?since=%D9%A1",
+    ],
+)
+async def test_admin_parameters_are_read_strictly(in_process: InProcessAPI, query: str) -> None:
+    """Issue 26: only the forms the API document names (ASCII digits, a UUID's 8-4-4-4-12 hex
+    form), so that what a proxy, a log or a cache key sees is what the gateway reads."""
+    user = uuid4()
+    status, body = await in_process("GET", query.format(user=user), ADMIN)
+    assert (status, body["error_code"]) == (422, "INVALID_REQUEST"), query
+
+
+async def test_admin_parameters_in_their_plain_forms_are_read(in_process: InProcessAPI) -> None:
+    user = uuid4()
+    for query in (
+        f"/api/v1/connections?limit=05&user={user}",
+        f"/api/v1/connections?user={str(user).upper()}",
+        f"/api/v1/rooms/user:{user}?events=0",
+        "/api/v1/instances?since=1733600000.25",
+    ):
+        status, body = await in_process("GET", query, ADMIN)
+        assert status == 200, (query, body)
 
 
 async def test_connections_are_listed_by_user_and_room_and_paged(

@@ -13,7 +13,7 @@ from uuid import uuid4
 import aiohttp
 import pytest
 
-from tests.support import Client, InProcessAPI, ServerProcess, make_token
+from tests.support import SECRET, Client, InProcessAPI, ServerProcess, make_token
 
 STATS = "/api/v1/websocket/stats"
 
@@ -83,3 +83,34 @@ async def test_stats_shape(server: ServerProcess, clients: Callable[[], Client],
     assert all(
         name == "global" or name.split(":")[0] in {"user", "project", "agent"} for name in body["rooms"]
     )
+
+
+async def test_failed_authentications_are_rate_limited_per_address(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """Issue 26: each bad token cost a signature check, without limit. Past the address's
+    allowance it is answered 429 before any check; valid tokens take nothing from it, and
+    another address keeps its own."""
+    gateway = start_server({"JWT_SECRET": SECRET, "AUTH_FAILURES_PER_MINUTE": "3"})
+    admin = make_token(roles=["admin"])
+    for _ in range(10):
+        assert (await get(gateway, STATS, admin))[0] == 200
+    for headers in (
+        {},
+        {"Authorization": "Bearer not-a-jwt"},
+        {"Authorization": f"Bearer {make_token(roles=['admin'], ttl=-10)}"},
+    ):
+        status, body = await get(gateway, STATS, **headers)
+        assert status == 401, body
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(gateway.url + STATS, headers={"Authorization": "Bearer not-a-jwt"}) as response,
+    ):
+        assert (response.status, (await response.json())["error_code"]) == (429, "RATE_LIMITED")
+        assert 1 <= int(response.headers["Retry-After"]) <= 20
+    elsewhere = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with (
+        aiohttp.ClientSession(connector=elsewhere) as session,
+        session.get(gateway.url + STATS, headers={"Authorization": "Bearer not-a-jwt"}) as response,
+    ):
+        assert response.status == 401

@@ -110,6 +110,7 @@ REFUSALS = [
     ({"JWT_SECRET": SECRET, "JWT_LEEWAY": "-1"}, "JWT_LEEWAY must be at least 0"),
     ({"JWT_SECRET": SECRET, "CONNECT_TIMEOUT": "0"}, "CONNECT_TIMEOUT must be at least 1"),
     ({"JWT_SECRET": SECRET, "MAX_QUEUED_BYTES": "100"}, "MAX_QUEUED_BYTES must be at least 65536"),
+    ({"JWT_SECRET": SECRET, "AUTH_FAILURES_PER_MINUTE": "0"}, "AUTH_FAILURES_PER_MINUTE must be at least 1"),
     (
         {"JWT_SECRET": SECRET, "CORS_ORIGINS": "example.com"},
         "CORS_ORIGINS: 'example.com' is not '*' or an http(s)",

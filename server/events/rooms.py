@@ -16,7 +16,9 @@ from uuid import UUID
 
 from swe_realtime.errors import InvalidRoom
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+"""A UUID as written in room names and the API (8-4-4-4-12 hex): ``UUID()`` alone also takes
+braces, ``urn:uuid:`` and no hyphens, forms under which one id would have several spellings."""
 
 
 class RoomKind(StrEnum):
@@ -55,6 +57,6 @@ def parse_room(raw: str) -> Room:
     if len(raw) > MAX_ROOM_CHARS:
         raise InvalidRoom()
     kind, _, ident = raw.partition(":")
-    if kind not in (RoomKind.USER, RoomKind.PROJECT, RoomKind.AGENT) or not _UUID.fullmatch(ident):
+    if kind not in (RoomKind.USER, RoomKind.PROJECT, RoomKind.AGENT) or not CANONICAL_UUID.fullmatch(ident):
         raise InvalidRoom()
     return Room(RoomKind(kind), UUID(ident))

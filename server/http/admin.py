@@ -1,8 +1,8 @@
 """The admin API: list connections, close one, look into a room, the instances' state.
 
 Admin tokens only, each admin at most ADMIN_REQUESTS_PER_SECOND requests a second on an
-instance (bursts of twice as many): every request makes every instance look through its
-connections. Every route asks every instance through the
+instance (bursts of twice as many), so N instances behind a balancer allow N times that: every
+request makes every instance look through its connections. Every route asks every instance through the
 admin bus (server/cluster/admin_bus.py) and merges their parts (server/ops/operator.py); an answer some
 instance did not give in time is marked ``partial`` rather than withheld.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -21,10 +22,10 @@ from sanic.response import JSONResponse, json
 
 from swe_realtime.cluster.admin_bus import AdminBus
 from swe_realtime.delivery.history import History, Window
-from swe_realtime.errors import ClientError, ErrorCode, InvalidRequest, RateLimited
+from swe_realtime.errors import ClientError, ErrorCode, InvalidRequest
 from swe_realtime.events.commands import RecoveryFailure
-from swe_realtime.events.rooms import parse_room
-from swe_realtime.http._auth import authorize, error_response
+from swe_realtime.events.rooms import CANONICAL_UUID, parse_room
+from swe_realtime.http._auth import Authenticator, error_response, rate_limited
 from swe_realtime.http.models import (
     ConnectionPageBody,
     DisconnectedBody,
@@ -32,7 +33,7 @@ from swe_realtime.http.models import (
     RoomBody,
 )
 from swe_realtime.ops.operator import DEFAULT_PAGE, MAX_PAGE, ConnectionQuery, merged
-from swe_realtime.sessions.auth import Principal, Role, TokenVerifier
+from swe_realtime.sessions.auth import Principal, Role
 from swe_realtime.sessions.limits import Buckets
 from swe_realtime.telemetry import metrics
 
@@ -41,10 +42,16 @@ DEFAULT_EVENTS = 20
 ROOM_MEMBERS_SHOWN = 100
 MAX_ID_CHARS = 64
 """Longer than any Socket.IO id: a longer one is not looked for."""
+_COUNT = re.compile(r"[0-9]{1,9}")
+"""A count as the API document writes it: ``int()`` alone also takes spaces, signs,
+underscores and any script's digits (``events=-0``, an Arabic-Indic five)."""
+_NUMBER = re.compile(r"-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,30})?([eE][+-]?[0-9]{1,3})?")
+"""A number as JSON (and so OpenAPI) writes it: ``float()`` alone also takes spaces,
+underscores, other scripts' digits, ``inf`` and ``nan``."""
 
 
 def admin_blueprint(
-    verifier: TokenVerifier, bus: AdminBus, history: History, per_second: int, step: float
+    auth: Authenticator, bus: AdminBus, history: History, per_second: int, step: float
 ) -> Blueprint:
     bp = Blueprint("admin", url_prefix="/api/v1")
     buckets = Buckets(per_second, 2 * per_second)
@@ -52,15 +59,12 @@ def admin_blueprint(
     def admitted(request: Request, *parameters: str) -> tuple[Principal, dict[str, str]] | JSONResponse:
         """The admin calling and the query's parameters, or the answer: 401, 403, 429, or 422
         for a query parameter the route does not know (a typo must not read as "no filter")."""
-        allowed = authorize(request, verifier, (Role.ADMIN,))
+        allowed = auth.authorize(request, (Role.ADMIN,))
         if not isinstance(allowed, Principal):
             return allowed
         if not buckets.take(str(allowed.user_id)):
             metrics.RATE_LIMITED.labels("admin").inc()
-            limited = RateLimited(f"More than {per_second} admin requests a second")
-            response = error_response(429, limited.code, limited.message)
-            response.headers["Retry-After"] = "1"
-            return response
+            return rate_limited(f"More than {per_second} admin requests a second", 1)
         args = _args(request)
         unknown = sorted(set(args) - set(parameters))
         if unknown:
@@ -146,11 +150,9 @@ def admin_blueprint(
         if isinstance(caller, JSONResponse):
             return caller
         _, args = caller
-        try:
-            since = float(args.get("since", "0"))
-        except ValueError:
-            since = math.nan
-        if not math.isfinite(since):
+        raw = args.get("since", "0")
+        since = float(raw) if _NUMBER.fullmatch(raw) else math.inf
+        if not math.isfinite(since):  # 1e999 is a JSON number too
             return error_response(422, ErrorCode.INVALID_REQUEST, "since must be a number (Unix seconds)")
         gathered = await bus.ask("instance", {"since": since})
         return _json(
@@ -185,10 +187,9 @@ def _args(request: Request) -> dict[str, str]:
 def _user(raw: str | None) -> UUID | None:
     if raw is None:
         return None
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise InvalidRequest("user must be a UUID") from None
+    if not CANONICAL_UUID.fullmatch(raw):
+        raise InvalidRequest("user must be a UUID (8-4-4-4-12 hex digits)")
+    return UUID(raw)
 
 
 def _room(raw: str | None) -> str | None:
@@ -198,10 +199,7 @@ def _room(raw: str | None) -> str | None:
 def _bounded(raw: str | None, name: str, default: int, low: int, high: int) -> int:
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
+    value = int(raw) if _COUNT.fullmatch(raw) else low - 1
     if not low <= value <= high:
         raise InvalidRequest(f"{name} must be an integer from {low} to {high}")
     return value

@@ -12,14 +12,14 @@ import hmac
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, JSONResponse, raw
 
-from swe_realtime.http._auth import authorize
-from swe_realtime.sessions.auth import Role, TokenVerifier
+from swe_realtime.http._auth import Authenticator
+from swe_realtime.sessions.auth import Role
 from swe_realtime.telemetry import metrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def metrics_blueprint(verifier: TokenVerifier, token: str | None) -> Blueprint:
+def metrics_blueprint(auth: Authenticator, token: str | None) -> Blueprint:
     bp = Blueprint("metrics")
 
     @bp.get("/metrics")
@@ -27,7 +27,7 @@ def metrics_blueprint(verifier: TokenVerifier, token: str | None) -> Blueprint:
         scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
         static = token is not None and scheme.lower() == "bearer"
         if not (static and hmac.compare_digest(given.strip().encode(), (token or "").encode())):
-            allowed = authorize(request, verifier, (Role.ADMIN,))
+            allowed = auth.authorize(request, (Role.ADMIN,))
             if isinstance(allowed, JSONResponse):
                 return allowed
         return raw(metrics.exposition(), content_type=CONTENT_TYPE)

@@ -17,11 +17,11 @@ from sanic.response import JSONResponse, json
 
 from swe_realtime.errors import ErrorCode, EventRejected, FieldError, RedisUnavailable
 from swe_realtime.events.envelope import Envelope
-from swe_realtime.http._auth import authorize, error_response
+from swe_realtime.http._auth import Authenticator, error_response
 from swe_realtime.http.models import MAX_BATCH, RejectedBody
 from swe_realtime.publish.broadcaster import EVENT, Broadcaster, parse_event, read_events
 from swe_realtime.publish.typed import Receipt
-from swe_realtime.sessions.auth import Role, TokenVerifier
+from swe_realtime.sessions.auth import Role
 from swe_realtime.telemetry import metrics
 
 ONE_EVENT: TypeAdapter[Any] = TypeAdapter(EVENT)
@@ -31,7 +31,7 @@ RECEIPTS = TypeAdapter(list[Receipt])
 call instead of one model per receipt."""
 
 
-def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blueprint:
+def publish_blueprint(auth: Authenticator, broadcaster: Broadcaster) -> Blueprint:
     bp = Blueprint("publish", url_prefix="/api/v1/events")
 
     async def accept(
@@ -41,7 +41,7 @@ def publish_blueprint(verifier: TokenVerifier, broadcaster: Broadcaster) -> Blue
 
         Good bodies are validated from their bytes (``read_events``); any other is parsed and
         judged event by event, which names every bad field."""
-        allowed = authorize(request, verifier, (Role.SERVICE,))
+        allowed = auth.authorize(request, (Role.SERVICE,))
         if isinstance(allowed, JSONResponse):
             return allowed
         try:

@@ -31,13 +31,17 @@ class TokenBucket:
         self._stamp = time.monotonic()
 
     def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens < 1:
+        if self.spent():
             return False
         self._tokens -= 1
         return True
+
+    def spent(self) -> bool:
+        """Whether no token is left now (nothing is taken)."""
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        return self._tokens < 1
 
 
 class SlidingWindow:
@@ -205,8 +209,10 @@ class SessionAdmission:
 
 
 class Buckets:
-    """A :class:`TokenBucket` per key (an HTTP caller's user id). Keys come from verified
-    tokens only, so there are few; past 10,000 the map starts afresh rather than grow."""
+    """A :class:`TokenBucket` per key: an admin's user id (from verified tokens, so few), or
+    the address of a caller whose token failed. Past 10,000 keys the map starts afresh rather
+    than grow: a caller spreading failures over that many addresses gets fresh allowances, as
+    it would from a per-address limit anyway."""
 
     def __init__(self, rate: float, burst: float) -> None:
         self._rate = rate
@@ -220,3 +226,8 @@ class Buckets:
                 self._buckets.clear()
             bucket = self._buckets[key] = TokenBucket(self._rate, self._burst)
         return bucket.take()
+
+    def spent(self, key: str) -> bool:
+        """Whether ``key`` has used up its bucket (a key never seen has not)."""
+        bucket = self._buckets.get(key)
+        return bucket is not None and bucket.spent()

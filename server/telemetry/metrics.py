@@ -79,7 +79,7 @@ COMMANDS = Counter(
 )
 RATE_LIMITED = Counter(
     f"{PREFIX}_rate_limited",
-    "Requests refused by a rate limit, by scope (connect, command, admin).",
+    "Requests refused by a rate limit, by scope (connect, command, admin, auth).",
     ["scope"],
     registry=REGISTRY,
 )
