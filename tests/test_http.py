@@ -83,3 +83,20 @@ async def test_stats_shape(server: ServerProcess, clients: Callable[[], Client],
     assert all(
         name == "global" or name.split(":")[0] in {"user", "project", "agent"} for name in body["rooms"]
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/api/v1/nowhere", 404, "NOT_FOUND"),
+        ("GET", "/api/v1/events", 405, "INVALID_REQUEST"),
+        ("DELETE", STATS, 405, "INVALID_REQUEST"),
+    ],
+)
+async def test_errors_sanic_answers_have_the_api_error_body(
+    in_process: InProcessAPI, method: str, path: str, status: int, code: str
+) -> None:
+    """An unknown route or method is answered by Sanic before any route: in the API's shape."""
+    answer, body = await in_process(method, path)
+    assert (answer, body) == (status, {"error_code": code, "message": body["message"]})
+    assert body["message"]
