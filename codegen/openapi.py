@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from codegen.jsonschema import SCHEMAS_PREFIX, VALUES, Mode, SchemaSet, build_schemas, readable
 from swe_realtime import __version__
@@ -46,14 +46,6 @@ from swe_realtime.ops.operator import DEFAULT_PAGE, MAX_PAGE
 PUBLISH_EVENT = "PublishEvent"
 
 
-class BadRequestBody(BaseModel):
-    """Sanic's answer to a body that is not JSON (as text or HTML if Accept prefers those)."""
-
-    description: str = Field(description="The status's phrase: 'Bad Request'.")
-    status: int = Field(ge=400, le=400, description="The HTTP status, 400.")
-    message: str = Field(description="Why, for a human.")
-
-
 def openapi_models() -> list[tuple[type[BaseModel], Mode]]:
     wanted: list[tuple[type[BaseModel], Mode]] = [
         (entry.event.data_model(), "validation") for entry in CATALOGUE.values()
@@ -71,7 +63,6 @@ def openapi_models() -> list[tuple[type[BaseModel], Mode]]:
             DisconnectedBody,
             RoomBody,
             InstancesBody,
-            BadRequestBody,
         )
     ]
     return wanted
@@ -207,14 +198,7 @@ def build_openapi() -> dict[str, Any]:
         ),
     }
     publish_errors = {
-        "400": {
-            "description": "The body is not JSON.",
-            "content": {
-                **_json(schemas.ref(BadRequestBody, "serialization")),
-                "text/plain": {"schema": {"type": "string"}},
-                "text/html": {"schema": {"type": "string"}},
-            },
-        },
+        "400": _response("The body is not JSON (INVALID_REQUEST).", error),
         **auth_errors,
         "413": _response("The body is larger than MAX_PAYLOAD_BYTES.", error),
         "422": _response(

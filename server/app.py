@@ -32,6 +32,7 @@ from swe_realtime.http.health import health_blueprint
 from swe_realtime.http.inspector import inspector_blueprint
 from swe_realtime.http.metrics import metrics_blueprint
 from swe_realtime.http.publish import publish_blueprint
+from swe_realtime.http.sanic_errors import install_error_bodies
 from swe_realtime.http.stats import stats_blueprint
 from swe_realtime.ops.operator import Operator
 from swe_realtime.ops.timeline import Timeline
@@ -158,6 +159,7 @@ def create_app(settings: Settings, *, policy: AccessPolicy | None = None) -> Gat
     sanic.blueprint(publish_blueprint(auth, broadcaster))
     sanic.blueprint(admin_blueprint(auth, bus, history, limits.admin_requests_per_second, timeline.step))
     sanic.blueprint(docs_blueprint(settings.contracts_dir))
+    install_error_bodies(sanic)
 
     @sanic.after_server_start
     async def started(_: Sanic[Any, Any]) -> None:

@@ -25,6 +25,9 @@ except ModuleNotFoundError as missing:  # the base install: models and emitter, 
 
 DEMO_USER = UUID(USER_ID)  # the ids of the API document's examples
 DEMO_PROJECT = UUID(PROJECT_ID)
+DEV_ADMIN = UUID("ad000000-0000-4000-8000-000000000001")
+"""The dev admin's own ``sub``: were it the demo user's, an operator's console and admin
+calls would be listed among that user's connections and counted toward its limits."""
 DEV_TOKEN_TTL = 24 * 3600
 
 
@@ -67,7 +70,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 def _print_dev_banner(settings: Settings) -> None:
     user = mint_token(settings.jwt, sub=DEMO_USER, projects=[DEMO_PROJECT], ttl_seconds=DEV_TOKEN_TTL)
     admin = mint_token(
-        settings.jwt, sub=DEMO_USER, roles=[Role.ADMIN, Role.SERVICE], ttl_seconds=DEV_TOKEN_TTL
+        settings.jwt, sub=DEV_ADMIN, roles=[Role.ADMIN, Role.SERVICE], ttl_seconds=DEV_TOKEN_TTL
     )
     base = f"{'https' if settings.tls else 'http'}://{settings.host}:{settings.port}"
     origin = (
@@ -77,7 +80,7 @@ def _print_dev_banner(settings: Settings) -> None:
         f"swe-realtime dev mode: tokens are signed with {origin}.\n"
         f"Demo user {DEMO_USER}, member of project {DEMO_PROJECT}:\n"
         f"  {user}\n"
-        f"Admin token (for the admin API, GET {base}/api/v1/connections, and publishing):\n"
+        f"Admin {DEV_ADMIN} (for the admin API, GET {base}/api/v1/connections, and publishing):\n"
         f"  {admin}\n"
         f"Operator console: {base}/inspector#token={admin}\n"
         "Connect with socket.io-client:\n"

@@ -62,6 +62,9 @@ EVENT_MODELS: Mapping[str, type[Event]] = {model.event_name(): model for model i
 """The model of each event the gateway sends, by its Socket.IO name (``connection_error``
 comes as an event when the token expires, just before the gateway closes the connection)."""
 
+MAX_UNREAD = 10_000
+"""Events held for ``events()`` by default before the oldest are dropped."""
+
 AUTH_CODES = frozenset({ErrorCode.AUTH_FAILED, ErrorCode.AUTH_MISSING})
 """Refusals a retry with the same token cannot overcome: reconnecting stops on them."""
 
@@ -119,8 +122,11 @@ class RealtimeClient:
         positions: Mapping[str, StreamPosition] | None = None,
         on_not_recovered: Callable[[RecoverAck], None] | None = None,
         ack_timeout: float = 10.0,
+        max_unread: int = MAX_UNREAD,
         **client_options: Any,
     ) -> None:
+        if max_unread < 1:
+            raise ValueError("max_unread must be at least 1")
         self._token = token
         self._positions: Positions = dict(positions or {})
         self._rooms: set[str] = set(self._positions)
@@ -128,6 +134,9 @@ class RealtimeClient:
         self._timeout = ack_timeout
         self._refusal: ConnectionErrorEvent | None = None
         self._queue: asyncio.Queue[Event | _Stop] = asyncio.Queue()
+        self._max_unread = max_unread
+        self.dropped = 0
+        """Events dropped unread because ``max_unread`` were waiting (the oldest go first)."""
         self._sio = socketio.AsyncClient(**client_options)
         # Sync handlers: python-socketio runs each incoming message in a task of its own, and
         # a handler with no await in it runs whole in arrival order, so positions and the
@@ -211,7 +220,20 @@ class RealtimeClient:
         elif isinstance(payload, dict) and isinstance(payload.get("positions"), dict):
             self._advance(payload["positions"])  # a skipped event's too: it was delivered
         if event is not None:
-            self._queue.put_nowait(event)
+            self._hold(event)
+
+    def _hold(self, event: Event) -> None:
+        """Queue the event for ``events()``; at ``max_unread`` waiting, drop the oldest first.
+
+        A consumer that stops reading must not grow the process without bound; the newest
+        events are the ones worth keeping, and the count says how many were lost (their
+        positions count as delivered: a reconnection will not bring them back)."""
+        if self._queue.qsize() >= self._max_unread:
+            self._queue.get_nowait()
+            self.dropped += 1
+            if self.dropped == 1:
+                logger.warning("dropping the oldest unread events: %d are waiting", self._max_unread)
+        self._queue.put_nowait(event)
 
     @staticmethod
     def _validated(name: str, payload: Any) -> Event | None:
@@ -350,6 +372,7 @@ async def connect(
     positions: Mapping[str, StreamPosition] | None = None,
     on_not_recovered: Callable[[RecoverAck], None] | None = None,
     ack_timeout: float = 10.0,
+    max_unread: int = MAX_UNREAD,
     socketio_path: str = "socket.io",
     transports: list[str] | None = None,
     **client_options: Any,
@@ -359,8 +382,10 @@ async def connect(
     ``positions``: from an earlier client's ``positions()``, to resume where it left off.
     ``on_not_recovered``: called for each resumed room whose missed events could not all be
     replayed (refetch it over REST). ``ack_timeout``: seconds to wait for the connection and for
-    each command's ack. ``client_options`` go to ``socketio.AsyncClient`` (``reconnection_delay``,
-    ``logger``...). Raises :class:`ConnectionRefused` when the gateway refuses the token.
+    each command's ack. ``max_unread``: events held for ``events()`` before the oldest are
+    dropped (counted in ``client.dropped``). ``client_options`` go to ``socketio.AsyncClient``
+    (``reconnection_delay``, ``logger``...). Raises :class:`ConnectionRefused` when the
+    gateway refuses the token.
     """
     if urlsplit(url).path.rstrip("/").endswith(NAMESPACE):
         raise ValueError(f"pass the gateway's base URL, without {NAMESPACE}: the client picks the namespace")
@@ -369,6 +394,7 @@ async def connect(
         positions=positions,
         on_not_recovered=on_not_recovered,
         ack_timeout=ack_timeout,
+        max_unread=max_unread,
         **client_options,
     )
     try:

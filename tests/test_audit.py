@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -38,6 +39,33 @@ async def test_connect_and_disconnect_are_audited(
         disconnect,
     )
     assert token not in server.log_since(offset)  # a token minted in this test, so only its lines
+
+
+async def test_an_upgrade_to_websocket_is_audited(server: ServerProcess) -> None:
+    """The connect line names the transport of its moment: a session that upgrades from
+    polling to WebSocket afterwards gets a line saying so, naming its connection. Raw
+    Engine.IO, so that the upgrade surely follows the connect line."""
+    offset = server.log_size()
+    user = uuid4()
+    base = f"{server.url}/socket.io/?EIO=4&transport="
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base + "polling") as response:
+            eio_sid = json.loads((await response.text())[1:])["sid"]
+        body = "40/ws," + json.dumps({"token": make_token(user)})
+        async with session.post(f"{base}polling&sid={eio_sid}", data=body) as response:
+            assert response.status == 200
+        connect = await server.logged(
+            rf"swe_realtime\.audit: connect user={user} connection=(\S+) .*", offset
+        )
+        assert connect.endswith("transport=polling")
+        sid = connect.split("connection=")[1].split()[0]
+        async with session.ws_connect(f"{base}websocket&sid={eio_sid}") as ws:
+            await ws.send_str("2probe")
+            assert await ws.receive_str() == "3probe"
+            await ws.send_str("5")
+            await server.logged(
+                rf"(?m)swe_realtime\.audit: upgrade connection={sid} transport=websocket$", offset
+            )
 
 
 async def test_a_websocket_is_logged_by_its_audit_line_alone(

@@ -369,3 +369,17 @@ async def test_an_operators_close_is_an_event_then_the_end(server: ServerProcess
         assert notice.data.error_code is ErrorCode.ADMIN_DISCONNECT
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(anext(events), EVENT_WAIT)
+
+
+async def test_unread_events_are_bounded_dropping_the_oldest(server: ServerProcess) -> None:
+    """A consumer that reads nothing holds at most ``max_unread`` events: the oldest go first
+    and are counted, the newest are read."""
+    project = str(uuid4())
+    async with connect(server.url, make_token(projects=[project]), max_unread=3) as client:
+        await client.subscribe(f"project:{project}")
+        await publish_numbered(server, project, range(10))
+        # the welcome and 10 events arrived; 3 are kept
+        await eventually(lambda: client.dropped == 8, EVENT_WAIT, message=f"dropped {client.dropped}")
+        events = client.events()
+        kept = [await next_event(events) for _ in range(3)]
+        assert [event.data.progress for event in kept] == [7, 8, 9]

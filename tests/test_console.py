@@ -263,6 +263,9 @@ async def test_console_files_are_served_with_a_strict_policy(server: ServerProce
                 assert "default-src 'none'" in policy
                 assert "script-src 'self';" in policy
                 assert "style-src 'self';" in policy
+                # Sockets to the gateway only ('self' covers ws: and wss: to the page's own
+                # host and port in CSP Level 3, which the room test's Chromium proves).
+                assert "connect-src 'self';" in policy
         async with session.get(server.url + "/inspector/config.json") as response:
             assert (await response.json())["dev"] is False
 

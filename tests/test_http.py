@@ -114,3 +114,20 @@ async def test_failed_authentications_are_rate_limited_per_address(
         session.get(gateway.url + STATS, headers={"Authorization": "Bearer not-a-jwt"}) as response,
     ):
         assert response.status == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/api/v1/nowhere", 404, "NOT_FOUND"),
+        ("GET", "/api/v1/events", 405, "INVALID_REQUEST"),
+        ("DELETE", STATS, 405, "INVALID_REQUEST"),
+    ],
+)
+async def test_errors_sanic_answers_have_the_api_error_body(
+    in_process: InProcessAPI, method: str, path: str, status: int, code: str
+) -> None:
+    """An unknown route or method is answered by Sanic before any route: in the API's shape."""
+    answer, body = await in_process(method, path)
+    assert (answer, body) == (status, {"error_code": code, "message": body["message"]})
+    assert body["message"]

@@ -56,6 +56,14 @@ async def test_dev_mode_prints_a_working_token_and_allows_local_origins(
     assert subscribed(await client.call("subscribe", {"room": room}), room)
     assert f'io("{server.url}/ws", {{ auth: {{ token: "{token.group(1)}" }} }});' in banner
 
+    # The admin is someone else: its connections are not listed as the demo user's.
+    admin = re.search(r"Admin [0-9a-f-]{36} .*:\n  (\S+)", banner)
+    assert admin, banner
+    watcher = await clients().connect(server.url, admin.group(1))
+    admin_id = (await watcher.next("connection_established"))["data"]["user_id"]
+    assert admin_id != "660e8400-e29b-41d4-a716-446655440001"
+    assert f"Admin {admin_id}" in banner
+
     handshake = f"{server.url}/socket.io/?EIO=4&transport=polling"
     async with aiohttp.ClientSession() as session:
         for origin, allowed in [

@@ -380,6 +380,7 @@ class Socket(async_socket.AsyncSocket):  # type: ignore[misc]
         finally:
             self.upgrading = False
         self.upgraded = True
+        self.server.upgraded(self.sid)
         return True
 
     async def receive(self, pkt: Any) -> None:
@@ -491,6 +492,9 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.admission: Admission = lambda environ, sessions: None
+        self.upgraded: Callable[[str], None] = lambda sid: None
+        """Told a session's id once its upgrade from long-polling to WebSocket completes (the
+        audit's connect line names the transport a session opened with)."""
         self.sockets: Sessions = Sessions()
         # The driver's table is shared by the module: replace the entries in a copy.
         self._async: dict[str, Any] = {

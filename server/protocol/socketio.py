@@ -171,6 +171,15 @@ class AsyncServer(socketio.AsyncServer):  # type: ignore[misc]
         """Engine.IO sessions not yet in a namespace, and the timer that closes them."""
         self._dropping: set[str] = set()
         """Engine.IO sessions found too slow, whose close is under way: sent nothing more."""
+        self.eio.upgraded = self._audit_upgrade
+
+    def _audit_upgrade(self, eio_sid: str) -> None:
+        """An audit line per connection of a session that moved from long-polling to
+        WebSocket, whose connect line said ``transport=polling``. A session in no namespace
+        yet gets none: its connect line, written later, names the transport of that moment."""
+        for name in self.namespace_handlers:
+            if (sid := self.manager.sid_from_eio_sid(eio_sid, name)) is not None:
+                audit.upgraded(connection_id=sid, transport=self.eio.transport(eio_sid))
 
     def _engineio_server_class(self) -> type[EngineServer]:
         return EngineServer

@@ -166,11 +166,20 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
             user_id=principal.user_id,
             connection_id=sid,
             remote=remote,
-            transport=_transport(environ),
+            transport=self._transport(sid),
         )
         # The CONNECT packet is sent after this handler returns; the welcome must follow it.
         self.server.start_background_task(self._welcome, sid, principal, positions, held)
         await self._presence.opened(principal)
+
+    def _transport(self, sid: str) -> str:
+        """The connection's transport now, not the one its session opened with: a polling
+        session may have upgraded while its CONNECT was handled (it then has no upgrade line
+        of its own after this one)."""
+        try:
+            return str(self.server.transport(sid, namespace=self.namespace))
+        except KeyError:  # the session closed meanwhile
+            return "closed"
 
     async def _welcome(self, sid: str, principal: Principal, positions: object, held: Gate | None) -> None:
         """Send connection_established; when resuming, with each room's recovery answer, and
@@ -550,8 +559,3 @@ def _token(auth: object, environ: Mapping[str, Any]) -> object:
 def _remote(environ: Mapping[str, Any]) -> str:
     client = environ.get("asgi.scope", {}).get("client")
     return f"{client[0]}:{client[1]}" if client else "unknown"
-
-
-def _transport(environ: Mapping[str, Any]) -> str:
-    scope_type = environ.get("asgi.scope", {}).get("type")
-    return "websocket" if scope_type == "websocket" else "polling"

@@ -1,4 +1,4 @@
-"""The security audit trail: one line per connect, refusal and disconnect.
+"""The security audit trail: one line per connect, transport upgrade, refusal and disconnect.
 
 Lines go to the ``swe_realtime.audit`` logger at INFO: the action is the message and the
 details are structured fields (server/telemetry/logs.py writes them as ``key=value`` pairs in text
@@ -18,6 +18,10 @@ def _line(action: str, **fields: object) -> None:
 
 def connected(*, user_id: object, connection_id: str, remote: str, transport: str) -> None:
     _line("connect", user=user_id, connection=connection_id, remote=remote, transport=transport)
+
+
+def upgraded(*, connection_id: str, transport: str) -> None:
+    _line("upgrade", connection=connection_id, transport=transport)
 
 
 def refused(*, code: str, reason: str, remote: str) -> None:
