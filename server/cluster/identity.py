@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
+
+from redis.exceptions import RedisError
 
 from swe_realtime.cluster.connection import connect
 from swe_realtime.cluster.stats import BEATS_TO_LIVE, TOKEN, heartbeat_key
 from swe_realtime.settings import RedisSettings
+
+_log = logging.getLogger("swe_realtime.cluster")
 
 
 class InstanceIdTaken(Exception):
@@ -31,7 +36,17 @@ class InstanceIdTaken(Exception):
 
 async def claim(settings: RedisSettings, instance_id: str, *, heartbeat: float) -> None:
     """Write this process's heartbeat key for ``instance_id`` (no counts yet, and no roster
-    entry: nobody takes it for alive before it beats), or raise :class:`InstanceIdTaken`."""
+    entry: nobody takes it for alive before it beats), or raise :class:`InstanceIdTaken`.
+
+    Redis unreachable: a warning, and the gateway starts as it always did with Redis down
+    (serving locally); its heartbeats still never overwrite another process's entry."""
+    try:
+        await _claim(settings, instance_id, heartbeat=heartbeat)
+    except (RedisError, OSError) as exc:
+        _log.warning("could not check that instance id %r is free: %s", instance_id, exc)
+
+
+async def _claim(settings: RedisSettings, instance_id: str, *, heartbeat: float) -> None:
     redis = connect(settings.url, default_service=settings.channel, socket_timeout=5)
     key = heartbeat_key(settings.channel, instance_id)
     ttl_ms = max(1, round(BEATS_TO_LIVE * heartbeat * 1000))
