@@ -367,6 +367,17 @@ async def test_workers_with_one_instance_id_each_count_as_themselves(
         status, listing = await api(gateway, "GET", f"/api/v1/connections?room=project:{project}", ADMIN)
         assert (status, listing["total"], listing["partial"]) == (200, 8, False), listing
         assert len(listing["connections"]) == 8
+    # The per-user counts and presence keep a share per instance: one each, not one taken turns at.
+    redis = Redis.from_url(SHARED_REDIS)
+    try:
+
+        async def one_share_each() -> bool:
+            members = await redis.smembers(f"{channel}:presence:instances")
+            return {name.decode() for name in members} == {"gwW-1", "gwW-2"}
+
+        await eventually(one_share_each, 10, interval=0.2)
+    finally:
+        await redis.aclose()
 
 
 async def test_a_second_gateway_with_a_live_instance_id_refuses_to_start(
