@@ -373,7 +373,7 @@ async def test_workers_with_one_instance_id_each_count_as_themselves(
 
         async def one_share_each() -> bool:
             members = await redis.smembers(f"{channel}:presence:instances")
-            return {name.decode() for name in members} == {"gwW-1", "gwW-2"}
+            return members == {b"gwW-1", b"gwW-2"}
 
         await eventually(one_share_each, 10, interval=0.2)
     finally:
