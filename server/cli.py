@@ -63,8 +63,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     configure_logging(fmt=settings.log_format)
     if settings.dev:
         _print_dev_banner(settings)
-    serve(settings)
-    return 0
+    return serve(settings)
 
 
 def _print_dev_banner(settings: Settings) -> None:

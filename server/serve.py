@@ -14,16 +14,21 @@ the whole gateway, which keeps one failure story for one- and many-worker deploy
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
+import logging
 import multiprocessing
 import os
 import signal
 import socket
+import sys
+from collections.abc import Mapping
 from typing import Any
 
 import uvicorn
 
 from swe_realtime.app import GatewayApp, create_app
+from swe_realtime.cluster.identity import InstanceIdTaken, claim
 from swe_realtime.protocol.uvicorn import SlimWebSocketProtocol
 from swe_realtime.settings import Settings
 from swe_realtime.telemetry.logs import configure_logging
@@ -35,6 +40,7 @@ GC_YOUNG_THRESHOLD = 10_000
 GC_OLDEST_THRESHOLD = 100
 """Collections of the middle generation between two looks at a full one (CPython's
 default: 10). See ``tune_gc``."""
+_log = logging.getLogger("swe_realtime.cluster")
 
 
 class GatewayServer(uvicorn.Server):
@@ -90,11 +96,11 @@ def _uvicorn_config(app: GatewayApp, settings: Settings, **overrides: Any) -> uv
     )
 
 
-def serve(settings: Settings) -> None:
-    """Serve until SIGTERM or SIGINT, in this process or in ``settings.workers`` workers."""
+def serve(settings: Settings) -> int:
+    """Serve until SIGTERM or SIGINT, in this process or in ``settings.workers`` workers; the
+    exit status: 1 if this process, or any worker, refused to start or failed."""
     if settings.workers == 1:
-        _run_worker(settings)
-        return
+        return _run_worker(settings)
     # Workers read their settings from the environment: pass on what the CLI decided.
     os.environ.update({"WORKERS": str(settings.workers), "HOST": settings.host, "PORT": str(settings.port)})
     if settings.jwt.secret is not None:
@@ -103,7 +109,10 @@ def serve(settings: Settings) -> None:
         os.environ.update({"SSL_CERT": settings.tls.cert, "SSL_KEY": settings.tls.key})
     listening = uvicorn.Config("unused", host=settings.host, port=settings.port).bind_socket()
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker_from_env, args=([listening],)) for _ in range(settings.workers)]
+    workers = [
+        context.Process(target=_worker_from_env, args=([listening], index))
+        for index in range(1, settings.workers + 1)
+    ]
     for worker in workers:
         worker.start()
 
@@ -116,12 +125,24 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGINT, forward)
     for worker in workers:
         worker.join()
+    return 0 if all(worker.exitcode in (0, -signal.SIGTERM, -signal.SIGINT) for worker in workers) else 1
 
 
-def _worker_from_env(sockets: list[socket.socket]) -> None:
-    settings = Settings.from_env(os.environ)
+def _worker_from_env(sockets: list[socket.socket], index: int) -> None:
+    settings = worker_settings(Settings.from_env(os.environ), os.environ, index)
     configure_logging(fmt=settings.log_format)
-    _run_worker(settings, sockets)
+    sys.exit(_run_worker(settings, sockets))
+
+
+def worker_settings(settings: Settings, environ: Mapping[str, str], index: int) -> Settings:
+    """Worker ``index``'s (from 1) settings: a configured INSTANCE_ID gets the index appended,
+    ``gw`` becoming ``gw-1``, ``gw-2``. Every worker is an instance of its own in the cluster
+    (its heartbeat, its admin answers, its share of the per-user counts), and one id for two
+    live processes is refused (server/cluster/identity.py). The default id, host-pid,
+    already differs per worker."""
+    if not environ.get("INSTANCE_ID"):
+        return settings
+    return dataclasses.replace(settings, instance_id=f"{settings.instance_id}-{index}")
 
 
 def tune_gc() -> None:
@@ -147,7 +168,15 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, gc.get_threshold()[1], GC_OLDEST_THRESHOLD)
 
 
-def _run_worker(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
+def _run_worker(settings: Settings, sockets: list[socket.socket] | None = None) -> int:
+    """Claim the instance id (with Redis), then serve; 1 if the id is another live process's."""
+    if settings.redis is not None:
+        try:
+            asyncio.run(claim(settings.redis, settings.instance_id, heartbeat=settings.timings.heartbeat))
+        except InstanceIdTaken as taken:
+            _log.error("%s", taken)
+            return 1
     app = create_app(settings)
     tune_gc()
     gateway_server(app, settings).run(sockets=sockets)
+    return 0

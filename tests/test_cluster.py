@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import signal
@@ -19,9 +20,12 @@ from redis.asyncio import Redis
 
 from swe_realtime.cluster.stats import Roster, heartbeat_key
 from tests.support import (
+    ADMIN,
+    CLI,
     SECRET,
     SERVICE,
     SHARED_REDIS,
+    SHORT_INTERVALS,
     Client,
     RedisProcess,
     ServerProcess,
@@ -326,3 +330,85 @@ async def test_workers_share_one_port(
     # Only WebSocket is offered: a polling session could hop between workers.
     status, _ = await api(gateway, "GET", "/socket.io/?EIO=4&transport=polling")
     assert status == 400
+
+
+async def test_workers_with_one_instance_id_each_count_as_themselves(
+    start_server: Callable[..., ServerProcess], clients: Callable[[], Client]
+) -> None:
+    """INSTANCE_ID set for a gateway of two workers (docker-compose.yml sets it per service):
+    each worker is an instance of its own, so stats, the admin listing and the instances
+    count every connection once (issue 26: one shared id made them alternate and undercount)."""
+    channel = f"test-{uuid4().hex[:12]}"
+    env = {"JWT_SECRET": SECRET, "REDIS_URL": SHARED_REDIS, "REDIS_CHANNEL": channel, "INSTANCE_ID": "gwW"}
+    gateway = start_server(env | SHORT_INTERVALS | {"ADMIN_REQUESTS_PER_SECOND": "1000"}, "--workers", "2")
+
+    async def instances() -> list[str] | None:
+        status, body = await api(gateway, "GET", "/api/v1/instances", ADMIN)
+        ids = sorted(str(instance["id"]) for instance in body["instances"])
+        return ids if status == 200 and len(ids) >= 2 else None
+
+    # Generous: the second worker may come up well after the first on a busy machine.
+    assert await eventually(instances, 60, interval=0.2) == ["gwW-1", "gwW-2"]
+    project = str(uuid4())
+    for _ in range(8):
+        await member(gateway.url, clients, project)
+
+    async def all_counted() -> bool:  # by either worker, once each has beaten since
+        for _ in range(4):
+            if (await api(gateway, "GET", "/api/v1/websocket/stats", SERVICE))[1]["connections"] != 8:
+                return False
+        return True
+
+    await eventually(all_counted, 10, interval=0.2)
+    for _ in range(6):  # each request lands on either worker: every one must see all
+        stats = (await api(gateway, "GET", "/api/v1/websocket/stats", SERVICE))[1]
+        assert (stats["connections"], stats["partial"]) == (8, False), stats
+        assert sorted(stats["instances"]) == ["gwW-1", "gwW-2"]
+        status, listing = await api(gateway, "GET", f"/api/v1/connections?room=project:{project}", ADMIN)
+        assert (status, listing["total"], listing["partial"]) == (200, 8, False), listing
+        assert len(listing["connections"]) == 8
+    # The per-user counts and presence keep a share per instance: one each, not one taken turns at.
+    redis = Redis.from_url(SHARED_REDIS)
+    try:
+
+        async def one_share_each() -> bool:
+            members = await redis.smembers(f"{channel}:presence:instances")
+            return members == {b"gwW-1", b"gwW-2"}
+
+        await eventually(one_share_each, 10, interval=0.2)
+    finally:
+        await redis.aclose()
+
+
+async def test_a_second_gateway_with_a_live_instance_id_refuses_to_start(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """Two live processes with one INSTANCE_ID would overwrite each other's heartbeat, answers
+    and shares: the second one exits at once, saying which id and what to do. A stopped
+    gateway's id is free again at once (it withdraws its heartbeat)."""
+    channel = f"test-{uuid4().hex[:12]}"
+    env = {"JWT_SECRET": SECRET, "REDIS_URL": SHARED_REDIS, "REDIS_CHANNEL": channel, "INSTANCE_ID": "gw-a"}
+    first = start_server(env | SHORT_INTERVALS)
+    second = await asyncio.create_subprocess_exec(
+        CLI,
+        "serve",
+        "--port",
+        "0",
+        env={**os.environ, **env, **SHORT_INTERVALS},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        raw, _ = await asyncio.wait_for(second.communicate(), 60)
+    finally:
+        if second.returncode is None:
+            second.kill()
+            await second.wait()
+    output = raw.decode()
+    assert second.returncode != 0, output
+    (refusal,) = [line for line in output.splitlines() if "gw-a" in line]
+    assert "INSTANCE_ID" in refusal, output
+    assert first.process.poll() is None
+    assert first.stop()
+    again = start_server(env | SHORT_INTERVALS)
+    assert again.process.poll() is None

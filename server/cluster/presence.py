@@ -55,8 +55,8 @@ same few milliseconds are each announced once, but the two events may arrive in 
 alive: its agents are announced disconnected, then connected again when it writes its share
 back. After Redis lost its data (a restart without persistence), every instance writes its
 share back and its agents are announced connected again, although nobody heard they had
-gone. Two processes must not share an INSTANCE_ID (they would overwrite each other's share,
-as they already overwrite each other's stats).
+gone. Two processes must not share an INSTANCE_ID (they would overwrite each other's share):
+the second refuses to start (server/cluster/identity.py).
 """
 
 from __future__ import annotations

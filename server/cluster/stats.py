@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -22,6 +23,10 @@ from swe_realtime import background
 from swe_realtime.cluster.connection import AnyRedis, connect
 from swe_realtime.cluster.health import RedisHealth
 from swe_realtime.settings import DEFAULT_TIMINGS, RedisSettings
+
+TOKEN = secrets.token_hex(8)
+"""This process's mark on its heartbeats (their ``owner``): tells its own entry from another
+process's with the same id (server/cluster/identity.py)."""
 
 BEATS_TO_LIVE = 3
 """A heartbeat's entry outlives that many heartbeats: one late beat is not a death."""
@@ -53,14 +58,23 @@ class Companion(Protocol):
 # KEYS: the instance's heartbeat, the roster. ARGV: its counts, the TTL in milliseconds, its
 # id, how long past its TTL an entry lingers (milliseconds). Roster scores stay in seconds
 # (with a fraction) and say when an entry stops being alive, as instances of earlier versions
-# read them.
+# read them. Returns 0, and writes nothing, when the key holds another process's counts (their
+# "owner", server/cluster/identity.py): two processes with one id must not take turns at one entry.
 _BEAT = """
+local held = redis.call('GET', KEYS[1])
+if held then
+    local owner = cjson.decode(held)['owner']
+    if owner and owner ~= cjson.decode(ARGV[1])['owner'] then
+        return 0
+    end
+end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]) / 1000, ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[4]) / 1000)
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[4]))
+return 1
 """
 
 # KEYS: the roster. ARGV: how long past its expiry an entry counts (milliseconds; 0: alive
@@ -96,11 +110,14 @@ class Roster:
         self._beat = redis.register_script(_BEAT)
         self._live = redis.register_script(_LIVE)
 
-    async def beat(self, instance_id: str, counts: str) -> None:
-        await self._beat(
+    async def beat(self, instance_id: str, counts: str) -> bool:
+        """Write ``counts`` (JSON) as ``instance_id``'s; False if another process holds the
+        entry (its counts carry another ``owner``)."""
+        written = await self._beat(
             keys=[heartbeat_key(self._channel, instance_id), self._key],
             args=[counts, self._ttl_ms, instance_id, self._silent_ms],
         )
+        return bool(written)
 
     async def withdraw(self, instance_id: str) -> None:
         await self._redis.delete(heartbeat_key(self._channel, instance_id))
@@ -191,7 +208,13 @@ class ClusterStats:
     async def _beat(self) -> None:
         while True:
             try:
-                await self._roster.beat(self.instance_id, json.dumps(self._local()))
+                counts = json.dumps(self._local() | {"owner": TOKEN})
+                if not await self._roster.beat(self.instance_id, counts):
+                    _log.error(
+                        "instance id %r is in use by another live gateway process: give each its"
+                        " own INSTANCE_ID; this one stays out of the cluster's stats",
+                        self.instance_id,
+                    )
             except Exception as exc:  # any failure means Redis cannot be used right now
                 self._health.failed(exc, "heartbeat")
             else:
@@ -211,7 +234,9 @@ class ClusterStats:
             values = await self._redis.mget([self._prefix + name for name in names]) if names else []
             for name, value in zip(names, values, strict=True):
                 if value is not None:
-                    instances[name] = json.loads(value)
+                    counts = json.loads(value)
+                    counts.pop("owner", None)
+                    instances[name] = counts
         except Exception as exc:  # Redis down: say so in the answer, not in the log
             self._health.failed(exc)
             partial = True
