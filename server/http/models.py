@@ -88,7 +88,10 @@ class ConnectionBody(BaseModel):
     user: UUID = Field(description="The user (or agent) the token names (`sub`).")
     instance: str = Field(description="The instance holding the connection.")
     transport: Literal["websocket", "polling"] = Field(description="The Engine.IO transport now.")
-    remote: str = Field(description="The client's address and port, as the instance sees it.")
+    remote: str = Field(
+        description="The client's address and port, as the instance sees it; behind a trusted"
+        " proxy (FORWARDED_ALLOW_IPS) the address the proxy names, without a port."
+    )
     connected_at: AwareDatetime = Field(description="When it connected.")
     rooms: list[str] = Field(description="The named rooms it is in, sorted: the first 20.")
     room_count: Index = Field(description="How many named rooms it is in.")

@@ -138,9 +138,9 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     # -- lifecycle -------------------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: Mapping[str, Any], auth: object = None) -> None:
-        remote = _remote(environ)
+        address, remote = _client(environ)
         try:
-            if not self._connect_attempts.allow(remote.rpartition(":")[0]):
+            if not self._connect_attempts.allow(address):
                 raise RateLimited("Too many connection attempts from this address; wait a minute")
             if len(self._registry) >= self._max_connections:
                 raise ConnectionLimit()
@@ -556,6 +556,12 @@ def _token(auth: object, environ: Mapping[str, Any]) -> object:
     return values[0] if values else None
 
 
-def _remote(environ: Mapping[str, Any]) -> str:
+def _client(environ: Mapping[str, Any]) -> tuple[str, str]:
+    """The client's address (the per-address limits' key) and how to show it: with its port
+    as uvicorn resolved them, or the address alone when a trusted proxy named the client
+    (uvicorn then knows no port, and says 0)."""
     client = environ.get("asgi.scope", {}).get("client")
-    return f"{client[0]}:{client[1]}" if client else "unknown"
+    if not client:
+        return "unknown", "unknown"
+    address = str(client[0])
+    return address, f"{address}:{client[1]}" if client[1] else address
