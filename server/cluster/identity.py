@@ -7,24 +7,23 @@ one id overwrite each other there: stats undercount, the admin listing shows eit
 presence shares flap (issue 26). So a process claims its id's heartbeat key first, and
 refuses to start while another live process holds it.
 
-Each process stamps its heartbeats with ``stats.TOKEN``, drawn at random when it starts. A key
-with another token is either a live process's or a dead one's (the previous life of this
-same id, killed before it could withdraw): the live one beats again within a heartbeat and
-so pushes the key's expiry forward, the dead one's key only runs out. The claim waits for
-one or the other, at most one heartbeat key's life (three heartbeats).
+Each process stamps its heartbeats with ``stats.TOKEN`` (``stats.stamped``), drawn at random
+when it starts. A key with another token is either a live process's or a dead one's (the
+previous life of this same id, killed before it could withdraw): the live one beats again
+within a heartbeat and so pushes the key's expiry forward, the dead one's key only runs out.
+The claim waits for one or the other, at most one heartbeat key's life (three heartbeats).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
 from redis.exceptions import RedisError
 
 from swe_realtime.cluster.connection import connect
-from swe_realtime.cluster.stats import BEATS_TO_LIVE, TOKEN, heartbeat_key
+from swe_realtime.cluster.stats import BEATS_TO_LIVE, heartbeat_key, heartbeat_ttl_ms, stamped
 from swe_realtime.settings import RedisSettings
 
 _log = logging.getLogger("swe_realtime.cluster")
@@ -49,8 +48,8 @@ async def claim(settings: RedisSettings, instance_id: str, *, heartbeat: float) 
 async def _claim(settings: RedisSettings, instance_id: str, *, heartbeat: float) -> None:
     redis = connect(settings.url, default_service=settings.channel, socket_timeout=5)
     key = heartbeat_key(settings.channel, instance_id)
-    ttl_ms = max(1, round(BEATS_TO_LIVE * heartbeat * 1000))
-    mine = json.dumps({"connections": 0, "rooms": {}, "owner": TOKEN})
+    ttl_ms = heartbeat_ttl_ms(heartbeat)
+    mine = stamped({"connections": 0, "rooms": {}})
     deadline = time.monotonic() + 2 * BEATS_TO_LIVE * heartbeat
     left: int | None = None
     try:

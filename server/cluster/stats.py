@@ -32,6 +32,18 @@ BEATS_TO_LIVE = 3
 """A heartbeat's entry outlives that many heartbeats: one late beat is not a death."""
 
 Snapshot = dict[str, Any]
+
+
+def heartbeat_ttl_ms(heartbeat: float) -> int:
+    """How long a heartbeat's entry lives, in milliseconds: BEATS_TO_LIVE heartbeats."""
+    return max(1, round(BEATS_TO_LIVE * heartbeat * 1000))
+
+
+def stamped(counts: Snapshot) -> str:
+    """A heartbeat's value: ``counts`` as JSON, marked as this process's (``owner``)."""
+    return json.dumps(counts | {"owner": TOKEN})
+
+
 _log = logging.getLogger("swe_realtime.cluster")
 
 
@@ -104,7 +116,7 @@ class Roster:
         Who only reads the roster (the admin bus) may leave ``heartbeat`` out."""
         self._redis = redis
         self._channel = channel
-        self._ttl_ms = max(1, round(BEATS_TO_LIVE * heartbeat * 1000))
+        self._ttl_ms = heartbeat_ttl_ms(heartbeat)
         self._silent_ms = max(0, round(silent * 1000))
         self._key = f"{{{channel}:instances}}"
         self._beat = redis.register_script(_BEAT)
@@ -208,7 +220,7 @@ class ClusterStats:
     async def _beat(self) -> None:
         while True:
             try:
-                counts = json.dumps(self._local() | {"owner": TOKEN})
+                counts = stamped(self._local())
                 if not await self._roster.beat(self.instance_id, counts):
                     _log.error(
                         "instance id %r is in use by another live gateway process: give each its"
