@@ -356,10 +356,12 @@ async def test_a_stalled_instance_keeps_the_answer_partial_while_its_connections
         assert status == 200
         return int(body["connections"])
 
-    assert await eventually(lambda: _at_least(counted, 3), timeout=20)
+    assert await eventually(lambda: _holds(counted, lambda n: n >= 3), timeout=20)
     gateways[2].process.send_signal(signal.SIGSTOP)
     try:
-        await eventually(lambda: _below(counted, 3), timeout=20, interval=0.2)  # its beat lapsed
+        await eventually(
+            lambda: _holds(counted, lambda n: n < 3), timeout=20, interval=0.2
+        )  # its beat lapsed
         status, body = await api(gateways[0], "GET", f"/api/v1/connections?user={user}", ADMIN)
         assert (status, body["partial"], body["total"]) == (200, True, 2)
         status, body = await api(gateways[0], "DELETE", f"/api/v1/connections/{frozen}", ADMIN)
@@ -372,12 +374,8 @@ async def test_a_stalled_instance_keeps_the_answer_partial_while_its_connections
     assert (status, body["partial"], body["total"]) == (200, False, 2)
 
 
-async def _below(count: Callable[[], Awaitable[int]], limit: int) -> bool:
-    return await count() < limit
-
-
-async def _at_least(count: Callable[[], Awaitable[int]], least: int) -> bool:
-    return await count() >= least
+async def _holds(count: Callable[[], Awaitable[int]], wanted: Callable[[int], bool]) -> bool:
+    return wanted(await count())
 
 
 async def test_after_a_redis_restart_every_instance_answers_again(

@@ -19,6 +19,17 @@ from swe_realtime.telemetry import audit, metrics
 _log = logging.getLogger("swe_realtime.limits")
 
 
+def client_address(environ: Mapping[str, Any]) -> tuple[str, str]:
+    """The client's address (the per-address limits' key) and how to show it: with its port
+    as uvicorn resolved them, or the address alone when a trusted proxy named the client
+    (uvicorn then knows no port, and says 0)."""
+    client = environ.get("asgi.scope", {}).get("client")
+    if not client:
+        return "unknown", "unknown"
+    address = str(client[0])
+    return address, f"{address}:{client[1]}" if client[1] else address
+
+
 class TokenBucket:
     """``rate`` tokens a second, holding at most ``burst``; each command takes one."""
 
@@ -163,8 +174,7 @@ class SessionAdmission:
     def __call__(self, environ: Mapping[str, Any], sessions: int) -> Refusal | None:
         """The refusal of a handshake from ``environ`` while ``sessions`` are open, or None;
         a refusal is audited and counted."""
-        client = environ.get("asgi.scope", {}).get("client")
-        address = str(client[0]) if client else "unknown"
+        address, _ = client_address(environ)
         refusal = self._refusal(address, sessions)
         if refusal is not None:
             audit.refused(code=refusal.code, reason=refusal.reason, remote=address)

@@ -71,7 +71,7 @@ from swe_realtime.protocol.manager import encode
 from swe_realtime.publish.broadcaster import Broadcaster
 from swe_realtime.sessions.access import AccessPolicy
 from swe_realtime.sessions.auth import Principal, Role, TokenVerifier
-from swe_realtime.sessions.limits import SlidingWindow, TokenBucket
+from swe_realtime.sessions.limits import SlidingWindow, TokenBucket, client_address
 from swe_realtime.sessions.presence import Presence
 from swe_realtime.sessions.registry import Connection, Registry
 from swe_realtime.settings import Limits
@@ -138,7 +138,7 @@ class Gateway(socketio.AsyncNamespace):  # type: ignore[misc]
     # -- lifecycle -------------------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: Mapping[str, Any], auth: object = None) -> None:
-        address, remote = _client(environ)
+        address, remote = client_address(environ)
         try:
             if not self._connect_attempts.allow(address):
                 raise RateLimited("Too many connection attempts from this address; wait a minute")
@@ -554,14 +554,3 @@ def _token(auth: object, environ: Mapping[str, Any]) -> object:
         return auth["token"]
     values = parse_qs(environ.get("QUERY_STRING", "")).get("token")
     return values[0] if values else None
-
-
-def _client(environ: Mapping[str, Any]) -> tuple[str, str]:
-    """The client's address (the per-address limits' key) and how to show it: with its port
-    as uvicorn resolved them, or the address alone when a trusted proxy named the client
-    (uvicorn then knows no port, and says 0)."""
-    client = environ.get("asgi.scope", {}).get("client")
-    if not client:
-        return "unknown", "unknown"
-    address = str(client[0])
-    return address, f"{address}:{client[1]}" if client[1] else address
